@@ -1,0 +1,175 @@
+"""Node settings: one model, three sources.
+
+Every setting has a default here, may be set in a YAML file (``--config FILE``), and may be
+overridden by an environment variable named ``LEADERBOARD_`` plus the setting's path in upper
+case with ``__`` between levels (``LEADERBOARD_CLUSTER__LEADERBOARD_SYNC__BATCH_SIZE=200``).
+Command-line flags override both. This is how a pod gets its settings: the operator renders a
+ConfigMap with the YAML file and sets per-pod values (name, advertised address) as env vars.
+
+Secrets (peer token, API keys) are read from files named here, never from the command line.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+ENV_PREFIX = "LEADERBOARD_"
+DEFAULT_CLIENT_PORT = 7350
+DEFAULT_PEER_PORT = 7351
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class NodeSettings(_Section):
+    name: str = Field(default_factory=lambda: os.uname().nodename, description="Unique node name in the cluster.")
+    listen: str = Field(f"127.0.0.1:{DEFAULT_CLIENT_PORT}", description="HOST:PORT of the client REST API.")
+    peer_listen: str = Field(f"127.0.0.1:{DEFAULT_PEER_PORT}", description="HOST:PORT of the peer endpoint.")
+    advertise_host: str | None = Field(None, description="Host peers use to reach this node (default: the peer_listen host).")
+    data_dir: Path | None = Field(None, description="Directory for the node's log and snapshots; none keeps state in memory only.")
+
+    @field_validator("listen", "peer_listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        parse_host_port(value)
+        return value
+
+
+class LeaderboardSettings(_Section):
+    blacklist_rank_cache: list[str] = Field(
+        default_factory=list,
+        description="Leaderboard ids or glob patterns (tournament_*, * for all) whose records carry no rank.",
+    )
+    bucket_retention: float = Field(
+        86400.0, ge=0, description="Seconds a finished reset period stays readable with expiry= before it is trimmed."
+    )
+    trim_interval: float = Field(5.0, gt=0, description="Seconds between scans for expired buckets and tournament ends.")
+
+
+class LimitSettings(_Section):
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 beyond).")
+    max_batch_records: int = Field(10_000, ge=1, description="Most records in one batch write.")
+    max_metadata_bytes: int = Field(16 * 1024, ge=2, description="Largest metadata object, serialized as JSON.")
+    max_metadata_depth: int = Field(8, ge=1, description="Deepest nesting of metadata objects and arrays.")
+    max_page_limit: int = Field(1000, ge=1, description="Largest limit= of a listing.")
+    max_id_length: int = Field(128, ge=1, description="Longest leaderboard or owner id.")
+
+
+class LeaderboardSyncSettings(_Section):
+    enabled: bool = Field(True, description="Replicate changes to peers.")
+    batch_size: int = Field(100, ge=1, le=100_000, description="Most entries in one batch sent to a peer.")
+    batch_timeout: float = Field(0.005, gt=0, le=10, description="Seconds a batch waits to fill before it is sent.")
+    compression: bool = Field(True, description="Compress batches (zstd).")
+    blacklist_cache: list[str] = Field(
+        default_factory=list, description="Glob patterns of leaderboards that keep no rank cache (see leaderboard.blacklist_rank_cache)."
+    )
+    backlog_size: int = Field(1_000_000, ge=1, description="Entries of each origin kept for incremental catch-up.")
+    queue_size: int = Field(100_000, ge=1, description="Entries queued for one peer before it is switched to catch-up.")
+    anti_entropy_interval: float = Field(1.0, gt=0, description="Seconds between version-vector and digest comparisons.")
+    sync_chunk_records: int = Field(10_000, ge=1, description="Records in one chunk of a full sync.")
+
+
+class StaticDiscoverySettings(_Section):
+    peers: list[str] = Field(default_factory=list, description="Peers as NAME=HOST:PORT.")
+
+
+class DnsDiscoverySettings(_Section):
+    name: str = Field("", description="DNS name of the headless peer Service.")
+    port: int = Field(DEFAULT_PEER_PORT, ge=1, le=65535)
+    interval: float = Field(5.0, gt=0, description="Seconds between lookups.")
+
+
+class KubernetesDiscoverySettings(_Section):
+    namespace: str | None = Field(None, description="Namespace of the pods (default: the pod's own).")
+    label_selector: str = Field("", description="Label selector of the cluster's pods.")
+    port: int = Field(DEFAULT_PEER_PORT, ge=1, le=65535)
+
+
+class DiscoverySettings(_Section):
+    mode: Literal["static", "dns", "kubernetes"] = "static"
+    static: StaticDiscoverySettings = Field(default_factory=StaticDiscoverySettings)
+    dns: DnsDiscoverySettings = Field(default_factory=DnsDiscoverySettings)
+    kubernetes: KubernetesDiscoverySettings = Field(default_factory=KubernetesDiscoverySettings)
+
+
+class ClusterSettings(_Section):
+    discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
+    leaderboard_sync: LeaderboardSyncSettings = Field(default_factory=LeaderboardSyncSettings)
+
+
+class AuthSettings(_Section):
+    peer_token_file: Path | None = Field(None, description="File holding the shared peer token.")
+    server_key_file: Path | None = Field(None, description="File holding the server (admin) key.")
+    client_key_file: Path | None = Field(None, description="File holding the client key.")
+
+
+class LogSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "text"] = "json"
+
+
+class Settings(_Section):
+    node: NodeSettings = Field(default_factory=NodeSettings)
+    leaderboard: LeaderboardSettings = Field(default_factory=LeaderboardSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+
+
+def parse_host_port(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
+    for key in path[:-1]:
+        tree = tree.setdefault(key, {})
+    tree[path[-1]] = value
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    """Turn ``LEADERBOARD_A__B=v`` into ``{"a": {"b": v}}``; values are parsed as YAML scalars."""
+    overrides: dict[str, Any] = {}
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX) or "__" not in key:
+            continue
+        path = key[len(ENV_PREFIX):].lower().split("__")
+        _set_path(overrides, path, yaml.safe_load(raw) if raw else None)
+    return overrides
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_settings(
+    *,
+    config_file: Path | None = None,
+    environ: dict[str, str] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Settings:
+    """Defaults, then the YAML file, then the environment, then explicit overrides (flags)."""
+    tree: dict[str, Any] = {}
+    if config_file is not None:
+        loaded = yaml.safe_load(Path(config_file).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{config_file}: the config file must hold a mapping")
+        tree = loaded
+    tree = _deep_merge(tree, _env_overrides(dict(os.environ if environ is None else environ)))
+    tree = _deep_merge(tree, overrides or {})
+    return Settings.model_validate(tree)

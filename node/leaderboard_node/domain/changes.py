@@ -1,0 +1,46 @@
+"""Changes: what a local operation did, in a form any node can merge.
+
+Every local operation returns the changes it made; replication ships them to peers, whose
+``LeaderboardStore.apply`` merges them. Each change is idempotent and commutes with every
+other change, so duplicates and reordering leave replicas equal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .leaderboards import Leaderboard
+from .records import Slot
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderboardPut:
+    leaderboard: Leaderboard
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderboardKill:
+    leaderboard_id: str
+    incarnations: tuple[str, ...]
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class RecordSlotPut:
+    leaderboard_id: str
+    incarnation: str
+    expiry: int
+    owner: str
+    slot: Slot
+    descending: bool  # lets a node order records of a definition it has not received yet
+
+
+@dataclass(frozen=True, slots=True)
+class TournamentJoin:
+    leaderboard_id: str
+    incarnation: str
+    expiry: int
+    owner: str
+
+
+Change = LeaderboardPut | LeaderboardKill | RecordSlotPut | TournamentJoin

@@ -1,0 +1,448 @@
+"""The leaderboard store: every leaderboard, tournament and record a node holds.
+
+Local operations validate a request against the current state, apply it, and return the
+changes they made (for replication); ``apply`` merges a change made elsewhere. Reads return
+plain views. Time comes in as an argument (``now``, Unix seconds) and the hybrid logical
+clock is injected, so the store does no I/O and tests can drive time.
+
+Buckets are keyed by (leaderboard id, incarnation) and then by expiry. Records of an
+incarnation whose definition has not arrived yet are kept (a change carries the sort order
+needed to rank them) and become visible when it does; records of a dead incarnation are
+dropped, now and when they arrive later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+
+from . import records
+from .changes import Change, LeaderboardKill, LeaderboardPut, RecordSlotPut, TournamentJoin
+from .clock import HybridLogicalClock
+from .cursors import Cursor, decode_cursor
+from .errors import (
+    AuthoritativeLeaderboard,
+    BucketExpired,
+    CursorExpired,
+    CursorInvalid,
+    InvalidArgument,
+    LeaderboardExists,
+    LeaderboardNotFound,
+    NotATournament,
+    RecordNotFound,
+    TournamentFull,
+    TournamentJoinRequired,
+    TournamentMaxNumScore,
+    TournamentNotFound,
+    TournamentOutsideWindow,
+)
+from .leaderboards import Leaderboard, LeaderboardCache, RankBlacklist
+from .rank_cache import Bucket, Record
+from .records import Operator, Slot
+from .schedule import NEVER, Period, leaderboard_period, tournament_period
+
+
+@dataclass(frozen=True, slots=True)
+class RecordView:
+    leaderboard_id: str
+    owner_id: str
+    username: str | None
+    score: int
+    subscore: int
+    num_score: int
+    max_num_score: int
+    metadata: str | None
+    create_ms: int
+    update_ms: int
+    expiry: int
+    rank: int  # 0 when ranks are off for this leaderboard
+
+
+@dataclass(frozen=True, slots=True)
+class RecordPage:
+    records: list[RecordView]
+    owner_records: list[RecordView]
+    next_cursor: str | None
+    prev_cursor: str | None
+    rank_count: int
+    expiry: int
+
+
+@dataclass(frozen=True, slots=True)
+class BucketDigest:
+    leaderboard_id: str
+    incarnation: str
+    expiry: int
+    count: int
+    digest: str
+
+
+BucketKey = tuple[str, str]  # (leaderboard id, incarnation)
+
+
+class LeaderboardStore:
+    def __init__(
+        self,
+        *,
+        node: str,
+        clock: HybridLogicalClock,
+        blacklist: RankBlacklist = RankBlacklist(),
+        retention: int = 86400,
+    ) -> None:
+        self.node = node
+        self.clock = clock
+        self.blacklist = blacklist
+        self.retention = retention
+        self.leaderboards = LeaderboardCache()
+        self._buckets: dict[BucketKey, dict[int, Bucket]] = {}
+        self._joins: dict[tuple[str, str, int], set[str]] = {}
+
+    # ---------------------------------------------------------------- definitions
+
+    def period(self, leaderboard: Leaderboard, now: int) -> Period:
+        t = leaderboard.tournament
+        if t is None:
+            return leaderboard_period(leaderboard.reset_schedule, now)
+        return tournament_period(reset_schedule=leaderboard.reset_schedule, start_time=t.start_time,
+                                 end_time=t.end_time, duration=t.duration, now=now)
+
+    def ranks_enabled(self, leaderboard: Leaderboard) -> bool:
+        return leaderboard.enable_ranks and not self.blacklist.matches(leaderboard.id)
+
+    def create_leaderboard(self, request: Leaderboard) -> tuple[Leaderboard, bool, list[Change]]:
+        """Create a leaderboard or tournament; (definition, created, changes).
+
+        An identical existing definition is returned as it is (not created); a different one
+        with the same id is a conflict.
+        """
+        existing = self.leaderboards.get(request.id)
+        if existing is not None:
+            if existing.same_settings(replace(request, generation=existing.generation)):
+                return existing, False, []
+            raise LeaderboardExists(f"leaderboard {request.id!r} exists with other settings", field="id")
+        created = replace(request, generation=self.leaderboards.next_generation(request.id),
+                          create_hlc=self.clock.now(), origin=self.node)
+        change = LeaderboardPut(created)
+        self.apply(change)
+        return created, True, [change]
+
+    def delete_leaderboard(self, leaderboard_id: str, *, tournament: bool = False) -> list[Change]:
+        leaderboard = self.leaderboard(leaderboard_id, tournament=tournament)
+        change = LeaderboardKill(
+            leaderboard.id, tuple(sorted(self.leaderboards.live_incarnations(leaderboard.id))),
+            self.leaderboards.next_generation(leaderboard.id) - 1,
+        )
+        self.apply(change)
+        return [change]
+
+    def list_leaderboards(self, *, tournaments: bool) -> list[Leaderboard]:
+        return [lb for lb in self.leaderboards.all() if lb.is_tournament == tournaments]
+
+    def leaderboard(self, leaderboard_id: str, *, tournament: bool = False) -> Leaderboard:
+        leaderboard = self.leaderboards.get(leaderboard_id)
+        if leaderboard is None:
+            error = TournamentNotFound if tournament else LeaderboardNotFound
+            raise error(f"no {'tournament' if tournament else 'leaderboard'} {leaderboard_id!r}", field="id")
+        if tournament and not leaderboard.is_tournament:
+            raise NotATournament(f"{leaderboard_id!r} is a leaderboard, not a tournament", field="id")
+        return leaderboard
+
+    # ---------------------------------------------------------------- writes
+
+    def write_record(
+        self,
+        leaderboard_id: str,
+        owner: str,
+        *,
+        score: int,
+        subscore: int = 0,
+        username: str | None = None,
+        metadata: str | None = None,
+        operator: Operator | None = None,
+        now: int,
+        server: bool = True,
+    ) -> tuple[RecordView, list[Change]]:
+        leaderboard = self.leaderboard(leaderboard_id)
+        if leaderboard.authoritative and not server:
+            raise AuthoritativeLeaderboard(
+                f"{leaderboard_id!r} is authoritative: only the server key may write to it", field="id")
+        effective = operator or leaderboard.operator
+        if effective is Operator.DECR and (score < 0 or subscore < 0):
+            raise InvalidArgument("decr takes a non-negative amount", field="score" if score < 0 else "subscore")
+        period = self.period(leaderboard, now)
+        bucket = self._bucket(leaderboard, period.expiry, create=True)
+        assert bucket is not None
+        if leaderboard.tournament is not None:
+            self._check_tournament_write(leaderboard, period, bucket, owner, now)
+        slot = records.write(
+            bucket.slots_of(owner), origin=self.node, hlc=self.clock.now(),
+            leaderboard_operator=leaderboard.operator, operator=effective, descending=leaderboard.descending,
+            score=score, subscore=subscore, username=username, metadata=metadata,
+        )
+        changes: list[Change] = []
+        if slot is not None:
+            change = RecordSlotPut(leaderboard.id, leaderboard.incarnation, period.expiry, owner, slot,
+                                   leaderboard.descending)
+            self.apply(change)
+            changes.append(change)
+        record = bucket.get(owner)
+        if record is None:  # pragma: no cover - a write always leaves a record
+            raise RecordNotFound(f"no record of {owner!r}", field="owner_id")
+        return self._view(leaderboard, bucket, record), changes
+
+    def _check_tournament_write(
+        self, leaderboard: Leaderboard, period: Period, bucket: Bucket, owner: str, now: int
+    ) -> None:
+        t = leaderboard.tournament
+        assert t is not None
+        if not period.is_active(now):
+            raise TournamentOutsideWindow(
+                f"tournament {leaderboard.id!r} accepts scores from {period.active_start} until "
+                f"{period.active_end or 'its end'} (Unix seconds); now is {now}",
+                field="id", active_start=period.active_start, active_end=period.active_end,
+            )
+        joined = self._joins.get((leaderboard.id, leaderboard.incarnation, period.expiry), set())
+        if t.join_required and owner not in joined:
+            raise TournamentJoinRequired(f"{owner!r} must join tournament {leaderboard.id!r} first",
+                                         field="owner_id")
+        record = bucket.get(owner)
+        if record is not None and t.max_num_score and record.value.num_score >= t.max_num_score:
+            raise TournamentMaxNumScore(
+                f"{owner!r} has used all {t.max_num_score} score attempts in this period", field="owner_id")
+        if record is None and owner not in joined and t.max_size and self.size(leaderboard, period.expiry) >= t.max_size:
+            raise TournamentFull(f"tournament {leaderboard.id!r} is full ({t.max_size})", field="id")
+
+    def size(self, leaderboard: Leaderboard, expiry: int) -> int:
+        joined = self._joins.get((leaderboard.id, leaderboard.incarnation, expiry), set())
+        bucket = self._bucket(leaderboard, expiry, create=False)
+        if bucket is None:
+            return len(joined)
+        return len(bucket) + sum(1 for owner in joined if bucket.get(owner) is None)
+
+    def join_tournament(self, tournament_id: str, owner: str, *, now: int) -> tuple[bool, list[Change]]:
+        """(newly joined, changes). Joining twice is fine; joining a full tournament is not."""
+        leaderboard = self.leaderboard(tournament_id, tournament=True)
+        period = self.period(leaderboard, now)
+        t = leaderboard.tournament
+        assert t is not None
+        if t.end_time and now >= t.end_time:
+            raise TournamentOutsideWindow(f"tournament {tournament_id!r} has ended", field="id")
+        joined = self._joins.get((leaderboard.id, leaderboard.incarnation, period.expiry), set())
+        if owner in joined:
+            return False, []
+        if t.max_size and self.size(leaderboard, period.expiry) >= t.max_size:
+            bucket = self._bucket(leaderboard, period.expiry, create=False)
+            if bucket is None or bucket.get(owner) is None:
+                raise TournamentFull(f"tournament {tournament_id!r} is full ({t.max_size})", field="id")
+        change = TournamentJoin(leaderboard.id, leaderboard.incarnation, period.expiry, owner)
+        self.apply(change)
+        return True, [change]
+
+    def delete_record(self, leaderboard_id: str, owner: str, *, now: int, expiry: int | None = None,
+                      server: bool = True) -> list[Change]:
+        leaderboard = self.leaderboard(leaderboard_id)
+        if leaderboard.authoritative and not server:
+            raise AuthoritativeLeaderboard(
+                f"{leaderboard_id!r} is authoritative: only the server key may delete its records", field="id")
+        bucket = self._read_bucket(leaderboard, expiry, now)
+        if bucket is None or bucket.get(owner) is None:
+            raise RecordNotFound(f"{owner!r} has no record in {leaderboard_id!r}", field="owner_id")
+        change = RecordSlotPut(leaderboard.id, leaderboard.incarnation, bucket.expiry, owner,
+                               records.tombstone(origin=self.node, hlc=self.clock.now()), leaderboard.descending)
+        self.apply(change)
+        return [change]
+
+    # ---------------------------------------------------------------- replication
+
+    def apply(self, change: Change) -> bool:
+        """Merge a change (local or from a peer); True when it changed anything."""
+        if isinstance(change, RecordSlotPut):
+            self.clock.observe(change.slot.hlc)
+            if self.leaderboards.is_dead(change.leaderboard_id, change.incarnation):
+                return False
+            buckets = self._buckets.setdefault((change.leaderboard_id, change.incarnation), {})
+            bucket = buckets.get(change.expiry)
+            if bucket is None:
+                bucket = buckets[change.expiry] = Bucket(descending=change.descending, expiry=change.expiry)
+            return bucket.apply_slot(change.owner, change.slot)
+        if isinstance(change, LeaderboardPut):
+            self.clock.observe(change.leaderboard.create_hlc)
+            if self.leaderboards.is_dead(change.leaderboard.id, change.leaderboard.incarnation):
+                return False
+            return self.leaderboards.put(change.leaderboard)
+        if isinstance(change, LeaderboardKill):
+            killed = self.leaderboards.kill(change.leaderboard_id, list(change.incarnations), change.generation)
+            for incarnation in killed:
+                self._buckets.pop((change.leaderboard_id, incarnation), None)
+                for key in [k for k in self._joins if k[:2] == (change.leaderboard_id, incarnation)]:
+                    del self._joins[key]
+            return bool(killed)
+        if isinstance(change, TournamentJoin):
+            if self.leaderboards.is_dead(change.leaderboard_id, change.incarnation):
+                return False
+            joined = self._joins.setdefault((change.leaderboard_id, change.incarnation, change.expiry), set())
+            if change.owner in joined:
+                return False
+            joined.add(change.owner)
+            return True
+        raise TypeError(f"not a change: {change!r}")  # pragma: no cover
+
+    def apply_record_slots(self, leaderboard_id: str, incarnation: str, expiry: int, owner: str,
+                           slots: records.Slots, *, descending: bool) -> bool:
+        """Merge every slot of one record at once (full sync)."""
+        if self.leaderboards.is_dead(leaderboard_id, incarnation):
+            return False
+        for slot in slots:
+            self.clock.observe(slot.hlc)
+        buckets = self._buckets.setdefault((leaderboard_id, incarnation), {})
+        bucket = buckets.get(expiry)
+        if bucket is None:
+            bucket = buckets[expiry] = Bucket(descending=descending, expiry=expiry)
+        return bucket.apply_slots(owner, slots)
+
+    def buckets(self) -> Iterator[tuple[str, str, Bucket]]:
+        """Every bucket of a live incarnation: (leaderboard id, incarnation, bucket)."""
+        for (leaderboard_id, incarnation), by_expiry in list(self._buckets.items()):
+            for bucket in list(by_expiry.values()):
+                yield leaderboard_id, incarnation, bucket
+
+    def joins(self) -> Iterator[tuple[str, str, int, frozenset[str]]]:
+        for (leaderboard_id, incarnation, expiry), owners in list(self._joins.items()):
+            yield leaderboard_id, incarnation, expiry, frozenset(owners)
+
+    def record_count(self) -> int:
+        return sum(len(bucket) for _, _, bucket in self.buckets())
+
+    def trim(self, now: int) -> int:
+        """Drop buckets whose period ended more than the retention ago; returns how many."""
+        horizon = now - self.retention
+        dropped = 0
+        for key, by_expiry in list(self._buckets.items()):
+            for expiry in [e for e in by_expiry if e != NEVER and e < horizon]:
+                del by_expiry[expiry]
+                self._joins.pop((key[0], key[1], expiry), None)
+                dropped += 1
+            if not by_expiry:
+                del self._buckets[key]
+        for key in [k for k in self._joins if k[2] != NEVER and k[2] < horizon]:
+            del self._joins[key]
+        return dropped
+
+    # ---------------------------------------------------------------- reads
+
+    def _bucket(self, leaderboard: Leaderboard, expiry: int, *, create: bool) -> Bucket | None:
+        key = (leaderboard.id, leaderboard.incarnation)
+        by_expiry = self._buckets.get(key)
+        if by_expiry is None:
+            if not create:
+                return None
+            by_expiry = self._buckets[key] = {}
+        bucket = by_expiry.get(expiry)
+        if bucket is None and create:
+            bucket = by_expiry[expiry] = Bucket(descending=leaderboard.descending, expiry=expiry)
+        return bucket
+
+    def _read_bucket(self, leaderboard: Leaderboard, expiry: int | None, now: int) -> Bucket | None:
+        if expiry is None:
+            expiry = self.period(leaderboard, now).expiry
+        elif expiry != NEVER and expiry < now - self.retention:
+            raise BucketExpired(f"the reset period that ended at {expiry} is no longer kept", field="expiry")
+        return self._bucket(leaderboard, expiry, create=False)
+
+    def _view(self, leaderboard: Leaderboard, bucket: Bucket, record: Record, rank: int | None = None) -> RecordView:
+        value = record.value
+        if not self.ranks_enabled(leaderboard):
+            rank = 0
+        elif rank is None:
+            rank = bucket.rank(record)
+        t = leaderboard.tournament
+        return RecordView(
+            leaderboard_id=leaderboard.id, owner_id=record.owner, username=value.username, score=value.score,
+            subscore=value.subscore, num_score=value.num_score, max_num_score=t.max_num_score if t else 0,
+            metadata=value.metadata, create_ms=value.create_ms, update_ms=value.update_ms,
+            expiry=bucket.expiry, rank=rank,
+        )
+
+    def get_record(self, leaderboard_id: str, owner: str, *, now: int, expiry: int | None = None) -> RecordView:
+        leaderboard = self.leaderboard(leaderboard_id)
+        bucket = self._read_bucket(leaderboard, expiry, now)
+        record = bucket.get(owner) if bucket is not None else None
+        if bucket is None or record is None:
+            raise RecordNotFound(f"{owner!r} has no record in {leaderboard_id!r}", field="owner_id")
+        return self._view(leaderboard, bucket, record)
+
+    def list_records(
+        self,
+        leaderboard_id: str,
+        *,
+        limit: int,
+        now: int,
+        cursor: str | None = None,
+        owner_ids: Iterable[str] = (),
+        expiry: int | None = None,
+    ) -> RecordPage:
+        leaderboard = self.leaderboard(leaderboard_id)
+        position: Cursor | None = None
+        if cursor:
+            position = decode_cursor(cursor)
+            if position.incarnation != leaderboard.incarnation:
+                raise CursorInvalid("the cursor belongs to another leaderboard", field="cursor")
+            if expiry is None and position.expiry != self.period(leaderboard, now).expiry:
+                raise CursorExpired("the reset period this cursor belongs to has ended; start from the first page",
+                                    field="cursor")
+            if expiry is not None and position.expiry != expiry:
+                raise CursorInvalid("the cursor belongs to another reset period than expiry=", field="cursor")
+            expiry = position.expiry
+        bucket = self._read_bucket(leaderboard, expiry, now)
+        bucket_expiry = bucket.expiry if bucket is not None else (
+            expiry if expiry is not None else self.period(leaderboard, now).expiry)
+        owners = [self._owner_view(leaderboard, bucket, owner) for owner in dict.fromkeys(owner_ids)]
+        owner_records = [view for view in owners if view is not None]
+        if bucket is None or len(bucket) == 0 or limit == 0:
+            return RecordPage([], owner_records, None, None, 0 if bucket is None else len(bucket), bucket_expiry)
+        total = len(bucket)
+        if position is None:
+            start = 0
+        elif position.forward:
+            start = bucket.index_after(position.key)
+        else:
+            start = max(0, bucket.index_before(position.key) - limit)
+        stop = min(total, start + limit) if position is None or position.forward else bucket.index_before(position.key)
+        page = bucket.slice(start, stop)
+        views = [self._view(leaderboard, bucket, record, start + i + 1) for i, record in enumerate(page)]
+        next_cursor = prev_cursor = None
+        if page and stop < total:
+            next_cursor = Cursor(leaderboard.incarnation, bucket.expiry, True, page[-1].key).encode()
+        if page and start > 0:
+            prev_cursor = Cursor(leaderboard.incarnation, bucket.expiry, False, page[0].key).encode()
+        return RecordPage(views, owner_records, next_cursor, prev_cursor, total, bucket.expiry)
+
+    def _owner_view(self, leaderboard: Leaderboard, bucket: Bucket | None, owner: str) -> RecordView | None:
+        record = bucket.get(owner) if bucket is not None else None
+        return None if bucket is None or record is None else self._view(leaderboard, bucket, record)
+
+    def around_owner(self, leaderboard_id: str, owner: str, *, limit: int, now: int,
+                     expiry: int | None = None) -> RecordPage:
+        leaderboard = self.leaderboard(leaderboard_id)
+        bucket = self._read_bucket(leaderboard, expiry, now)
+        bucket_expiry = bucket.expiry if bucket is not None else self.period(leaderboard, now).expiry
+        if bucket is None:
+            return RecordPage([], [], None, None, 0, bucket_expiry)
+        start, page = bucket.around(owner, limit)
+        views = [self._view(leaderboard, bucket, record, start + i + 1) for i, record in enumerate(page)]
+        next_cursor = prev_cursor = None
+        if page and start + len(page) < len(bucket):
+            next_cursor = Cursor(leaderboard.incarnation, bucket.expiry, True, page[-1].key).encode()
+        if page and start > 0:
+            prev_cursor = Cursor(leaderboard.incarnation, bucket.expiry, False, page[0].key).encode()
+        owner_view = self._owner_view(leaderboard, bucket, owner)
+        return RecordPage(views, [owner_view] if owner_view else [], next_cursor, prev_cursor, len(bucket),
+                          bucket.expiry)
+
+    def digest(self, leaderboard_id: str, *, now: int, expiry: int | None = None) -> BucketDigest:
+        leaderboard = self.leaderboard(leaderboard_id)
+        bucket = self._read_bucket(leaderboard, expiry, now)
+        if bucket is None:
+            resolved = expiry if expiry is not None else self.period(leaderboard, now).expiry
+            return BucketDigest(leaderboard.id, leaderboard.incarnation, resolved, 0, f"{0:032x}")
+        return BucketDigest(leaderboard.id, leaderboard.incarnation, bucket.expiry, len(bucket), bucket.digest)

@@ -1,0 +1,87 @@
+"""The node: one leaderboard store, its clock, its readiness, and what it tells peers.
+
+``Node`` is the seam between transports and the rest: the client API calls its operations,
+each operation runs against the store and hands the resulting changes to ``publish`` (the
+replication layer plugs in there), and readiness (``/readyz``) is decided here.
+
+Every operation is synchronous and short: the event loop is single-threaded, so an
+operation's critical section is its whole body and no lock is needed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from .config import Settings
+from .domain.changes import Change
+from .domain.clock import HybridLogicalClock
+from .domain.errors import NotReady
+from .domain.leaderboards import RankBlacklist
+from .domain.store import LeaderboardStore
+
+log = logging.getLogger("leaderboard_node.node")
+
+
+class NodeState(StrEnum):
+    STARTING = "starting"
+    SYNCING = "syncing"
+    READY = "ready"
+    STOPPING = "stopping"
+
+
+@dataclass(frozen=True, slots=True)
+class Now:
+    """Where a node reads the time from; tests give nodes a clock of their own."""
+
+    seconds: Callable[[], int] = lambda: int(time.time())
+
+
+class Node:
+    def __init__(self, settings: Settings, *, now: Now | None = None) -> None:
+        self.settings = settings
+        self.name = settings.node.name
+        self.now = now or Now()
+        self.clock = HybridLogicalClock()
+        patterns = tuple(settings.leaderboard.blacklist_rank_cache) + tuple(
+            settings.cluster.leaderboard_sync.blacklist_cache)
+        self.store = LeaderboardStore(
+            node=self.name, clock=self.clock, blacklist=RankBlacklist(patterns),
+            retention=int(settings.leaderboard.bucket_retention),
+        )
+        self.state = NodeState.STARTING
+        self.started_at = time.time()
+        self._publishers: list[Callable[[list[Change]], None]] = []
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def ready(self) -> bool:
+        return self.state is NodeState.READY
+
+    def set_state(self, state: NodeState) -> None:
+        if state is not self.state:
+            log.info("node_state_changed", extra={"node": self.name, "from_state": self.state.value,
+                                                  "to_state": state.value})
+            self.state = state
+
+    def require_ready(self) -> None:
+        if not self.ready:
+            raise NotReady(f"node {self.name} is {self.state.value}; retry on another node or later")
+
+    # ------------------------------------------------------------- replication
+
+    def on_publish(self, publisher: Callable[[list[Change]], None]) -> None:
+        self._publishers.append(publisher)
+
+    def publish(self, changes: Iterable[Change]) -> None:
+        batch = list(changes)
+        if batch:
+            for publisher in self._publishers:
+                publisher(batch)
+
+    def seconds(self) -> int:
+        return self.now.seconds()

@@ -1,0 +1,121 @@
+"""Runs a node: its HTTP listeners, its background tasks, and an orderly stop.
+
+``NodeServer`` wires the pieces together (the node, its metrics, the client API, and, when
+configured, replication over the peer endpoint) and owns their lifetimes. It is what the
+``leaderboard-node`` command runs and what in-process tests start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .config import Settings, parse_host_port
+from .metrics import NodeMetrics
+from .node import Node, NodeState, Now
+from .transport.client_api import create_client_app
+
+log = logging.getLogger("leaderboard_node.server")
+
+
+class NodeServer:
+    def __init__(self, settings: Settings, *, now: Now | None = None) -> None:
+        self.settings = settings
+        self.node = Node(settings, now=now)
+        self.metrics = NodeMetrics(self.node)
+        self._runners: list[web.AppRunner] = []
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.client_app = create_client_app(self.node, extra_routes=self._extra_routes)
+        self.client_app.middlewares.insert(0, self._measure)
+
+    def _extra_routes(self, app: web.Application) -> None:
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/v1/cluster", self._cluster)
+
+    @web.middleware
+    async def _measure(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        started = time.perf_counter()
+        response = await handler(request)
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        self.metrics.requests.labels(route, str(response.status)).inc()
+        self.metrics.request_seconds.labels(route).observe(time.perf_counter() - started)
+        return response
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body = generate_latest(self.metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _cluster(self, request: web.Request) -> web.Response:
+        return web.json_response(self.cluster_status())
+
+    def cluster_status(self) -> dict[str, Any]:
+        node = self.node
+        return {
+            "node": {
+                "name": node.name,
+                "state": node.state.value,
+                "ready": node.ready,
+                "synced": node.ready,
+                "version_vector": {},
+                "records": node.store.record_count(),
+                "leaderboards": len(node.store.leaderboards),
+                "started_at": int(node.started_at),
+            },
+            "members": [],
+        }
+
+    async def _serve(self, app: web.Application, listen: str) -> None:
+        host, port = parse_host_port(listen)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+        await site.start()
+        self._runners.append(runner)
+        log.info("listening", extra={"node": self.node.name, "address": listen})
+
+    async def start(self) -> None:
+        await self._serve(self.client_app, self.settings.node.listen)
+        self._tasks.append(asyncio.create_task(self._trim_loop(), name="trim"))
+        self.node.set_state(NodeState.READY)
+
+    async def _trim_loop(self) -> None:
+        interval = self.settings.leaderboard.trim_interval
+        while True:
+            await asyncio.sleep(interval)
+            dropped = self.node.store.trim(self.node.seconds())
+            if dropped:
+                log.info("buckets_trimmed", extra={"node": self.node.name, "buckets": dropped})
+
+    async def stop(self) -> None:
+        self.node.set_state(NodeState.STOPPING)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for runner in reversed(self._runners):
+            await runner.cleanup()
+        self._runners.clear()
+        self._tasks.clear()
+
+
+async def serve_forever(settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT, then stop in order (flushing what peers have not received)."""
+    import signal
+
+    server = NodeServer(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    await stop.wait()
+    log.info("stopping", extra={"node": server.node.name})
+    await server.stop()

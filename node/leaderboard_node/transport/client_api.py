@@ -1,0 +1,423 @@
+"""The client REST API (JSON over aiohttp).
+
+Handlers parse and check input (``schemas``), call the store through the ``Node``, hand the
+changes to replication, and render views as JSON. Every error is a JSON body of the form
+``{"error": {"code", "message", "field"}}`` with a 4xx status; an unexpected exception is
+logged and answered with 500 without leaking details.
+
+All times are Unix seconds (UTC); 0 means never.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from ..domain.errors import DomainError, InvalidArgument, RecordNotFound
+from ..domain.leaderboards import Leaderboard, TournamentSettings
+from ..domain.records import Operator
+from ..domain.store import RecordPage, RecordView
+from ..node import Node
+from . import schemas
+from .schemas import Limits, bool_param, int_param
+
+log = logging.getLogger("leaderboard_node.client_api")
+
+NODE_KEY = web.AppKey("node", Node)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(status: int, code: str, message: str, field: str | None = None) -> web.Response:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if field is not None:
+        body["field"] = field
+    return web.json_response({"error": body}, status=status)
+
+
+def _field_of(loc: tuple[Any, ...], prefix: str = "") -> str:
+    parts: list[str] = [prefix] if prefix else []
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1 if parts else 0:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
+        else:
+            parts.append(str(item))
+    return ".".join(parts) or "body"
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except DomainError as exc:
+        return web.json_response(exc.to_json(), status=exc.status)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = _field_of(tuple(first["loc"]))
+        return error_response(400, "invalid_argument", f"{field}: {first['msg']}", field)
+    except web.HTTPRequestEntityTooLarge as exc:
+        return error_response(413, "body_too_large",
+                              f"the request body is larger than {request.app[NODE_KEY].settings.limits.max_body_bytes} bytes",
+                              "body")
+    except web.HTTPException as exc:
+        if exc.status >= 400 and exc.content_type != "application/json":
+            code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status, "http_error")
+            return error_response(exc.status, code, exc.reason)
+        raise
+    except Exception:
+        log.exception("request_failed", extra={"method": request.method, "path": request.path})
+        return error_response(500, "internal", "the node failed to handle this request")
+
+
+async def _parse(request: web.Request, model: type[BaseModel]) -> Any:
+    raw = await request.read()
+    if not raw:
+        raise InvalidArgument("the request needs a JSON body", field="body")
+    return model.model_validate_json(raw)
+
+
+def _node(request: web.Request) -> Node:
+    return request.app[NODE_KEY]
+
+
+def _limits(request: web.Request) -> Limits:
+    return Limits(_node(request).settings.limits)
+
+
+def _metadata_object(text: str | None) -> Any:
+    return json.loads(text) if text else {}
+
+
+def render_record(view: RecordView) -> dict[str, Any]:
+    return {
+        "leaderboard_id": view.leaderboard_id,
+        "owner_id": view.owner_id,
+        "username": view.username,
+        "score": view.score,
+        "subscore": view.subscore,
+        "num_score": view.num_score,
+        "max_num_score": view.max_num_score,
+        "metadata": _metadata_object(view.metadata),
+        "create_time": view.create_ms // 1000,
+        "update_time": view.update_ms // 1000,
+        "expiry_time": view.expiry,
+        "rank": view.rank,
+    }
+
+
+def render_page(page: RecordPage) -> dict[str, Any]:
+    return {
+        "records": [render_record(v) for v in page.records],
+        "owner_records": [render_record(v) for v in page.owner_records],
+        "next_cursor": page.next_cursor,
+        "prev_cursor": page.prev_cursor,
+        "rank_count": page.rank_count,
+        "expiry_time": page.expiry,
+    }
+
+
+def render_leaderboard(node: Node, leaderboard: Leaderboard) -> dict[str, Any]:
+    now = node.seconds()
+    period = node.store.period(leaderboard, now)
+    body: dict[str, Any] = {
+        "id": leaderboard.id,
+        "sort_order": leaderboard.sort_order.value,
+        "operator": leaderboard.operator.value,
+        "reset_schedule": leaderboard.reset_schedule,
+        "metadata": _metadata_object(leaderboard.metadata),
+        "authoritative": leaderboard.authoritative,
+        "enable_ranks": leaderboard.enable_ranks,
+        "ranks_active": node.store.ranks_enabled(leaderboard),
+        "create_time": (leaderboard.create_hlc >> 16) // 1000,
+        "prev_reset": period.start,
+        "next_reset": period.expiry,
+    }
+    t = leaderboard.tournament
+    if t is not None:
+        body.update({
+            "title": t.title, "description": t.description, "category": t.category,
+            "start_time": t.start_time, "end_time": t.end_time, "duration": t.duration,
+            "max_size": t.max_size, "max_num_score": t.max_num_score, "join_required": t.join_required,
+            "start_active": period.active_start, "end_active": period.active_end,
+            "active": period.is_active(now), "size": node.store.size(leaderboard, period.expiry),
+        })
+    return body
+
+
+# ------------------------------------------------------------------------- leaderboards
+
+
+def _definition(request: web.Request, body: schemas.LeaderboardCreate, *, tournament: bool) -> Leaderboard:
+    limits = _limits(request)
+    limits.identifier(body.id, field="id")
+    schedule = None
+    if body.reset_schedule is not None:
+        from ..domain.schedule import validate_cron
+
+        schedule = validate_cron(body.reset_schedule)
+    settings = None
+    if tournament:
+        assert isinstance(body, schemas.TournamentCreate)
+        start = body.start_time
+        if start is None:  # a retry without start_time matches the tournament it created
+            existing = _node(request).store.leaderboards.get(body.id)
+            known = existing.tournament if existing is not None else None
+            start = known.start_time if known is not None else _node(request).seconds()
+        if body.end_time and body.end_time <= start:
+            raise InvalidArgument("end_time must be after start_time", field="end_time")
+        settings = TournamentSettings(
+            title=body.title, description=body.description, category=body.category, start_time=start,
+            end_time=body.end_time, duration=body.duration, max_size=body.max_size,
+            max_num_score=body.max_num_score, join_required=body.join_required,
+        )
+    return Leaderboard(
+        id=body.id, sort_order=body.sort_order, operator=body.operator, reset_schedule=schedule,
+        metadata=limits.metadata(body.metadata) or "{}", authoritative=body.authoritative,
+        enable_ranks=body.enable_ranks, tournament=settings,
+    )
+
+
+async def create_leaderboard(request: web.Request, *, tournament: bool = False) -> web.Response:
+    node = _node(request)
+    node.require_ready()
+    body = await _parse(request, schemas.TournamentCreate if tournament else schemas.LeaderboardCreate)
+    definition = _definition(request, body, tournament=tournament)
+    leaderboard, created, changes = node.store.create_leaderboard(definition)
+    node.publish(changes)
+    return web.json_response(render_leaderboard(node, leaderboard), status=201 if created else 200)
+
+
+async def create_tournament(request: web.Request) -> web.Response:
+    return await create_leaderboard(request, tournament=True)
+
+
+def _paginate(items: list[Leaderboard], request: web.Request) -> tuple[list[Leaderboard], str | None]:
+    limit = _limits(request).page_limit(request.query.get("limit"), default=100)
+    after = request.query.get("cursor") or ""
+    remaining = [lb for lb in items if lb.id > after]
+    page = remaining[:limit]
+    return page, (page[-1].id if len(remaining) > limit else None)
+
+
+async def list_leaderboards(request: web.Request) -> web.Response:
+    node = _node(request)
+    page, cursor = _paginate(node.store.list_leaderboards(tournaments=False), request)
+    return web.json_response({"leaderboards": [render_leaderboard(node, lb) for lb in page], "cursor": cursor})
+
+
+async def list_tournaments(request: web.Request) -> web.Response:
+    node = _node(request)
+    query = request.query
+    category_start = int_param(query.get("category_start", "0"), field="category_start", low=0, high=127)
+    category_end = int_param(query.get("category_end", "127"), field="category_end", low=0, high=127)
+    start_time = int_param(query["start_time"], field="start_time", low=0) if "start_time" in query else None
+    end_time = int_param(query["end_time"], field="end_time", low=0) if "end_time" in query else None
+    found = []
+    for lb in node.store.list_leaderboards(tournaments=True):
+        t = lb.tournament
+        assert t is not None
+        if not category_start <= t.category <= category_end:
+            continue
+        if start_time is not None and t.start_time < start_time:
+            continue
+        if end_time is not None and (t.end_time == 0 or t.end_time > end_time):
+            continue
+        found.append(lb)
+    page, cursor = _paginate(found, request)
+    return web.json_response({"tournaments": [render_leaderboard(node, lb) for lb in page], "cursor": cursor})
+
+
+def _id(request: web.Request) -> str:
+    return _limits(request).identifier(request.match_info["id"], field="id")
+
+
+def _owner(request: web.Request) -> str:
+    return _limits(request).identifier(request.match_info["owner_id"], field="owner_id")
+
+
+async def get_leaderboard(request: web.Request, *, tournament: bool = False) -> web.Response:
+    node = _node(request)
+    leaderboard = node.store.leaderboard(_id(request), tournament=tournament)
+    return web.json_response(render_leaderboard(node, leaderboard))
+
+
+async def get_tournament(request: web.Request) -> web.Response:
+    return await get_leaderboard(request, tournament=True)
+
+
+async def delete_leaderboard(request: web.Request, *, tournament: bool = False) -> web.Response:
+    node = _node(request)
+    node.require_ready()
+    changes = node.store.delete_leaderboard(_id(request), tournament=tournament)
+    node.publish(changes)
+    return web.json_response({"deleted": request.match_info["id"]})
+
+
+async def delete_tournament(request: web.Request) -> web.Response:
+    return await delete_leaderboard(request, tournament=True)
+
+
+async def join_tournament(request: web.Request) -> web.Response:
+    node = _node(request)
+    node.require_ready()
+    body = await _parse(request, schemas.Join)
+    owner = _limits(request).identifier(body.owner_id, field="owner_id")
+    joined, changes = node.store.join_tournament(_id(request), owner, now=node.seconds())
+    node.publish(changes)
+    return web.json_response({"tournament_id": request.match_info["id"], "owner_id": owner, "joined": joined})
+
+
+# ------------------------------------------------------------------------------ records
+
+
+def _write(node: Node, limits: Limits, leaderboard_id: str, owner: str, body: Any, *,
+           field_prefix: str = "") -> dict[str, Any]:
+    view, changes = node.store.write_record(
+        leaderboard_id, limits.identifier(owner, field=f"{field_prefix}owner_id"),
+        score=body.score, subscore=body.subscore, username=body.username,
+        metadata=limits.metadata(body.metadata, field=f"{field_prefix}metadata"),
+        operator=body.operator, now=node.seconds(),
+    )
+    node.publish(changes)
+    return render_record(view)
+
+
+async def write_record(request: web.Request) -> web.Response:
+    node = _node(request)
+    node.require_ready()
+    leaderboard_id = _id(request)
+    if "owner_id" in request.match_info:
+        body = await _parse(request, schemas.RecordWriteOwned)
+        owner = request.match_info["owner_id"]
+    else:
+        body = await _parse(request, schemas.RecordWrite)
+        owner = body.owner_id
+    return web.json_response(_write(node, _limits(request), leaderboard_id, owner, body))
+
+
+async def write_batch(request: web.Request) -> web.Response:
+    node = _node(request)
+    node.require_ready()
+    leaderboard_id = _id(request)
+    limits = _limits(request)
+    batch = await _parse(request, schemas.RecordBatch)
+    if len(batch.records) > node.settings.limits.max_batch_records:
+        raise InvalidArgument(f"a batch holds at most {node.settings.limits.max_batch_records} records",
+                              field="records")
+    for index, item in enumerate(batch.records):  # check everything before changing anything
+        limits.identifier(item.owner_id, field=f"records[{index}].owner_id")
+        limits.metadata(item.metadata, field=f"records[{index}].metadata")
+        if item.operator is Operator.DECR and (item.score < 0 or item.subscore < 0):
+            raise InvalidArgument("decr takes a non-negative amount", field=f"records[{index}].score")
+    node.store.leaderboard(leaderboard_id)
+    results: list[dict[str, Any]] = []
+    for index, item in enumerate(batch.records):
+        try:
+            results.append(_write(node, limits, leaderboard_id, item.owner_id, item, field_prefix=f"records[{index}]."))
+        except DomainError as exc:
+            results.append(exc.to_json())
+    return web.json_response({"records": results})
+
+
+def _expiry(request: web.Request) -> int | None:
+    raw = request.query.get("expiry")
+    return None if raw in (None, "") else int_param(raw, field="expiry", low=0)
+
+
+async def list_records(request: web.Request) -> web.Response:
+    node = _node(request)
+    limits = _limits(request)
+    leaderboard_id = _id(request)
+    owner_ids: list[str] = []
+    for raw in request.query.getall("owner_ids", []):
+        owner_ids.extend(o for o in raw.split(",") if o)
+    if len(owner_ids) > limits.settings.max_page_limit:
+        raise InvalidArgument(f"at most {limits.settings.max_page_limit} owner_ids", field="owner_ids")
+    for owner in owner_ids:
+        limits.identifier(owner, field="owner_ids")
+    page = node.store.list_records(
+        leaderboard_id, limit=limits.page_limit(request.query.get("limit")), now=node.seconds(),
+        cursor=request.query.get("cursor") or None, owner_ids=owner_ids, expiry=_expiry(request),
+    )
+    return web.json_response(render_page(page))
+
+
+async def get_record(request: web.Request) -> web.Response:
+    node = _node(request)
+    view = node.store.get_record(_id(request), _owner(request), now=node.seconds(), expiry=_expiry(request))
+    return web.json_response(render_record(view))
+
+
+async def around_owner(request: web.Request) -> web.Response:
+    node = _node(request)
+    limits = _limits(request)
+    page = node.store.around_owner(_id(request), _owner(request), limit=limits.page_limit(request.query.get("limit")),
+                                   now=node.seconds(), expiry=_expiry(request))
+    return web.json_response(render_page(page))
+
+
+async def delete_record(request: web.Request) -> web.Response:
+    node = _node(request)
+    node.require_ready()
+    changes = node.store.delete_record(_id(request), _owner(request), now=node.seconds(), expiry=_expiry(request))
+    node.publish(changes)
+    return web.json_response({"deleted": request.match_info["owner_id"]})
+
+
+async def digest(request: web.Request) -> web.Response:
+    node = _node(request)
+    result = node.store.digest(_id(request), now=node.seconds(), expiry=_expiry(request))
+    return web.json_response({
+        "leaderboard_id": result.leaderboard_id, "incarnation": result.incarnation,
+        "expiry_time": result.expiry, "count": result.count, "digest": result.digest,
+    })
+
+
+# ------------------------------------------------------------------------------- health
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    node = _node(request)
+    status = 200 if node.ready else 503
+    return web.json_response({"ready": node.ready, "state": node.state.value}, status=status)
+
+
+def add_record_routes(router: web.UrlDispatcher, prefix: str) -> None:
+    router.add_post(f"{prefix}/{{id}}/records", write_record)
+    router.add_get(f"{prefix}/{{id}}/records", list_records)
+    router.add_post(f"{prefix}/{{id}}/records/batch", write_batch)
+    router.add_get(f"{prefix}/{{id}}/records/around/{{owner_id}}", around_owner)
+    router.add_get(f"{prefix}/{{id}}/records/{{owner_id}}", get_record)
+    router.add_put(f"{prefix}/{{id}}/records/{{owner_id}}", write_record)
+    router.add_delete(f"{prefix}/{{id}}/records/{{owner_id}}", delete_record)
+    router.add_get(f"{prefix}/{{id}}/digest", digest)
+
+
+def create_client_app(node: Node, *, extra_routes: Callable[[web.Application], None] | None = None) -> web.Application:
+    app = web.Application(middlewares=[errors_middleware], client_max_size=node.settings.limits.max_body_bytes)
+    app[NODE_KEY] = node
+    router = app.router
+    router.add_get("/healthz", healthz)
+    router.add_get("/readyz", readyz)
+    router.add_post("/v1/leaderboards", create_leaderboard)
+    router.add_get("/v1/leaderboards", list_leaderboards)
+    router.add_get("/v1/leaderboards/{id}", get_leaderboard)
+    router.add_delete("/v1/leaderboards/{id}", delete_leaderboard)
+    router.add_post("/v1/tournaments", create_tournament)
+    router.add_get("/v1/tournaments", list_tournaments)
+    router.add_get("/v1/tournaments/{id}", get_tournament)
+    router.add_delete("/v1/tournaments/{id}", delete_tournament)
+    router.add_post("/v1/tournaments/{id}/join", join_tournament)
+    add_record_routes(router, "/v1/leaderboards")
+    add_record_routes(router, "/v1/tournaments")
+    if extra_routes is not None:
+        extra_routes(app)
+    return app

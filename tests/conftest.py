@@ -1,0 +1,1 @@
+"""Shared test set-up: the project's packages come from the editable install (./run test)."""

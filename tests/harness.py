@@ -1,0 +1,139 @@
+"""Real node processes for tests: started as the ``leaderboard-node`` command on 127.0.0.x,
+killed with SIGKILL, restarted, and always stopped at the end of the test."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from leaderboard_client import LeaderboardClient
+
+_hosts = itertools.count(2)
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def loopback_host() -> str:
+    """A fresh 127.0.0.x address, so each node of a test has an address of its own."""
+    return f"127.0.0.{next(_hosts) % 250 + 2}"
+
+
+@dataclass
+class NodeProcess:
+    name: str
+    workdir: Path
+    host: str = field(default_factory=loopback_host)
+    settings: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+
+    def __post_init__(self) -> None:
+        self.port = free_port(self.host)
+        self.peer_port = free_port(self.host)
+        self.log_path = self.workdir / f"{self.name}.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def peer_address(self) -> str:
+        return f"{self.host}:{self.peer_port}"
+
+    def client(self, **kwargs: Any) -> LeaderboardClient:
+        return LeaderboardClient(self.url, **kwargs)
+
+    def start(self, *, wait_ready: bool = True, timeout: float = 30.0) -> NodeProcess:
+        config = {
+            "node": {"name": self.name, "listen": f"{self.host}:{self.port}",
+                     "peer_listen": self.peer_address},
+            "log": {"level": "info", "format": "json"},
+        }
+        config = _merge(config, self.settings)
+        config_path = self.workdir / f"{self.name}.yaml"
+        config_path.write_text(yaml.safe_dump(config))
+        log = open(self.log_path, "ab")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LEADERBOARD_")}
+        env.update(self.env)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "leaderboard_node.cli", "--config", str(config_path)],
+            stdout=log, stderr=subprocess.STDOUT, env=env,
+        )
+        log.close()
+        if wait_ready:
+            self.wait_ready(timeout=timeout)
+        return self
+
+    def wait_ready(self, *, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        client = self.client(timeout=2)
+        try:
+            while time.monotonic() < deadline:
+                if self.process is not None and self.process.poll() is not None:
+                    raise AssertionError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
+                try:
+                    if client.ready():
+                        return
+                except OSError:
+                    pass
+                time.sleep(0.05)
+        finally:
+            client.close()
+        raise AssertionError(f"{self.name} was not ready within {timeout}s:\n{self.log_tail()}")
+
+    def kill(self) -> None:
+        """SIGKILL: no flush, no goodbye, as a crash or an OOM kill."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def terminate(self, *, timeout: float = 15.0) -> int:
+        if self.process is None:
+            return 0
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        return self.process.returncode
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def wait_until(predicate: Any, *, timeout: float = 20.0, interval: float = 0.05, message: str = "condition") -> Any:
+    """Poll until ``predicate()`` is truthy; bounded in time, with a clear failure."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message} (last: {last!r})")
