@@ -137,3 +137,58 @@ def wait_until(predicate: Any, *, timeout: float = 20.0, interval: float = 0.05,
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message} (last: {last!r})")
+
+
+@dataclass
+class Cluster:
+    """N node processes that know each other through static discovery."""
+
+    nodes: list[NodeProcess]
+
+    @classmethod
+    def create(cls, workdir: Path, size: int, *, prefix: str = "node", settings: dict[str, Any] | None = None,
+               sync: dict[str, Any] | None = None) -> Cluster:
+        nodes = [NodeProcess(f"{prefix}-{i}", workdir) for i in range(size)]
+        for node in nodes:
+            peers = [f"{other.name}={other.peer_address}" for other in nodes if other is not node]
+            node.settings = _merge({
+                "cluster": {
+                    "discovery": {"mode": "static", "static": {"peers": peers}},
+                    "leaderboard_sync": {"anti_entropy_interval": 0.5, "bootstrap_timeout": 20, **(sync or {})},
+                },
+            }, settings or {})
+        return cls(nodes)
+
+    def start(self) -> Cluster:
+        for node in self.nodes:
+            node.start(wait_ready=False)
+        for node in self.nodes:
+            node.wait_ready()
+        return self
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.kill()
+
+    def clients(self) -> list[LeaderboardClient]:
+        return [node.client() for node in self.nodes]
+
+    def digests(self, leaderboard_id: str, **query: Any) -> list[str | None]:
+        out: list[str | None] = []
+        for node in self.nodes:
+            with node.client(timeout=5) as client:
+                try:
+                    out.append(client.digest(leaderboard_id, **query)["digest"])
+                except Exception:
+                    out.append(None)
+        return out
+
+    def wait_converged(self, leaderboard_ids: list[str], *, timeout: float = 30.0) -> None:
+        def converged() -> bool:
+            for leaderboard_id in leaderboard_ids:
+                digests = self.digests(leaderboard_id)
+                if None in digests or len(set(digests)) != 1:
+                    return False
+            return True
+
+        wait_until(converged, timeout=timeout, message=f"digests of {leaderboard_ids} to agree on every node")

@@ -73,6 +73,23 @@ class LeaderboardSyncSettings(_Section):
     queue_size: int = Field(100_000, ge=1, description="Entries queued for one peer before it is switched to catch-up.")
     anti_entropy_interval: float = Field(1.0, gt=0, description="Seconds between version-vector and digest comparisons.")
     sync_chunk_records: int = Field(10_000, ge=1, description="Records in one chunk of a full sync.")
+    bootstrap_timeout: float = Field(
+        30.0, gt=0, description="Seconds a starting node waits for a ready peer to sync from before it serves alone.")
+    flush_timeout: float = Field(10.0, ge=0, description="Seconds a stopping node waits for peers to receive its entries.")
+    max_message_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Largest peer message accepted (413 beyond).")
+    faults: "FaultSettings" = Field(default_factory=lambda: FaultSettings(),
+                                    description="For tests only: lose, repeat and reorder outgoing batches.")
+
+
+class FaultSettings(_Section):
+    drop: float = Field(0.0, ge=0, le=1, description="Share of batches lost (tests only).")
+    duplicate: float = Field(0.0, ge=0, le=1, description="Share of batches delivered twice (tests only).")
+    reorder: float = Field(0.0, ge=0, le=1, description="Share of batches delivered after the next one (tests only).")
+    seed: int | None = Field(None, description="Seed of the fault generator.")
+
+    @property
+    def active(self) -> bool:
+        return self.drop > 0 or self.duplicate > 0 or self.reorder > 0
 
 
 class StaticDiscoverySettings(_Section):
@@ -112,6 +129,9 @@ class AuthSettings(_Section):
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "text"] = "json"
+
+
+LeaderboardSyncSettings.model_rebuild()
 
 
 class Settings(_Section):

@@ -33,6 +33,25 @@ class _StoreCollector(Collector):
         yield ready
 
 
+class _ReplicationCollector(Collector):
+    def __init__(self, server: object) -> None:
+        self._server = server
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        replicator = getattr(self._server, "replicator", None)
+        lag_entries = GaugeMetricFamily("leaderboard_replication_lag_entries",
+                                        "Entries of this node's log a peer has not applied yet.", labels=["peer"])
+        lag_seconds = GaugeMetricFamily("leaderboard_replication_lag_seconds",
+                                        "Age of the oldest entry a peer has not applied yet.", labels=["peer"])
+        if replicator is not None:
+            for sender, _task in list(replicator.senders.values()):
+                label = sender.peer.name or sender.peer.address
+                lag_entries.add_metric([label], sender.lag_entries())
+                lag_seconds.add_metric([label], sender.lag_seconds())
+        yield lag_entries
+        yield lag_seconds
+
+
 class NodeMetrics:
     def __init__(self, node: Node) -> None:
         self.registry = CollectorRegistry()
@@ -46,4 +65,62 @@ class NodeMetrics:
                                     ["outcome"], registry=r)
         self.records_written = Counter("leaderboard_records_written", "Record writes accepted on this node.",
                                        ["outcome"], registry=r)
+        self.entries_sent = Counter("leaderboard_replication_entries_sent", "Entries sent to a peer.", ["peer"],
+                                    registry=r)
+        self.batches_sent = Counter("leaderboard_replication_batches_sent", "Batches sent to a peer.", ["peer"],
+                                    registry=r)
+        self.entries_coalesced = Counter("leaderboard_replication_entries_coalesced",
+                                         "Entries left out of a batch because a later one superseded them.",
+                                         ["peer"], registry=r)
+        self.bytes_sent = Counter("leaderboard_replication_bytes_sent",
+                                  "Peer message bytes before (raw) and after (wire) compression.",
+                                  ["peer", "stage"], registry=r)
+        self.batches_received = Counter("leaderboard_replication_batches_received",
+                                        "Batches received, by outcome (applied, duplicate, gap).",
+                                        ["origin", "outcome"], registry=r)
+        self.entries_received = Counter("leaderboard_replication_entries_received", "Entries received.",
+                                        ["origin"], registry=r)
+        self.peer_rejected = Counter("leaderboard_peer_messages_rejected",
+                                     "Peer requests refused (unauthorized, malformed, too_large).", ["reason"],
+                                     registry=r)
+        self.full_syncs = Counter("leaderboard_full_syncs", "Full syncs served and taken, by outcome.",
+                                  ["role", "outcome"], registry=r)
+        self.full_sync_seconds = Histogram("leaderboard_full_sync_seconds", "Duration of full syncs.", ["role"],
+                                           registry=r, buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300))
+        self.catch_up_entries = Counter("leaderboard_catch_up_entries",
+                                        "Entries served to or taken from peers' backlogs.", ["role"], registry=r)
+        self.sync_failures = Counter("leaderboard_sync_failures", "Failed sync attempts, retried later.", ["kind"],
+                                     registry=r)
         r.register(_StoreCollector(node))
+
+    def watch_replication(self, server: object) -> None:
+        self.registry.register(_ReplicationCollector(server))
+
+    # ReplicationEvents
+    def batch_sent(self, peer: object, batch: object, entries_covered: int) -> None:
+        label = getattr(peer, "name", None) or getattr(peer, "address", "?")
+        self.entries_sent.labels(label).inc(len(batch.entries))  # type: ignore[attr-defined]
+        self.batches_sent.labels(label).inc()
+        self.entries_coalesced.labels(label).inc(entries_covered - len(batch.entries))  # type: ignore[attr-defined]
+
+    def batch_received(self, batch: object, *, outcome: str) -> None:
+        origin = batch.origin.node  # type: ignore[attr-defined]
+        self.batches_received.labels(origin, outcome).inc()
+        if outcome == "applied":
+            self.entries_received.labels(origin).inc(len(batch.entries))  # type: ignore[attr-defined]
+
+    def full_sync(self, *, role: str, seconds: float, records: int, ok: bool) -> None:
+        self.full_syncs.labels(role, "ok" if ok else "failed").inc()
+        if ok:
+            self.full_sync_seconds.labels(role).observe(seconds)
+
+    def catch_up(self, *, role: str, entries: int) -> None:
+        self.catch_up_entries.labels(role).inc(entries)
+
+    def sync_failure(self, *, kind: str) -> None:
+        self.sync_failures.labels(kind).inc()
+
+    def peer_bytes(self, peer: object, raw: int, wire: int) -> None:
+        label = getattr(peer, "name", None) or getattr(peer, "address", "?")
+        self.bytes_sent.labels(label, "raw").inc(raw)
+        self.bytes_sent.labels(label, "wire").inc(wire)

@@ -19,7 +19,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from .config import Settings, parse_host_port
 from .metrics import NodeMetrics
 from .node import Node, NodeState, Now
+from .replication.peers import Faults, FaultyTransport, PeerTransport
+from .replication.replicator import Replicator
 from .transport.client_api import create_client_app
+from .transport.discovery import create_discovery
+from .transport.peer_api import create_peer_app
+from .transport.peer_client import HttpPeerTransport
 
 log = logging.getLogger("leaderboard_node.server")
 
@@ -33,6 +38,27 @@ class NodeServer:
         self._tasks: list[asyncio.Task[Any]] = []
         self.client_app = create_client_app(self.node, extra_routes=self._extra_routes)
         self.client_app.middlewares.insert(0, self._measure)
+        self.replicator: Replicator | None = None
+        sync = settings.cluster.leaderboard_sync
+        if sync.enabled:
+            token = read_secret(settings.auth.peer_token_file)
+            transport: PeerTransport = HttpPeerTransport(token=token, compression=sync.compression,
+                                                         on_bytes=self.metrics.peer_bytes)
+            if sync.faults.active:
+                transport = FaultyTransport(transport, Faults(drop=sync.faults.drop, duplicate=sync.faults.duplicate,
+                                                              reorder=sync.faults.reorder, seed=sync.faults.seed))
+            peer_host, peer_port = parse_host_port(settings.node.peer_listen)
+            advertise = settings.node.advertise_host or peer_host
+            self.replicator = Replicator(
+                node=self.node, settings=sync, transport=transport,
+                discovery=create_discovery(settings.cluster.discovery, self_address=f"{advertise}:{peer_port}",
+                                           self_host=advertise),
+                epoch=time.time_ns() // 1_000_000, events=self.metrics,
+                bootstrap_timeout=sync.bootstrap_timeout, flush_timeout=sync.flush_timeout,
+            )
+            self.peer_app = create_peer_app(self.replicator, token=token, max_message_bytes=sync.max_message_bytes,
+                                            on_rejected=lambda reason: self.metrics.peer_rejected.labels(reason).inc())
+            self.metrics.watch_replication(self)
 
     def _extra_routes(self, app: web.Application) -> None:
         app.router.add_get("/metrics", self._metrics)
@@ -57,19 +83,33 @@ class NodeServer:
 
     def cluster_status(self) -> dict[str, Any]:
         node = self.node
-        return {
+        replicator = self.replicator
+        body: dict[str, Any] = {
             "node": {
                 "name": node.name,
                 "state": node.state.value,
                 "ready": node.ready,
                 "synced": node.ready,
-                "version_vector": {},
                 "records": node.store.record_count(),
                 "leaderboards": len(node.store.leaderboards),
                 "started_at": int(node.started_at),
+                "replication": replicator is not None,
             },
             "members": [],
         }
+        if replicator is not None:
+            body["node"].update({
+                "epoch": replicator.origin[1],
+                "version_vector": replicator.vector.to_json(),
+                "log_seq": replicator.local.last_seq,
+                "state_digest": replicator.state_digest(),
+                "full_syncs_taken": replicator.full_syncs_taken,
+                "full_syncs_served": replicator.full_syncs_served,
+                "catch_ups_taken": replicator.catch_ups_taken,
+                "last_full_sync": replicator.last_sync,
+            })
+            body["members"] = replicator.members_json()
+        return body
 
     async def _serve(self, app: web.Application, listen: str) -> None:
         host, port = parse_host_port(listen)
@@ -81,9 +121,14 @@ class NodeServer:
         log.info("listening", extra={"node": self.node.name, "address": listen})
 
     async def start(self) -> None:
+        if self.replicator is not None:
+            await self._serve(self.peer_app, self.settings.node.peer_listen)
         await self._serve(self.client_app, self.settings.node.listen)
         self._tasks.append(asyncio.create_task(self._trim_loop(), name="trim"))
-        self.node.set_state(NodeState.READY)
+        if self.replicator is not None:
+            await self.replicator.start()
+        else:
+            self.node.set_state(NodeState.READY)
 
     async def _trim_loop(self) -> None:
         interval = self.settings.leaderboard.trim_interval
@@ -95,6 +140,9 @@ class NodeServer:
 
     async def stop(self) -> None:
         self.node.set_state(NodeState.STOPPING)
+        if self.replicator is not None:
+            await self.replicator.stop()
+            await self.replicator.transport.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -104,6 +152,17 @@ class NodeServer:
             await runner.cleanup()
         self._runners.clear()
         self._tasks.clear()
+
+
+def read_secret(path: Any) -> str | None:
+    """A secret from a file (a mounted Kubernetes Secret), stripped of surrounding whitespace."""
+    if path is None:
+        return None
+    with open(path, encoding="utf-8") as handle:
+        value = handle.read().strip()
+    if not value:
+        raise ValueError(f"{path} is empty")
+    return value
 
 
 async def serve_forever(settings: Settings) -> None:

@@ -137,6 +137,42 @@ class Bucket:
         self._records[owner] = Record(owner, key, value, slots)
         self._digest = (self._digest + record_hash(owner, value)) % _DIGEST_MOD
 
+    @classmethod
+    def from_ranked(cls, items: list[tuple[str, Slots]], *, descending: bool, expiry: int) -> Bucket:
+        """A bucket built at once from records (a full sync sends them in rank order, which makes
+        the sort below linear); tombstones may be among them."""
+        bucket = cls(descending=descending, expiry=expiry)
+        keys: list[bytes] = []
+        records = bucket._records
+        digest = 0
+        for owner, slots in items:
+            value = merge(slots, descending=descending)
+            if value is None:
+                bucket._tombstones[owner] = slots
+                continue
+            key = sort_key(value.score, value.subscore, owner, descending=descending)
+            keys.append(key)
+            records[owner] = Record(owner, key, value, slots)
+            digest += record_hash(owner, value)
+        if len(records) != len(keys):
+            raise ValueError("an owner appears twice in one bucket")
+        bucket._order.update(keys)
+        bucket._digest = digest % _DIGEST_MOD
+        return bucket
+
+    def absorb(self, other: Bucket) -> None:
+        """Merge every record and tombstone of ``other`` into this bucket."""
+        for owner, slots in other.owners_with_slots():
+            self.apply_slots(owner, slots)
+
+    def records_after(self, key: bytes | None, limit: int) -> list[Record]:
+        """Up to ``limit`` records after ``key`` in rank order (keyset iteration for snapshots)."""
+        start = 0 if key is None else self._order.bisect_right(key)
+        return self.slice(start, start + limit)
+
+    def tombstones(self) -> list[tuple[str, Slots]]:
+        return list(self._tombstones.items())
+
     def rank(self, record: Record) -> int:
         """1-based rank of a record in this bucket."""
         return self._order.bisect_left(record.key) + 1

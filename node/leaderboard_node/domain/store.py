@@ -300,6 +300,22 @@ class LeaderboardStore:
             bucket = buckets[expiry] = Bucket(descending=descending, expiry=expiry)
         return bucket.apply_slots(owner, slots)
 
+    def install_bucket(self, leaderboard_id: str, incarnation: str, bucket: Bucket) -> None:
+        """Put a bucket built elsewhere (a full sync) in place, merging what is already here."""
+        if self.leaderboards.is_dead(leaderboard_id, incarnation):
+            return
+        by_expiry = self._buckets.setdefault((leaderboard_id, incarnation), {})
+        existing = by_expiry.get(bucket.expiry)
+        if existing is not None and len(existing) > len(bucket):
+            existing.absorb(bucket)
+            return
+        if existing is not None:
+            bucket.absorb(existing)
+        by_expiry[bucket.expiry] = bucket
+
+    def bucket(self, leaderboard_id: str, incarnation: str, expiry: int) -> Bucket | None:
+        return self._buckets.get((leaderboard_id, incarnation), {}).get(expiry)
+
     def buckets(self) -> Iterator[tuple[str, str, Bucket]]:
         """Every bucket of a live incarnation: (leaderboard id, incarnation, bucket)."""
         for (leaderboard_id, incarnation), by_expiry in list(self._buckets.items()):

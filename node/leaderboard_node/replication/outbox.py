@@ -1,0 +1,190 @@
+"""The node's own binary log, and one sender per peer that ships it in batches.
+
+Nothing is queued per peer: the log's backlog *is* the queue, and a sender only remembers
+how far its peer has got. A slow peer therefore costs no memory; one that falls behind the
+backlog is told so by its own anti-entropy (our backlog no longer reaches its position) and
+takes a full sync instead of losing entries.
+
+A batch holds at most ``batch_size`` entries and waits at most ``batch_timeout`` to fill.
+Within a batch, updates of the same record coalesce to the latest (record changes carry the
+slot's whole state, so the latest one subsumes the others); the batch still declares the
+whole range of sequences it covers, so the receiver's position moves past the ones left
+out. The receiver answers with its position: a sender whose batch left a gap (lost or
+reordered delivery) rewinds to it and resends from the backlog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_never, wait_exponential_jitter
+
+from ..domain.changes import Change
+from . import binarylog_pb2 as pb
+from .peers import Peer, PeerTransport, PeerUnavailable
+from .protocol import entry_to_pb, record_key
+from .versions import Backlog, OriginKey
+
+log = logging.getLogger("leaderboard_node.outbox")
+
+
+class LocalLog:
+    """This node's own entries, numbered within its epoch."""
+
+    def __init__(self, origin: OriginKey, *, capacity: int) -> None:
+        self.origin = origin
+        self.backlog = Backlog(capacity=capacity)
+        self._changed = asyncio.Event()
+
+    @property
+    def last_seq(self) -> int:
+        return self.backlog.covered
+
+    def append(self, changes: list[Change]) -> int:
+        seq = self.backlog.covered
+        now = time.monotonic()
+        for change in changes:
+            seq += 1
+            self.backlog.append(seq, change, at=now)
+        self._changed.set()
+        return seq
+
+    async def wait_beyond(self, seq: int, *, timeout: float | None = None) -> bool:
+        """Wait until the log holds entries after ``seq``; False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.last_seq <= seq:
+            self._changed.clear()
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except TimeoutError:
+                return self.last_seq > seq
+        return True
+
+
+def build_batch(origin: OriginKey, sender: str, entries: list[tuple[int, Change]], *, first_seq: int,
+                last_seq: int, hlc: int) -> pb.Batch:
+    """A batch covering ``first_seq..last_seq``, with updates of one record coalesced."""
+    latest: dict[object, int] = {}
+    for index, (_, change) in enumerate(entries):
+        key = record_key(change)
+        if key is not None:
+            latest[key] = index
+    batch = pb.Batch(first_seq=first_seq, last_seq=last_seq, sender=sender, sent_hlc=hlc)
+    batch.origin.node, batch.origin.epoch = origin
+    for index, (seq, change) in enumerate(entries):
+        key = record_key(change)
+        if key is not None and latest[key] != index:
+            continue
+        entry_to_pb(seq, change, batch.entries.add())
+    return batch
+
+
+@dataclass
+class SenderStats:
+    entries: int = 0
+    batches: int = 0
+    coalesced: int = 0
+    rewinds: int = 0
+    failures: int = 0
+
+
+class PeerSender:
+    """Ships the local log to one peer, from wherever that peer stands."""
+
+    def __init__(
+        self,
+        *,
+        peer: Peer,
+        node: str,
+        local: LocalLog,
+        transport: PeerTransport,
+        batch_size: int,
+        batch_timeout: float,
+        clock: Callable[[], int],
+        retry_interval: float,
+        on_batch: Callable[[Peer, pb.Batch, int], None] | None = None,
+    ) -> None:
+        self.peer = peer
+        self.node = node
+        self.local = local
+        self.transport = transport
+        self.batch_size = batch_size
+        self.batch_timeout = batch_timeout
+        self.clock = clock
+        self.retry_interval = retry_interval
+        self.on_batch = on_batch
+        self.position: int | None = None  # the peer's applied sequence of our origin
+        self.stats = SenderStats()
+        self.needs_full_sync = False
+
+    def lag_entries(self) -> int:
+        return max(0, self.local.last_seq - (self.position or 0))
+
+    def lag_seconds(self) -> float:
+        if self.position is None or self.position >= self.local.last_seq:
+            return 0.0
+        appended = self.local.backlog.appended_at(self.position)
+        return 0.0 if appended is None else max(0.0, time.monotonic() - appended)
+
+    async def _call(self, call: Callable[[], object]) -> object:
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(PeerUnavailable), stop=stop_never, reraise=True,
+            wait=wait_exponential_jitter(initial=0.05, max=self.retry_interval),
+        ):
+            with attempt:
+                try:
+                    return await call()  # type: ignore[misc]
+                except PeerUnavailable:
+                    self.stats.failures += 1
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _locate(self) -> int:
+        status = await self._call(lambda: self.transport.status(self.peer))
+        assert isinstance(status, pb.Status)
+        for position in status.vector.positions:
+            if (position.origin.node, position.origin.epoch) == self.local.origin:
+                return position.seq
+        return 0
+
+    async def run(self) -> None:
+        while True:
+            if self.position is None:
+                self.position = await self._locate()
+            if not self.local.backlog.available_after(self.position):
+                # Too far behind for our backlog: the peer's anti-entropy takes a full sync.
+                self.needs_full_sync = True
+                await asyncio.sleep(self.retry_interval)
+                self.position = None
+                continue
+            self.needs_full_sync = False
+            await self.local.wait_beyond(self.position)
+            if self.local.last_seq - self.position < self.batch_size:
+                await self.local.wait_beyond(self.position + self.batch_size - 1, timeout=self.batch_timeout)
+            await self.send_once()
+
+    async def send_once(self) -> None:
+        position = self.position or 0
+        entries, covered = self.local.backlog.after(position, self.batch_size)
+        if covered <= position:
+            return
+        batch = build_batch(self.local.origin, self.node, entries, first_seq=position + 1, last_seq=covered,
+                            hlc=self.clock())
+        self.stats.coalesced += len(entries) - len(batch.entries)
+        ack = await self._call(lambda: self.transport.send_batch(self.peer, batch))
+        assert isinstance(ack, pb.BatchAck)
+        if ack.accepted:
+            self.stats.entries += len(batch.entries)
+            self.stats.batches += 1
+            if self.on_batch is not None:
+                self.on_batch(self.peer, batch, len(entries))
+        else:
+            self.stats.rewinds += 1
+        self.position = ack.applied_seq

@@ -1,0 +1,253 @@
+"""Conversions between domain changes and BinaryLog messages, and the wire framing.
+
+Decoding is strict: a message that names an unknown kind, a missing part or an id that is
+not a valid string is a ``ProtocolError`` (the peer endpoint answers 400 and counts it),
+never a change applied with a default value.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+
+import zstandard
+from google.protobuf.message import DecodeError
+
+from ..domain.changes import Change, LeaderboardKill, LeaderboardPut, RecordSlotPut, TournamentJoin
+from ..domain.leaderboards import Leaderboard, TournamentSettings
+from ..domain.records import Base, Operator, Slot, SlotKind, SortOrder
+from . import binarylog_pb2 as pb
+
+ZSTD_ENCODING = "zstd"
+MAX_FRAME_BYTES = 64 * 1024 * 1024
+_FRAME = struct.Struct(">I")
+_compressor = zstandard.ZstdCompressor(level=1)
+_decompressor = zstandard.ZstdDecompressor()
+
+_OPERATORS = {Operator.BEST: pb.OPERATOR_BEST, Operator.SET: pb.OPERATOR_SET,
+              Operator.INCR: pb.OPERATOR_INCR, Operator.DECR: pb.OPERATOR_DECR}
+_OPERATORS_BACK = {v: k for k, v in _OPERATORS.items()}
+_SLOT_KINDS = {SlotKind.SET: pb.SLOT_KIND_SET, SlotKind.DELETE: pb.SLOT_KIND_DELETE,
+               SlotKind.BEST: pb.SLOT_KIND_BEST, SlotKind.INCR: pb.SLOT_KIND_INCR}
+_SLOT_KINDS_BACK = {v: k for k, v in _SLOT_KINDS.items()}
+
+
+class ProtocolError(ValueError):
+    """A peer message that does not decode to valid changes."""
+
+
+# ------------------------------------------------------------------------ compression
+
+
+def compress(data: bytes) -> bytes:
+    return _compressor.compress(data)
+
+
+def decompress(data: bytes, *, max_size: int = MAX_FRAME_BYTES) -> bytes:
+    try:
+        params = zstandard.get_frame_parameters(data)
+        if params.content_size > max_size:
+            raise ProtocolError(f"a compressed message expands to {params.content_size} bytes")
+        return _decompressor.decompress(data, max_output_size=max_size)
+    except zstandard.ZstdError as exc:
+        raise ProtocolError(f"not a valid zstd frame: {exc}") from None
+
+
+def parse(message_type: type, data: bytes):  # type: ignore[no-untyped-def]
+    message = message_type()
+    try:
+        message.ParseFromString(data)
+    except (DecodeError, RuntimeError, ValueError) as exc:
+        raise ProtocolError(f"not a valid {message_type.__name__}: {exc}") from None
+    return message
+
+
+def frame(message: bytes) -> bytes:
+    return _FRAME.pack(len(message)) + message
+
+
+def read_frames(buffer: bytearray) -> Iterator[bytes]:
+    """Pop every complete length-prefixed frame from the front of ``buffer``."""
+    offset = 0
+    while len(buffer) - offset >= _FRAME.size:
+        (size,) = _FRAME.unpack_from(buffer, offset)
+        if size > MAX_FRAME_BYTES:
+            raise ProtocolError(f"a frame of {size} bytes is larger than {MAX_FRAME_BYTES}")
+        if len(buffer) - offset - _FRAME.size < size:
+            break
+        start = offset + _FRAME.size
+        yield bytes(buffer[start:start + size])
+        offset = start + size
+    del buffer[:offset]
+
+
+# ------------------------------------------------------------------------------ slots
+
+
+def _text(value: str, *, what: str) -> str:
+    if not value:
+        raise ProtocolError(f"{what} is empty")
+    return value
+
+
+def slot_to_pb(slot: Slot, out: pb.Slot) -> None:
+    out.origin = slot.origin
+    out.kind = _SLOT_KINDS[slot.kind]
+    out.hlc = slot.hlc
+    out.score = slot.score
+    out.subscore = slot.subscore
+    out.num_score = slot.num_score
+    out.create_ms = slot.create_ms
+    if slot.username is not None:
+        out.username = slot.username
+    if slot.metadata is not None:
+        out.metadata = slot.metadata
+    base = slot.base
+    if base is not None:
+        b = out.base
+        b.hlc, b.origin, b.present = base.hlc, base.origin, base.present
+        b.score, b.subscore, b.num_score, b.create_ms = base.score, base.subscore, base.num_score, base.create_ms
+        if base.username is not None:
+            b.username = base.username
+        if base.metadata is not None:
+            b.metadata = base.metadata
+
+
+def slot_from_pb(message: pb.Slot) -> Slot:
+    kind = _SLOT_KINDS_BACK.get(message.kind)
+    if kind is None:
+        raise ProtocolError(f"unknown slot kind {message.kind}")
+    base = None
+    if message.HasField("base"):
+        if kind in (SlotKind.SET, SlotKind.DELETE):
+            raise ProtocolError("a set or delete slot has no base")
+        b = message.base
+        base = Base(b.hlc, _text(b.origin, what="base origin"), b.present, b.score, b.subscore, b.num_score,
+                    b.create_ms, b.username if b.HasField("username") else None,
+                    b.metadata if b.HasField("metadata") else None)
+    return Slot(
+        _text(message.origin, what="slot origin"), kind, message.hlc, message.score, message.subscore,
+        message.num_score, message.create_ms, message.username if message.HasField("username") else None,
+        message.metadata if message.HasField("metadata") else None, base,
+    )
+
+
+# ------------------------------------------------------------------------ definitions
+
+
+def definition_to_pb(leaderboard: Leaderboard, out: pb.LeaderboardDefinition) -> None:
+    out.id = leaderboard.id
+    out.sort_order = pb.SORT_ORDER_ASC if leaderboard.sort_order is SortOrder.ASC else pb.SORT_ORDER_DESC
+    out.operator = _OPERATORS[leaderboard.operator]
+    if leaderboard.reset_schedule is not None:
+        out.reset_schedule = leaderboard.reset_schedule
+    out.metadata = leaderboard.metadata
+    out.authoritative = leaderboard.authoritative
+    out.enable_ranks = leaderboard.enable_ranks
+    out.generation = leaderboard.generation
+    out.create_hlc = leaderboard.create_hlc
+    out.origin = leaderboard.origin
+    t = leaderboard.tournament
+    if t is not None:
+        o = out.tournament
+        o.title, o.description, o.category = t.title, t.description, t.category
+        o.start_time, o.end_time, o.duration = t.start_time, t.end_time, t.duration
+        o.max_size, o.max_num_score, o.join_required = t.max_size, t.max_num_score, t.join_required
+
+
+def definition_from_pb(message: pb.LeaderboardDefinition) -> Leaderboard:
+    operator = _OPERATORS_BACK.get(message.operator)
+    if operator is None or message.sort_order not in (pb.SORT_ORDER_ASC, pb.SORT_ORDER_DESC):
+        raise ProtocolError("unknown operator or sort order")
+    tournament = None
+    if message.HasField("tournament"):
+        t = message.tournament
+        tournament = TournamentSettings(t.title, t.description, t.category, t.start_time, t.end_time, t.duration,
+                                        t.max_size, t.max_num_score, t.join_required)
+    return Leaderboard(
+        id=_text(message.id, what="leaderboard id"),
+        sort_order=SortOrder.ASC if message.sort_order == pb.SORT_ORDER_ASC else SortOrder.DESC,
+        operator=operator,
+        reset_schedule=message.reset_schedule if message.HasField("reset_schedule") else None,
+        metadata=message.metadata or "{}", authoritative=message.authoritative, enable_ranks=message.enable_ranks,
+        tournament=tournament, generation=message.generation, create_hlc=message.create_hlc,
+        origin=_text(message.origin, what="leaderboard origin"),
+    )
+
+
+def kill_to_pb(change: LeaderboardKill, out: pb.LeaderboardDelete) -> None:
+    out.leaderboard_id = change.leaderboard_id
+    out.incarnations.extend(change.incarnations)
+    out.generation = change.generation
+
+
+def kill_from_pb(message: pb.LeaderboardDelete) -> LeaderboardKill:
+    return LeaderboardKill(_text(message.leaderboard_id, what="leaderboard id"), tuple(message.incarnations),
+                           message.generation)
+
+
+def join_to_pb(change: TournamentJoin, out: pb.TournamentJoin) -> None:
+    out.leaderboard_id, out.incarnation = change.leaderboard_id, change.incarnation
+    out.expiry, out.owner_id = change.expiry, change.owner
+
+
+def join_from_pb(message: pb.TournamentJoin) -> TournamentJoin:
+    return TournamentJoin(_text(message.leaderboard_id, what="leaderboard id"),
+                          _text(message.incarnation, what="incarnation"), message.expiry,
+                          _text(message.owner_id, what="owner id"))
+
+
+# ---------------------------------------------------------------------------- entries
+
+
+def entry_to_pb(seq: int, change: Change, out: pb.Entry) -> None:
+    out.seq = seq
+    if isinstance(change, RecordSlotPut):
+        if change.slot.kind is SlotKind.DELETE:
+            target = out.record_delete
+            target.origin, target.hlc = change.slot.origin, change.slot.hlc
+        else:
+            target = out.record_update
+            slot_to_pb(change.slot, target.slot)
+        key = target.key
+        key.leaderboard_id, key.incarnation, key.expiry = change.leaderboard_id, change.incarnation, change.expiry
+        key.owner_id, key.ascending = change.owner, not change.descending
+    elif isinstance(change, LeaderboardPut):
+        definition_to_pb(change.leaderboard, out.leaderboard_create.leaderboard)
+    elif isinstance(change, LeaderboardKill):
+        kill_to_pb(change, out.leaderboard_delete)
+    elif isinstance(change, TournamentJoin):
+        join_to_pb(change, out.tournament_join)
+    else:  # pragma: no cover
+        raise TypeError(f"not a change: {change!r}")
+
+
+def entry_from_pb(entry: pb.Entry) -> Change:
+    kind = entry.WhichOneof("change")
+    if kind == "record_update":
+        key = entry.record_update.key
+        return RecordSlotPut(_text(key.leaderboard_id, what="leaderboard id"),
+                             _text(key.incarnation, what="incarnation"), key.expiry,
+                             _text(key.owner_id, what="owner id"), slot_from_pb(entry.record_update.slot),
+                             not key.ascending)
+    if kind == "record_delete":
+        d = entry.record_delete
+        key = d.key
+        slot = Slot(_text(d.origin, what="origin"), SlotKind.DELETE, d.hlc, 0, 0, 0, 0, None, None)
+        return RecordSlotPut(_text(key.leaderboard_id, what="leaderboard id"),
+                             _text(key.incarnation, what="incarnation"), key.expiry,
+                             _text(key.owner_id, what="owner id"), slot, not key.ascending)
+    if kind == "leaderboard_create":
+        return LeaderboardPut(definition_from_pb(entry.leaderboard_create.leaderboard))
+    if kind == "leaderboard_delete":
+        return kill_from_pb(entry.leaderboard_delete)
+    if kind == "tournament_join":
+        return join_from_pb(entry.tournament_join)
+    raise ProtocolError(f"entry {entry.seq} carries no known change")
+
+
+def record_key(change: Change) -> tuple[str, str, int, str] | None:
+    """The record a change is about, for coalescing; None for changes that never coalesce."""
+    if isinstance(change, RecordSlotPut):
+        return (change.leaderboard_id, change.incarnation, change.expiry, change.owner)
+    return None

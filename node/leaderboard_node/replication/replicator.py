@@ -1,0 +1,472 @@
+"""Replication of one node: its log to every peer, every peer's log to it, and repairs.
+
+* **Publishing.** Each local change is appended to the node's own log (``LocalLog``) and
+  acknowledged; one ``PeerSender`` per peer ships it in batches.
+* **Receiving.** ``receive_batch`` applies each origin's entries in sequence order: a batch
+  that starts beyond the next expected sequence is refused (the answer names where this
+  node stands, and the sender rewinds), a batch already applied is ignored.
+* **Anti-entropy.** Every ``anti_entropy_interval`` the node reads each peer's status. An
+  origin the peer is ahead on is caught up from that peer's backlog (so entries of a dead
+  node still arrive, from anyone who has them); when the backlog no longer reaches that
+  far, the node takes a full sync from the peer. When both vectors are equal but the
+  content digests differ twice in a row, it merges a full snapshot too.
+* **Start.** A node that starts empty asks every peer for its status, full-syncs from a
+  peer that reports itself ready (the one holding the most records; never a fixed one),
+  catches up to that peer's position, and only then reports ready. A cluster starting
+  empty (every peer reachable, none ready, none holding records) is ready at once.
+
+Everything here is free of HTTP: peers are reached through a ``PeerTransport``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..config import LeaderboardSyncSettings
+from ..domain.changes import Change
+from ..node import Node, NodeState
+from . import binarylog_pb2 as pb
+from .outbox import LocalLog, PeerSender
+from .peers import Peer, PeerTransport, PeerUnavailable
+from .protocol import ProtocolError, entry_from_pb, entry_to_pb
+from .sync import SnapshotReceiver, SyncResult, snapshot_frames, vector_from_pb, vector_to_pb
+from .versions import Backlog, OriginKey, VersionVector
+
+log = logging.getLogger("leaderboard_node.replication")
+
+_STATES = {
+    NodeState.STARTING: pb.NODE_STATE_STARTING,
+    NodeState.SYNCING: pb.NODE_STATE_SYNCING,
+    NodeState.READY: pb.NODE_STATE_READY,
+    NodeState.STOPPING: pb.NODE_STATE_STOPPING,
+}
+STATE_NAMES = {v: k.value for k, v in _STATES.items()}
+
+
+class Discovery(Protocol):
+    async def peers(self) -> list[Peer]: ...
+
+
+class ReplicationEvents(Protocol):
+    """What replication reports (metrics); every method must be cheap and must not raise."""
+
+    def batch_sent(self, peer: Peer, batch: pb.Batch, entries_covered: int) -> None: ...
+
+    def batch_received(self, batch: pb.Batch, *, outcome: str) -> None: ...
+
+    def full_sync(self, *, role: str, seconds: float, records: int, ok: bool) -> None: ...
+
+    def catch_up(self, *, role: str, entries: int) -> None: ...
+
+    def sync_failure(self, *, kind: str) -> None: ...
+
+
+class _NoEvents:
+    def batch_sent(self, peer: Peer, batch: pb.Batch, entries_covered: int) -> None: ...
+    def batch_received(self, batch: pb.Batch, *, outcome: str) -> None: ...
+    def full_sync(self, *, role: str, seconds: float, records: int, ok: bool) -> None: ...
+    def catch_up(self, *, role: str, entries: int) -> None: ...
+    def sync_failure(self, *, kind: str) -> None: ...
+
+
+@dataclass
+class Member:
+    peer: Peer
+    name: str | None = None
+    state: str = "unknown"
+    reachable: bool = False
+    vector: VersionVector = field(default_factory=VersionVector)
+    state_digest: str = ""
+    records: int = 0
+    last_seen: float = 0.0
+    digest_mismatches: int = 0
+    is_self: bool = False
+
+
+class NeedFullSync(Exception):
+    pass
+
+
+class Replicator:
+    def __init__(
+        self,
+        *,
+        node: Node,
+        settings: LeaderboardSyncSettings,
+        transport: PeerTransport,
+        discovery: Discovery,
+        epoch: int,
+        events: ReplicationEvents | None = None,
+        bootstrap_timeout: float = 30.0,
+        flush_timeout: float = 10.0,
+    ) -> None:
+        self.node = node
+        self.store = node.store
+        self.settings = settings
+        self.transport = transport
+        self.discovery = discovery
+        self.events: ReplicationEvents = events or _NoEvents()
+        self.origin: OriginKey = (node.name, epoch)
+        self.local = LocalLog(self.origin, capacity=settings.backlog_size)
+        self.vector = VersionVector()
+        self.backlogs: dict[OriginKey, Backlog] = {self.origin: self.local.backlog}
+        self.members: dict[str, Member] = {}
+        self.senders: dict[str, tuple[PeerSender, asyncio.Task[None]]] = {}
+        self.bootstrap_timeout = bootstrap_timeout
+        self.flush_timeout = flush_timeout
+        self.full_syncs_taken = 0
+        self.full_syncs_served = 0
+        self.catch_ups_taken = 0
+        self.last_sync: dict[str, Any] | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._repair_lock = asyncio.Lock()
+        node.on_publish(self._publish)
+
+    # ------------------------------------------------------------------ publishing
+
+    def _publish(self, changes: list[Change]) -> None:
+        seq = self.local.append(changes)
+        self.vector.advance(self.origin, seq)
+
+    # ------------------------------------------------------------------- receiving
+
+    def _backlog(self, origin: OriginKey) -> Backlog:
+        backlog = self.backlogs.get(origin)
+        if backlog is None:
+            applied = self.vector.get(origin)
+            backlog = self.backlogs[origin] = Backlog(capacity=self.settings.backlog_size, floor=applied,
+                                                      covered=applied)
+        return backlog
+
+    def receive_batch(self, batch: pb.Batch) -> pb.BatchAck:
+        """Apply a batch of one origin's entries, in order; all or nothing."""
+        node_name, epoch = batch.origin.node, batch.origin.epoch
+        if not node_name or batch.first_seq < 1 or batch.last_seq < batch.first_seq:
+            raise ProtocolError("a batch needs an origin and a valid range of sequences")
+        origin = (node_name, epoch)
+        if origin == self.origin:  # our own entries, relayed back: we have them
+            return pb.BatchAck(applied_seq=self.vector.get(origin), accepted=True)
+        applied = self.vector.get(origin)
+        if batch.last_seq <= applied:
+            self.events.batch_received(batch, outcome="duplicate")
+            return pb.BatchAck(applied_seq=applied, accepted=True)
+        if batch.first_seq > applied + 1:
+            self.events.batch_received(batch, outcome="gap")
+            return pb.BatchAck(applied_seq=applied, accepted=False)
+        decoded: list[tuple[int, Change]] = []
+        previous = 0
+        for entry in batch.entries:
+            if entry.seq < batch.first_seq or entry.seq > batch.last_seq or entry.seq <= previous:
+                raise ProtocolError(f"entry {entry.seq} is out of order or outside its batch")
+            previous = entry.seq
+            decoded.append((entry.seq, entry_from_pb(entry)))
+        self.store.clock.observe(batch.sent_hlc)
+        backlog = self._backlog(origin)
+        for seq, change in decoded:
+            if seq > applied:
+                self.store.apply(change)
+                backlog.append(seq, change)
+        backlog.cover(batch.last_seq)
+        self.vector.advance(origin, batch.last_seq)
+        self.events.batch_received(batch, outcome="applied")
+        return pb.BatchAck(applied_seq=batch.last_seq, accepted=True)
+
+    # ------------------------------------------------------------------ serving peers
+
+    def state_digest(self) -> str:
+        """A hash of every bucket's digest and every definition, to compare replicas."""
+        horizon = self.node.seconds() - self.store.retention + 120
+        parts = sorted(
+            f"{lid}/{inc}/{bucket.expiry}/{bucket.digest}"
+            for lid, inc, bucket in self.store.buckets() if bucket.expiry == 0 or bucket.expiry > horizon
+        )
+        parts += sorted(f"def/{lb.id}/{lb.incarnation}" for lb in self.store.leaderboards.definitions())
+        return hashlib.blake2b("\n".join(parts).encode(), digest_size=16).hexdigest()
+
+    def status(self) -> pb.Status:
+        status = pb.Status(state=_STATES[self.node.state], hlc=self.store.clock.last,
+                           state_digest=self.state_digest(), records=self.store.record_count())
+        status.self.node, status.self.epoch = self.origin
+        floors = {origin: backlog.floor for origin, backlog in self.backlogs.items()}
+        vector_to_pb(self.vector, status.vector, floors)
+        return status
+
+    def catch_up(self, request: pb.CatchUpRequest) -> pb.CatchUpResponse:
+        origin = (request.origin.node, request.origin.epoch)
+        backlog = self.backlogs.get(origin)
+        if backlog is None or not backlog.available_after(request.after_seq):
+            return pb.CatchUpResponse(available=False)
+        limit = max(1, min(request.max_entries or self.settings.batch_size, 100_000))
+        entries, covered = backlog.after(request.after_seq, limit)
+        response = pb.CatchUpResponse(available=True)
+        batch = response.batch
+        batch.origin.node, batch.origin.epoch = origin
+        batch.first_seq, batch.last_seq = request.after_seq + 1, max(covered, request.after_seq)
+        batch.sender, batch.sent_hlc = self.node.name, self.store.clock.now()
+        for seq, change in entries:
+            entry_to_pb(seq, change, batch.entries.add())
+        self.events.catch_up(role="served", entries=len(entries))
+        return response
+
+    async def snapshot(self) -> AsyncIterator[bytes]:
+        started = time.monotonic()
+        vector = self.vector.copy()
+        count = 0
+        ok = False
+        try:
+            async for chunk in snapshot_frames(self.store, source=self.origin, vector=vector,
+                                               chunk_records=self.settings.sync_chunk_records):
+                count += 1
+                yield chunk
+            ok = True
+            self.full_syncs_served += 1
+        finally:
+            self.events.full_sync(role="served", seconds=time.monotonic() - started,
+                                  records=self.store.record_count(), ok=ok)
+
+    # -------------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        self.node.set_state(NodeState.SYNCING)
+        self._tasks.append(asyncio.create_task(self._main(), name="replication"))
+
+    async def _main(self) -> None:
+        try:
+            await self._bootstrap()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # pragma: no cover - logged, and the node still serves
+            log.exception("bootstrap_failed", extra={"node": self.node.name})
+            self.node.set_state(NodeState.READY)
+        while True:
+            await self.anti_entropy_round()
+            await asyncio.sleep(self.settings.anti_entropy_interval)
+
+    async def stop(self) -> None:
+        """Flush what peers have not received (bounded in time), then stop every task."""
+        deadline = time.monotonic() + self.flush_timeout
+        while time.monotonic() < deadline and any(
+            s.lag_entries() > 0 and self.members.get(a, Member(s.peer)).reachable
+            for a, (s, _) in self.senders.items()
+        ):
+            await asyncio.sleep(0.02)
+        tasks = self._tasks + [task for _, task in self.senders.values()]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        self.senders.clear()
+
+    # ---------------------------------------------------------------- membership
+
+    async def _refresh_members(self) -> list[Member]:
+        try:
+            peers = await self.discovery.peers()
+        except Exception as exc:  # discovery trouble must not stop replication
+            log.warning("discovery_failed", extra={"node": self.node.name, "error": str(exc)})
+            return [m for m in self.members.values() if not m.is_self]
+        current = {peer.address for peer in peers}
+        for address in [a for a in self.members if a not in current]:
+            del self.members[address]
+            sender = self.senders.pop(address, None)
+            if sender is not None:
+                sender[1].cancel()
+        for peer in peers:
+            if peer.address not in self.members:
+                self.members[peer.address] = Member(peer=peer, name=peer.name)
+        return [m for m in self.members.values() if not m.is_self]
+
+    def _ensure_sender(self, member: Member) -> None:
+        if member.is_self or member.peer.address in self.senders:
+            return
+        sender = PeerSender(
+            peer=member.peer, node=self.node.name, local=self.local, transport=self.transport,
+            batch_size=self.settings.batch_size, batch_timeout=self.settings.batch_timeout,
+            clock=self.store.clock.now, retry_interval=max(0.2, self.settings.anti_entropy_interval),
+            on_batch=self.events.batch_sent,
+        )
+        task = asyncio.create_task(sender.run(), name=f"sender-{member.peer.address}")
+        self.senders[member.peer.address] = (sender, task)
+
+    async def _poll(self, member: Member) -> pb.Status | None:
+        try:
+            status = await self.transport.status(member.peer)
+        except PeerUnavailable:
+            member.reachable = False
+            return None
+        member.reachable = True
+        member.last_seen = time.monotonic()
+        member.name = status.self.node
+        member.state = STATE_NAMES.get(status.state, "unknown")
+        member.vector = vector_from_pb(status.vector)
+        member.state_digest = status.state_digest
+        member.records = status.records
+        if status.self.node == self.node.name:
+            member.is_self = True
+            sender = self.senders.pop(member.peer.address, None)
+            if sender is not None:
+                sender[1].cancel()
+        self.store.clock.observe(status.hlc)
+        return status
+
+    # ------------------------------------------------------------------ bootstrap
+
+    async def _bootstrap(self) -> None:
+        deadline = time.monotonic() + self.bootstrap_timeout
+        while True:
+            members = await self._refresh_members()
+            for member in members:
+                self._ensure_sender(member)
+            if not members:
+                log.info("bootstrap_alone", extra={"node": self.node.name})
+                break
+            await asyncio.gather(*(self._poll(m) for m in members))
+            members = [m for m in members if not m.is_self]
+            if not members:
+                break
+            ready = [m for m in members if m.reachable and m.state == NodeState.READY.value]
+            if ready:
+                source = max(ready, key=lambda m: (m.records, random.random()))
+                try:
+                    await self._full_sync(source, reason="bootstrap")
+                    await self._catch_up_with(source)
+                    break
+                except (PeerUnavailable, ProtocolError, NeedFullSync) as exc:
+                    self.events.sync_failure(kind="bootstrap")
+                    log.warning("bootstrap_sync_failed", extra={"node": self.node.name,
+                                                                "source": source.name, "error": str(exc)})
+            elif all(m.reachable for m in members) and all(m.records == 0 for m in members):
+                log.info("bootstrap_fresh_cluster", extra={"node": self.node.name, "peers": len(members)})
+                break
+            if time.monotonic() > deadline:
+                log.warning("bootstrap_timeout", extra={"node": self.node.name,
+                                                        "seconds": self.bootstrap_timeout})
+                break
+            await asyncio.sleep(0.2)
+        self.node.set_state(NodeState.READY)
+
+    async def _catch_up_with(self, member: Member, *, rounds: int = 50) -> None:
+        """Catch up until this node has everything ``member`` had when we asked."""
+        for _ in range(rounds):
+            status = await self._poll(member)
+            if status is None:
+                raise PeerUnavailable(f"{member.name} went away during catch-up")
+            missing = {o: v for o, v in self.vector.missing_from(member.vector).items() if o != self.origin}
+            if not missing:
+                return
+            for origin in missing:
+                await self._catch_up_origin(member, origin)
+        raise NeedFullSync(f"could not catch up with {member.name}")
+
+    # ---------------------------------------------------------------- anti-entropy
+
+    async def anti_entropy_round(self) -> None:
+        members = await self._refresh_members()
+        await asyncio.gather(*(self._poll(m) for m in members))
+        for member in members:
+            if member.is_self or not member.reachable:
+                continue
+            self._ensure_sender(member)
+            try:
+                await self._repair_from(member)
+            except (PeerUnavailable, ProtocolError) as exc:
+                self.events.sync_failure(kind="anti_entropy")
+                log.info("repair_failed", extra={"node": self.node.name, "peer": member.name, "error": str(exc)})
+
+    async def _repair_from(self, member: Member) -> None:
+        missing = {o: v for o, v in self.vector.missing_from(member.vector).items() if o != self.origin}
+        try:
+            for origin in missing:
+                await self._catch_up_origin(member, origin)
+        except NeedFullSync:
+            await self._full_sync(member, reason="behind_backlog")
+            return
+        if missing:
+            return
+        if member.vector == self.vector and member.state == NodeState.READY.value and self.node.ready:
+            if member.state_digest != self.state_digest():
+                member.digest_mismatches += 1
+                if member.digest_mismatches >= 2:
+                    log.warning("digest_mismatch", extra={"node": self.node.name, "peer": member.name})
+                    member.digest_mismatches = 0
+                    await self._full_sync(member, reason="digest_mismatch")
+            else:
+                member.digest_mismatches = 0
+
+    async def _catch_up_origin(self, member: Member, origin: OriginKey) -> None:
+        target = member.vector.get(origin)
+        while self.vector.get(origin) < target:
+            request = pb.CatchUpRequest(after_seq=self.vector.get(origin), max_entries=self.settings.batch_size * 10)
+            request.origin.node, request.origin.epoch = origin
+            response = await self.transport.catch_up(member.peer, request)
+            if not response.available:
+                raise NeedFullSync(f"{member.name} no longer holds entries of {origin} after {request.after_seq}")
+            before = self.vector.get(origin)
+            ack = self.receive_batch(response.batch)
+            if ack.applied_seq <= before:
+                return  # no progress: the peer's answer did not reach further; try next round
+            self.catch_ups_taken += 1
+            self.events.catch_up(role="taken", entries=len(response.batch.entries))
+
+    # ------------------------------------------------------------------- full sync
+
+    async def _full_sync(self, member: Member, *, reason: str) -> SyncResult:
+        async with self._repair_lock:
+            started = time.monotonic()
+            log.info("full_sync_started", extra={"node": self.node.name, "source": member.name, "reason": reason})
+            receiver = SnapshotReceiver(self.store)
+            ok = False
+            try:
+                async for chunk in self.transport.snapshot(member.peer):
+                    receiver.feed(chunk)
+                result = receiver.result()
+                ok = True
+            finally:
+                self.events.full_sync(role="taken", seconds=time.monotonic() - started,
+                                      records=receiver.records, ok=ok)
+            for origin, seq in result.vector.items():
+                backlog = self._backlog(origin)
+                if backlog.covered < seq:
+                    backlog.floor = max(backlog.floor, seq)
+                    backlog.covered = seq
+            self.vector.merge(result.vector)
+            self.full_syncs_taken += 1
+            seconds = time.monotonic() - started
+            self.last_sync = {"source": member.name, "reason": reason, "records": result.records,
+                              "seconds": round(seconds, 3), "at": int(time.time())}
+            log.info("full_sync_done", extra={"node": self.node.name, "source": member.name, "reason": reason,
+                                              "records": result.records, "seconds": round(seconds, 3)})
+            return result
+
+    # ------------------------------------------------------------------- reporting
+
+    def members_json(self) -> list[dict[str, Any]]:
+        out = []
+        for address, member in sorted(self.members.items()):
+            if member.is_self:
+                continue
+            sender = self.senders.get(address)
+            out.append({
+                "name": member.name,
+                "address": address,
+                "state": member.state,
+                "reachable": member.reachable,
+                "synced": member.reachable and member.state == NodeState.READY.value
+                and (sender is None or sender[0].lag_entries() == 0),
+                "lag_entries": sender[0].lag_entries() if sender else None,
+                "lag_seconds": round(sender[0].lag_seconds(), 4) if sender else None,
+                "records": member.records,
+                "version_vector": member.vector.to_json(),
+                "last_seen_seconds_ago": round(time.monotonic() - member.last_seen, 3) if member.last_seen else None,
+            })
+        return out

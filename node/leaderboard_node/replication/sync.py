@@ -1,0 +1,204 @@
+"""Full sync: a fuzzy snapshot streamed in chunks, and its merge on the receiving side.
+
+The sender records its version vector, then streams definitions and every bucket in rank
+order, ``chunk_records`` records per chunk, yielding to the event loop between chunks while
+writes go on (ZooKeeper's fuzzy snapshot). Records are walked by sort key, not by index, so
+a record that does not change during the stream is sent exactly once; one that does change
+is also in the log after the recorded vector, and the receiver's catch-up from that vector
+brings its final state. Merges are idempotent, so receiving both is harmless.
+
+The receiver collects each bucket's records (they arrive in rank order, which makes building
+the sorted structure linear), builds the bucket once it is complete, and merges it with
+whatever arrived live in the meantime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from ..domain.changes import LeaderboardKill, LeaderboardPut, TournamentJoin
+from ..domain.rank_cache import Bucket
+from ..domain.records import Slots
+from ..domain.store import LeaderboardStore
+from . import binarylog_pb2 as pb
+from .protocol import (
+    ProtocolError,
+    definition_from_pb,
+    definition_to_pb,
+    frame,
+    join_from_pb,
+    join_to_pb,
+    kill_from_pb,
+    kill_to_pb,
+    parse,
+    slot_from_pb,
+    slot_to_pb,
+)
+from .versions import VersionVector
+
+log = logging.getLogger("leaderboard_node.sync")
+
+
+def vector_to_pb(vector: VersionVector, out: pb.VersionVector, floors: dict[tuple[str, int], int] | None = None) -> None:
+    for (node, epoch), seq in vector.items():
+        position = out.positions.add()
+        position.origin.node, position.origin.epoch, position.seq = node, epoch, seq
+        if floors:
+            position.floor = floors.get((node, epoch), 0)
+
+
+def vector_from_pb(message: pb.VersionVector) -> VersionVector:
+    vector = VersionVector()
+    for position in message.positions:
+        if not position.origin.node:
+            raise ProtocolError("a version vector names an origin without a node")
+        vector.advance((position.origin.node, position.origin.epoch), position.seq)
+    return vector
+
+
+async def snapshot_frames(
+    store: LeaderboardStore, *, source: tuple[str, int], vector: VersionVector, chunk_records: int
+) -> AsyncIterator[bytes]:
+    """Framed ``SyncChunk`` messages of a fuzzy snapshot taken at ``vector``."""
+    header = pb.SyncChunk()
+    header.header.SetInParent()
+    header.header.source.node, header.header.source.epoch = source
+    vector_to_pb(vector, header.header.vector)
+    header.header.records = store.record_count()
+    yield frame(header.SerializeToString())
+
+    definitions = pb.SyncChunk()
+    definitions.definitions.SetInParent()
+    for leaderboard in store.leaderboards.definitions():
+        definition_to_pb(leaderboard, definitions.definitions.leaderboards.add())
+    for leaderboard_id, (generation, incarnations) in store.leaderboards.tombstones().items():
+        kill_to_pb(LeaderboardKill(leaderboard_id, tuple(incarnations), generation),
+                   definitions.definitions.tombstones.add())
+    for leaderboard_id, incarnation, expiry, owners in store.joins():
+        for owner in sorted(owners):
+            join_to_pb(TournamentJoin(leaderboard_id, incarnation, expiry, owner), definitions.definitions.joins.add())
+    yield frame(definitions.SerializeToString())
+
+    chunks, sent = 2, 0
+    for leaderboard_id, incarnation, bucket in store.buckets():
+        after: bytes | None = None
+        while True:
+            batch = bucket.records_after(after, chunk_records)
+            if not batch:
+                break
+            after = batch[-1].key
+            yield frame(_records_chunk(leaderboard_id, incarnation, bucket, [(r.owner, r.slots) for r in batch]))
+            chunks += 1
+            sent += len(batch)
+            await asyncio.sleep(0)
+        tombstones = bucket.tombstones()
+        for start in range(0, len(tombstones), chunk_records):
+            yield frame(_records_chunk(leaderboard_id, incarnation, bucket, tombstones[start:start + chunk_records]))
+            chunks += 1
+            await asyncio.sleep(0)
+        if len(bucket) == 0 and not tombstones:  # an empty bucket still exists on the receiver
+            yield frame(_records_chunk(leaderboard_id, incarnation, bucket, []))
+            chunks += 1
+    trailer = pb.SyncChunk()
+    trailer.trailer.SetInParent()
+    trailer.trailer.records, trailer.trailer.chunks = sent, chunks + 1
+    yield frame(trailer.SerializeToString())
+
+
+def _records_chunk(leaderboard_id: str, incarnation: str, bucket: Bucket, items: list[tuple[str, Slots]]) -> bytes:
+    chunk = pb.SyncChunk()
+    records = chunk.records
+    records.SetInParent()
+    records.leaderboard_id, records.incarnation, records.expiry = leaderboard_id, incarnation, bucket.expiry
+    records.ascending = not bucket.descending
+    for owner, slots in items:
+        record = records.records.add()
+        record.owner_id = owner
+        for slot in slots:
+            slot_to_pb(slot, record.slots.add())
+    return chunk.SerializeToString()
+
+
+@dataclass
+class SyncResult:
+    vector: VersionVector
+    records: int
+    chunks: int
+    source: tuple[str, int]
+
+
+class SnapshotReceiver:
+    """Merges a stream of ``SyncChunk`` messages into a store."""
+
+    def __init__(self, store: LeaderboardStore) -> None:
+        self.store = store
+        self.header: pb.SyncHeader | None = None
+        self.done = False
+        self.records = 0
+        self.chunks = 0
+        self._current: tuple[str, str, int, bool] | None = None
+        self._items: list[tuple[str, Slots]] = []
+
+    def feed(self, data: bytes) -> None:
+        chunk = parse(pb.SyncChunk, data)
+        part = chunk.WhichOneof("part")
+        self.chunks += 1
+        if part == "header":
+            if self.header is not None:
+                raise ProtocolError("a snapshot has two headers")
+            self.header = chunk.header
+            return
+        if self.header is None:
+            raise ProtocolError("a snapshot must start with its header")
+        if self.done:
+            raise ProtocolError("a snapshot goes on after its trailer")
+        if part == "definitions":
+            for message in chunk.definitions.tombstones:
+                self.store.apply(kill_from_pb(message))
+            for message in chunk.definitions.leaderboards:
+                self.store.apply(LeaderboardPut(definition_from_pb(message)))
+            for message in chunk.definitions.joins:
+                self.store.apply(join_from_pb(message))
+        elif part == "records":
+            records = chunk.records
+            target = (records.leaderboard_id, records.incarnation, records.expiry, not records.ascending)
+            if not records.leaderboard_id or not records.incarnation:
+                raise ProtocolError("a records chunk names no leaderboard")
+            if target != self._current:
+                self._install()
+                self._current = target
+            for record in records.records:
+                if not record.owner_id or not record.slots:
+                    raise ProtocolError("a synced record has no owner or no slots")
+                self._items.append((record.owner_id, tuple(slot_from_pb(s) for s in record.slots)))
+            self.records += len(records.records)
+        elif part == "trailer":
+            self._install()
+            if chunk.trailer.chunks != self.chunks:
+                raise ProtocolError(f"the snapshot announced {chunk.trailer.chunks} chunks, {self.chunks} arrived")
+            self.done = True
+        else:
+            raise ProtocolError("an empty snapshot chunk")
+
+    def _install(self) -> None:
+        if self._current is None:
+            return
+        leaderboard_id, incarnation, expiry, descending = self._current
+        items, self._items, self._current = self._items, [], None
+        for _, slots in items:
+            for slot in slots:
+                self.store.clock.observe(slot.hlc)
+        try:
+            bucket = Bucket.from_ranked(items, descending=descending, expiry=expiry)
+        except ValueError as exc:
+            raise ProtocolError(str(exc)) from None
+        self.store.install_bucket(leaderboard_id, incarnation, bucket)
+
+    def result(self) -> SyncResult:
+        if self.header is None or not self.done:
+            raise ProtocolError("the snapshot ended early")
+        source = (self.header.source.node, self.header.source.epoch)
+        return SyncResult(vector_from_pb(self.header.vector), self.records, self.chunks, source)

@@ -1,0 +1,124 @@
+"""Version vectors and per-origin backlogs.
+
+An *origin* is one life of one node: (node name, epoch). Each origin numbers its entries
+1, 2, 3, ...; a version vector maps every origin to the highest sequence applied. Comparing
+two vectors tells exactly which entries one node misses.
+
+A backlog keeps an origin's recent entries so that a peer that missed some can catch up
+incrementally; ``floor`` is the last sequence that is gone (a request for entries after an
+earlier one cannot be served, and the peer needs a full sync). Entries of a batch that were
+coalesced away (superseded by a later update of the same record) are simply absent: the
+backlog *covers* up to ``covered`` even where sequences are missing.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from ..domain.changes import Change
+
+OriginKey = tuple[str, int]  # (node name, epoch)
+
+
+class VersionVector:
+    __slots__ = ("_seqs",)
+
+    def __init__(self, seqs: dict[OriginKey, int] | None = None) -> None:
+        self._seqs: dict[OriginKey, int] = dict(seqs or {})
+
+    def get(self, origin: OriginKey) -> int:
+        return self._seqs.get(origin, 0)
+
+    def advance(self, origin: OriginKey, seq: int) -> None:
+        if seq > self._seqs.get(origin, 0):
+            self._seqs[origin] = seq
+
+    def merge(self, other: VersionVector) -> None:
+        for origin, seq in other.items():
+            self.advance(origin, seq)
+
+    def items(self) -> Iterator[tuple[OriginKey, int]]:
+        return iter(list(self._seqs.items()))
+
+    def copy(self) -> VersionVector:
+        return VersionVector(self._seqs)
+
+    def missing_from(self, other: VersionVector) -> dict[OriginKey, tuple[int, int]]:
+        """Origins where ``other`` is ahead of this vector: origin -> (mine, theirs)."""
+        return {o: (self.get(o), s) for o, s in other.items() if s > self.get(o)}
+
+    def covers(self, other: VersionVector) -> bool:
+        return not self.missing_from(other)
+
+    def total(self) -> int:
+        return sum(self._seqs.values())
+
+    def to_json(self) -> dict[str, dict[str, int]]:
+        return {f"{node}@{epoch}": {"node": node, "epoch": epoch, "seq": seq}  # type: ignore[dict-item]
+                for (node, epoch), seq in sorted(self._seqs.items())}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, VersionVector) and self._seqs == other._seqs
+
+    def __repr__(self) -> str:
+        return f"VersionVector({self._seqs!r})"
+
+
+@dataclass
+class Backlog:
+    """Recent entries of one origin, bounded by ``capacity``."""
+
+    capacity: int
+    floor: int = 0  # entries up to here are gone
+    covered: int = 0  # the backlog answers for every sequence up to here
+    _seqs: list[int] = field(default_factory=list)
+    _changes: list[Change] = field(default_factory=list)
+    _times: list[float] = field(default_factory=list)
+    _start: int = 0
+
+    def __len__(self) -> int:
+        return len(self._seqs) - self._start
+
+    def append(self, seq: int, change: Change, *, at: float | None = None) -> None:
+        self._seqs.append(seq)
+        self._changes.append(change)
+        self._times.append(time.monotonic() if at is None else at)
+        if seq > self.covered:
+            self.covered = seq
+        if len(self) > self.capacity:
+            self._evict(len(self) - self.capacity)
+
+    def cover(self, seq: int) -> None:
+        """Entries up to ``seq`` were applied (some coalesced away): answer for them."""
+        if seq > self.covered:
+            self.covered = seq
+
+    def _evict(self, count: int) -> None:
+        self._start += count
+        self.floor = self._seqs[self._start - 1]
+        if self._start > 4096 and self._start * 2 > len(self._seqs):
+            del self._seqs[:self._start], self._changes[:self._start], self._times[:self._start]
+            self._start = 0
+
+    def available_after(self, seq: int) -> bool:
+        return seq >= self.floor
+
+    def after(self, seq: int, limit: int) -> tuple[list[tuple[int, Change]], int]:
+        """Up to ``limit`` entries after ``seq`` and the sequence the answer covers up to."""
+        index = bisect.bisect_right(self._seqs, seq, lo=self._start)
+        stop = min(index + limit, len(self._seqs))
+        entries = list(zip(self._seqs[index:stop], self._changes[index:stop]))
+        covered = self.covered if stop == len(self._seqs) else self._seqs[stop] - 1
+        return entries, covered
+
+    def appended_at(self, seq: int) -> float | None:
+        """When the first entry after ``seq`` was appended (for lag in seconds)."""
+        index = bisect.bisect_right(self._seqs, seq, lo=self._start)
+        return self._times[index] if index < len(self._seqs) else None
+
+    @property
+    def last_seq(self) -> int:
+        return self.covered

@@ -1,0 +1,95 @@
+"""The peer endpoint: BinaryLog messages over HTTP, on a port of its own.
+
+    POST /peer/v1/batch     Batch (zstd when Content-Encoding says so) -> BatchAck
+    GET  /peer/v1/status    -> Status
+    POST /peer/v1/catchup   CatchUpRequest -> CatchUpResponse
+    GET  /peer/v1/snapshot  -> a stream of length-prefixed SyncChunk messages
+
+When a peer token is configured, every request must carry ``Authorization: Bearer TOKEN``
+(compared in constant time); anything else is a 401 that changes nothing. Malformed,
+truncated or oversized messages get a 4xx, are counted, and change nothing.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from ..replication import binarylog_pb2 as pb
+from ..replication.protocol import ZSTD_ENCODING, ProtocolError, decompress, parse
+from ..replication.replicator import Replicator
+
+log = logging.getLogger("leaderboard_node.peer_api")
+
+PROTOBUF = "application/x-protobuf"
+Rejected = Callable[[str], None]
+
+
+def _reply(message: object) -> web.Response:
+    return web.Response(body=message.SerializeToString(), content_type=PROTOBUF)  # type: ignore[attr-defined]
+
+
+def create_peer_app(
+    replicator: Replicator,
+    *,
+    token: str | None,
+    max_message_bytes: int,
+    on_rejected: Rejected = lambda reason: None,
+) -> web.Application:
+    @web.middleware
+    async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                    ) -> web.StreamResponse:
+        if token is not None:
+            given = request.headers.get("Authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                on_rejected("unauthorized")
+                return web.json_response({"error": {"code": "unauthorized", "message": "peer token missing or wrong"}},
+                                         status=401)
+        try:
+            return await handler(request)
+        except web.HTTPRequestEntityTooLarge:
+            on_rejected("too_large")
+            return web.json_response({"error": {"code": "message_too_large",
+                                                "message": f"peer messages are at most {max_message_bytes} bytes"}},
+                                     status=413)
+        except ProtocolError as exc:
+            on_rejected("malformed")
+            log.warning("peer_message_rejected", extra={"path": request.path, "error": str(exc),
+                                                        "remote": request.remote})
+            return web.json_response({"error": {"code": "malformed_message", "message": str(exc)}}, status=400)
+
+    async def body(request: web.Request) -> bytes:
+        raw = await request.read()
+        if request.headers.get("Content-Encoding", "") == ZSTD_ENCODING:
+            raw = decompress(raw, max_size=max_message_bytes)
+        return raw
+
+    async def batch(request: web.Request) -> web.Response:
+        message = parse(pb.Batch, await body(request))
+        return _reply(replicator.receive_batch(message))
+
+    async def status(request: web.Request) -> web.Response:
+        return _reply(replicator.status())
+
+    async def catch_up(request: web.Request) -> web.Response:
+        message = parse(pb.CatchUpRequest, await body(request))
+        return _reply(replicator.catch_up(message))
+
+    async def snapshot(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        async for chunk in replicator.snapshot():
+            await response.write(chunk)
+        await response.write_eof()
+        return response
+
+    app = web.Application(middlewares=[guard], client_max_size=max_message_bytes)
+    app.router.add_post("/peer/v1/batch", batch)
+    app.router.add_get("/peer/v1/status", status)
+    app.router.add_post("/peer/v1/catchup", catch_up)
+    app.router.add_get("/peer/v1/snapshot", snapshot)
+    return app

@@ -1,0 +1,102 @@
+"""The HTTP side of ``PeerTransport``: aiohttp client calls to peers' endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import aiohttp
+
+from ..replication import binarylog_pb2 as pb
+from ..replication.peers import Peer, PeerUnavailable
+from ..replication.protocol import ZSTD_ENCODING, ProtocolError, compress, parse, read_frames
+
+PROTOBUF = "application/x-protobuf"
+
+
+class HttpPeerTransport:
+    def __init__(
+        self,
+        *,
+        token: str | None,
+        compression: bool,
+        timeout: float = 5.0,
+        snapshot_timeout: float = 600.0,
+        on_bytes: Callable[[Peer, int, int], None] = lambda peer, raw, wire: None,
+    ) -> None:
+        self.token = token
+        self.compression = compression
+        self.timeout = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 2.0))
+        self.snapshot_timeout = aiohttp.ClientTimeout(total=snapshot_timeout, connect=2.0, sock_read=30.0)
+        self.on_bytes = on_bytes
+        self._session: aiohttp.ClientSession | None = None
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": PROTOBUF}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return headers
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit_per_host=4, force_close=False),
+                auto_decompress=False,
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def _call(self, peer: Peer, method: str, path: str, message: object | None,
+                    reply: type, *, compressible: bool = False) -> object:
+        headers = self._headers()
+        data = None
+        if message is not None:
+            data = message.SerializeToString()  # type: ignore[attr-defined]
+            raw = len(data)
+            if compressible and self.compression and raw > 256:
+                data = compress(data)
+                headers["Content-Encoding"] = ZSTD_ENCODING
+            self.on_bytes(peer, raw, len(data))
+        url = f"http://{peer.address}{path}"
+        try:
+            async with self._client().request(method, url, data=data, headers=headers,
+                                              timeout=self.timeout) as response:
+                body = await response.read()
+                if response.status != 200:
+                    raise PeerUnavailable(f"{peer.address}{path} answered {response.status}: {body[:200]!r}")
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise PeerUnavailable(f"{peer.address}{path}: {exc!r}") from None
+        try:
+            return parse(reply, body)
+        except ProtocolError as exc:
+            raise PeerUnavailable(f"{peer.address}{path} sent a bad answer: {exc}") from None
+
+    async def status(self, peer: Peer) -> pb.Status:
+        return await self._call(peer, "GET", "/peer/v1/status", None, pb.Status)  # type: ignore[return-value]
+
+    async def send_batch(self, peer: Peer, batch: pb.Batch) -> pb.BatchAck:
+        return await self._call(peer, "POST", "/peer/v1/batch", batch, pb.BatchAck,  # type: ignore[return-value]
+                                compressible=True)
+
+    async def catch_up(self, peer: Peer, request: pb.CatchUpRequest) -> pb.CatchUpResponse:
+        return await self._call(peer, "POST", "/peer/v1/catchup", request,  # type: ignore[return-value]
+                                pb.CatchUpResponse)
+
+    async def snapshot(self, peer: Peer) -> AsyncIterator[bytes]:
+        url = f"http://{peer.address}/peer/v1/snapshot"
+        buffer = bytearray()
+        try:
+            async with self._client().get(url, headers=self._headers(), timeout=self.snapshot_timeout) as response:
+                if response.status != 200:
+                    raise PeerUnavailable(f"{peer.address} refused a snapshot: {response.status}")
+                async for data in response.content.iter_chunked(1 << 20):
+                    buffer.extend(data)
+                    for message in read_frames(buffer):
+                        yield message
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise PeerUnavailable(f"{peer.address} snapshot: {exc!r}") from None
+        if buffer:
+            raise ProtocolError("the snapshot stream ended inside a frame")

@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+import pytest
+
+from ..harness import Cluster
+
+
+@pytest.fixture
+def cluster_factory(tmp_path):
+    clusters: list[Cluster] = []
+
+    def make(size: int = 3, **kwargs) -> Cluster:
+        cluster = Cluster.create(tmp_path, size, **kwargs)
+        clusters.append(cluster)
+        return cluster
+
+    yield make
+    for cluster in clusters:
+        cluster.stop()

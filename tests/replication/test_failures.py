@@ -1,0 +1,150 @@
+"""Crashes, pauses, lost and reordered batches: the cluster converges and keeps every
+write that a surviving node acknowledged."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from leaderboard_client import ApiError
+
+from ..harness import wait_until
+
+
+def _has_board(client, leaderboard_id):
+    try:
+        client.get_leaderboard(leaderboard_id)
+        return True
+    except (ApiError, OSError):
+        return False
+
+
+def _cluster_info(node):
+    with node.client(timeout=5) as client:
+        return client.cluster()["node"]
+
+
+class Writer(threading.Thread):
+    """Writes unique records to one node until stopped; remembers what was acknowledged."""
+
+    def __init__(self, node, board: str, prefix: str, *, limit: int = 5000, seconds: float = 30.0) -> None:
+        super().__init__(daemon=True)
+        self.node, self.board, self.prefix = node, board, prefix
+        self.limit, self.seconds = limit, seconds
+        self.acknowledged: dict[str, int] = {}
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        deadline = time.monotonic() + self.seconds
+        with self.node.client(timeout=5) as client:
+            for i in range(self.limit):
+                if self.stopped.is_set() or time.monotonic() > deadline:
+                    break
+                batch = [{"owner_id": f"{self.prefix}-{i}-{j}", "score": i * 10 + j} for j in range(5)]
+                try:
+                    client.write_batch(self.board, batch)
+                except (ApiError, OSError):
+                    continue
+                for item in batch:
+                    self.acknowledged[item["owner_id"]] = item["score"]
+                time.sleep(0.002)
+
+
+def test_a_node_killed_under_load_and_restarted_empty_resyncs_and_loses_nothing_acknowledged(cluster_factory):
+    cluster = cluster_factory(3).start()
+    first, second, victim = cluster.nodes
+    with first.client() as client:
+        client.create_leaderboard("load")
+    wait_until(lambda: all(_has_board(c, "load") for c in cluster.clients()), message="the board everywhere")
+    writers = [Writer(first, "load", "a"), Writer(second, "load", "b")]
+    for writer in writers:
+        writer.start()
+    time.sleep(1.0)
+    victim.kill()
+    time.sleep(0.5)
+    victim.start(wait_ready=False)
+    states = set()
+
+    def ready() -> bool:
+        try:
+            info = _cluster_info(victim)
+        except OSError:
+            return False
+        states.add(info["state"])
+        return info["ready"]
+
+    wait_until(ready, timeout=30, message="the restarted node to be ready")
+    time.sleep(1.0)
+    for writer in writers:
+        writer.stopped.set()
+        writer.join(timeout=30)
+    info = _cluster_info(victim)
+    assert info["full_syncs_taken"] >= 1 and info["last_full_sync"]["reason"] == "bootstrap"
+    assert "syncing" in states
+    cluster.wait_converged(["load"], timeout=30)
+    acknowledged = {**writers[0].acknowledged, **writers[1].acknowledged}
+    assert len(acknowledged) > 100
+    for node in cluster.nodes:
+        with node.client() as client:
+            page = client.records("load", limit=1)
+            assert page["rank_count"] >= len(acknowledged)
+            held = {}
+            cursor = None
+            while True:
+                page = client.records("load", limit=1000, cursor=cursor)
+                held.update({r["owner_id"]: r["score"] for r in page["records"]})
+                cursor = page["next_cursor"]
+                if cursor is None:
+                    break
+            missing = {k: v for k, v in acknowledged.items() if held.get(k) != v}
+            assert not missing, f"{node.name} lost {len(missing)} acknowledged writes"
+
+
+def _pause(node):
+    os.kill(node.process.pid, signal.SIGSTOP)
+
+
+def _resume(node):
+    os.kill(node.process.pid, signal.SIGCONT)
+
+
+@pytest.mark.parametrize(("writes", "expect_full_sync"), [(10, False), (400, True)])
+def test_a_paused_peer_catches_up_incrementally_or_by_full_sync_beyond_the_backlog(
+        cluster_factory, writes, expect_full_sync):
+    cluster = cluster_factory(3, sync={"backlog_size": 100, "batch_size": 20}).start()
+    writer, other, paused = cluster.nodes
+    with writer.client() as client:
+        client.create_leaderboard("gap")
+        wait_until(lambda: _has_board(paused.client(), "gap"), message="the board on the paused node")
+        before = _cluster_info(paused)
+        _pause(paused)
+        try:
+            for i in range(writes):
+                client.write_record("gap", f"p{i}", i)
+        finally:
+            _resume(paused)
+    cluster.wait_converged(["gap"], timeout=30)
+    after = _cluster_info(paused)
+    took_full_sync = after["full_syncs_taken"] > before["full_syncs_taken"]
+    assert took_full_sync is expect_full_sync, after
+    with paused.client() as client:
+        assert client.records("gap", limit=1)["rank_count"] == writes
+
+
+def test_lost_duplicated_and_reordered_batches_still_converge(cluster_factory):
+    faults = {"drop": 0.2, "duplicate": 0.2, "reorder": 0.2, "seed": 7}
+    cluster = cluster_factory(3, sync={"faults": faults, "batch_size": 5}).start()
+    clients = cluster.clients()
+    clients[0].create_leaderboard("flaky", operator="incr")
+    wait_until(lambda: all(_has_board(c, "flaky") for c in clients), timeout=20, message="the board everywhere")
+    for round_ in range(30):
+        for index, client in enumerate(clients):
+            client.write_record("flaky", f"p{round_ % 7}", index + 1)
+    cluster.wait_converged(["flaky"], timeout=30)
+    total = sum(clients[0].record("flaky", f"p{i}")["score"] for i in range(7))
+    assert total == 30 * (1 + 2 + 3)
