@@ -113,6 +113,15 @@ class NodeProcess:
                 self.process.wait(timeout=5)
         return self.process.returncode
 
+    def log_errors(self) -> list[str]:
+        """Log lines of unexpected failures (an unhandled exception, a request the server choked on)."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return []
+        return [line for line in text.splitlines()
+                if '"level": "ERROR"' in line or "Traceback" in line and '"level": "WARNING"' not in line]
+
     def log_tail(self, lines: int = 40) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -169,6 +178,11 @@ class Cluster:
     def stop(self) -> None:
         for node in self.nodes:
             node.kill()
+
+    def assert_logs_clean(self) -> None:
+        errors = {node.name: node.log_errors() for node in self.nodes}
+        errors = {name: lines[:3] for name, lines in errors.items() if lines}
+        assert not errors, f"nodes logged errors: {errors}"
 
     def clients(self) -> list[LeaderboardClient]:
         return [node.client() for node in self.nodes]

@@ -54,6 +54,8 @@ class NodeServer:
                 discovery=create_discovery(settings.cluster.discovery, self_address=f"{advertise}:{peer_port}",
                                            self_host=advertise),
                 epoch=time.time_ns() // 1_000_000, events=self.metrics,
+                client_address=f"{settings.node.advertise_host or parse_host_port(settings.node.listen)[0]}:"
+                               f"{parse_host_port(settings.node.listen)[1]}",
                 bootstrap_timeout=sync.bootstrap_timeout, flush_timeout=sync.flush_timeout,
             )
             self.peer_app = create_peer_app(self.replicator, token=token, max_message_bytes=sync.max_message_bytes,
@@ -100,6 +102,7 @@ class NodeServer:
         if replicator is not None:
             body["node"].update({
                 "epoch": replicator.origin[1],
+                "client_address": replicator.client_address,
                 "version_vector": replicator.vector.to_json(),
                 "log_seq": replicator.local.last_seq,
                 "state_digest": replicator.state_digest(),

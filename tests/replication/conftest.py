@@ -17,3 +17,5 @@ def cluster_factory(tmp_path):
     yield make
     for cluster in clusters:
         cluster.stop()
+    for cluster in clusters:
+        cluster.assert_logs_clean()

@@ -18,6 +18,23 @@ def test_writes_on_every_node_show_up_on_all_nodes(cluster_factory):
     for client in clients:
         assert client.records("global", limit=1)["rank_count"] == 300
         assert client.record("global", "n2-p99")["rank"] == 1
+    # The entries travelled in compressed batches pushed by their origin (not only pulled).
+    metrics = _metrics(clients[0])
+    assert metrics['leaderboard_replication_batches_received_total{origin="node-1",outcome="applied"}'] >= 1
+    wire = sum(v for k, v in metrics.items() if k.startswith("leaderboard_replication_bytes_sent_total") and "wire" in k)
+    raw = sum(v for k, v in metrics.items() if k.startswith("leaderboard_replication_bytes_sent_total") and "raw" in k)
+    assert 0 < wire < raw
+    assert all(member["lag_entries"] == 0 for member in clients[0].cluster()["members"])
+
+
+def _metrics(client):
+    _, body = client.request_raw("GET", "/metrics")
+    out = {}
+    for line in body.decode().splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
 
 
 def _has_board(client, leaderboard_id):

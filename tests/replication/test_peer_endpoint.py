@@ -78,7 +78,7 @@ def test_an_oversized_batch_is_refused_with_413(node):
 
 def test_a_compressed_batch_that_expands_beyond_the_limit_is_refused(node):
     bomb = zstandard.ZstdCompressor().compress(b"\x00" * 10_000_000)
-    status, _ = _post(node, "/peer/v1/batch", bomb, {"Content-Encoding": "zstd"})
+    status, _ = _post(node, "/peer/v1/batch", bomb, {"X-Leaderboard-Compression": "zstd"})
     assert status == 400
     assert node.client().ready()
 

@@ -18,6 +18,8 @@ from ..domain.leaderboards import Leaderboard, TournamentSettings
 from ..domain.records import Base, Operator, Slot, SlotKind, SortOrder
 from . import binarylog_pb2 as pb
 
+# Not Content-Encoding: HTTP servers and proxies decode that on their own, without our limits.
+COMPRESSION_HEADER = "X-Leaderboard-Compression"
 ZSTD_ENCODING = "zstd"
 MAX_FRAME_BYTES = 64 * 1024 * 1024
 _FRAME = struct.Struct(">I")

@@ -86,6 +86,7 @@ class Member:
     vector: VersionVector = field(default_factory=VersionVector)
     state_digest: str = ""
     records: int = 0
+    client_address: str = ""
     last_seen: float = 0.0
     digest_mismatches: int = 0
     is_self: bool = False
@@ -104,6 +105,7 @@ class Replicator:
         transport: PeerTransport,
         discovery: Discovery,
         epoch: int,
+        client_address: str = "",
         events: ReplicationEvents | None = None,
         bootstrap_timeout: float = 30.0,
         flush_timeout: float = 10.0,
@@ -115,6 +117,7 @@ class Replicator:
         self.discovery = discovery
         self.events: ReplicationEvents = events or _NoEvents()
         self.origin: OriginKey = (node.name, epoch)
+        self.client_address = client_address
         self.local = LocalLog(self.origin, capacity=settings.backlog_size)
         self.vector = VersionVector()
         self.backlogs: dict[OriginKey, Backlog] = {self.origin: self.local.backlog}
@@ -193,7 +196,8 @@ class Replicator:
 
     def status(self) -> pb.Status:
         status = pb.Status(state=_STATES[self.node.state], hlc=self.store.clock.last,
-                           state_digest=self.state_digest(), records=self.store.record_count())
+                           state_digest=self.state_digest(), records=self.store.record_count(),
+                           client_address=self.client_address)
         status.self.node, status.self.epoch = self.origin
         floors = {origin: backlog.floor for origin, backlog in self.backlogs.items()}
         vector_to_pb(self.vector, status.vector, floors)
@@ -311,6 +315,7 @@ class Replicator:
         member.vector = vector_from_pb(status.vector)
         member.state_digest = status.state_digest
         member.records = status.records
+        member.client_address = status.client_address
         if status.self.node == self.node.name:
             member.is_self = True
             sender = self.senders.pop(member.peer.address, None)
@@ -466,6 +471,7 @@ class Replicator:
                 "lag_entries": sender[0].lag_entries() if sender else None,
                 "lag_seconds": round(sender[0].lag_seconds(), 4) if sender else None,
                 "records": member.records,
+                "client_address": member.client_address or None,
                 "version_vector": member.vector.to_json(),
                 "last_seen_seconds_ago": round(time.monotonic() - member.last_seen, 3) if member.last_seen else None,
             })

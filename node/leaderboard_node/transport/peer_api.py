@@ -1,6 +1,6 @@
 """The peer endpoint: BinaryLog messages over HTTP, on a port of its own.
 
-    POST /peer/v1/batch     Batch (zstd when Content-Encoding says so) -> BatchAck
+    POST /peer/v1/batch     Batch (zstd when X-Leaderboard-Compression says so) -> BatchAck
     GET  /peer/v1/status    -> Status
     POST /peer/v1/catchup   CatchUpRequest -> CatchUpResponse
     GET  /peer/v1/snapshot  -> a stream of length-prefixed SyncChunk messages
@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from ..replication import binarylog_pb2 as pb
-from ..replication.protocol import ZSTD_ENCODING, ProtocolError, decompress, parse
+from ..replication.protocol import COMPRESSION_HEADER, ZSTD_ENCODING, ProtocolError, decompress, parse
 from ..replication.replicator import Replicator
 
 log = logging.getLogger("leaderboard_node.peer_api")
@@ -63,7 +63,7 @@ def create_peer_app(
 
     async def body(request: web.Request) -> bytes:
         raw = await request.read()
-        if request.headers.get("Content-Encoding", "") == ZSTD_ENCODING:
+        if request.headers.get(COMPRESSION_HEADER, "") == ZSTD_ENCODING:
             raw = decompress(raw, max_size=max_message_bytes)
         return raw
 

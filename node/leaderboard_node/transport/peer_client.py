@@ -9,7 +9,7 @@ import aiohttp
 
 from ..replication import binarylog_pb2 as pb
 from ..replication.peers import Peer, PeerUnavailable
-from ..replication.protocol import ZSTD_ENCODING, ProtocolError, compress, parse, read_frames
+from ..replication.protocol import COMPRESSION_HEADER, ZSTD_ENCODING, ProtocolError, compress, parse, read_frames
 
 PROTOBUF = "application/x-protobuf"
 
@@ -58,7 +58,7 @@ class HttpPeerTransport:
             raw = len(data)
             if compressible and self.compression and raw > 256:
                 data = compress(data)
-                headers["Content-Encoding"] = ZSTD_ENCODING
+                headers[COMPRESSION_HEADER] = ZSTD_ENCODING
             self.on_bytes(peer, raw, len(data))
         url = f"http://{peer.address}{path}"
         try:

@@ -1,0 +1,1 @@
+"""Benchmarks of leaderboard-cluster, side by side with Redis (see bench/README.md)."""

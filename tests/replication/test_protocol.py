@@ -1,0 +1,95 @@
+"""The BinaryLog schema and its codec."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from leaderboard_node.domain.changes import LeaderboardKill, LeaderboardPut, RecordSlotPut, TournamentJoin
+from leaderboard_node.domain.leaderboards import Leaderboard, TournamentSettings
+from leaderboard_node.domain.records import Base, Operator, Slot, SlotKind, SortOrder
+from leaderboard_node.replication import binarylog_pb2 as pb
+from leaderboard_node.replication import protocol_codegen
+from leaderboard_node.replication.outbox import build_batch
+from leaderboard_node.replication.protocol import (
+    ProtocolError,
+    entry_from_pb,
+    entry_to_pb,
+    frame,
+    read_frames,
+)
+
+
+def test_the_generated_code_matches_the_proto_file():
+    committed = protocol_codegen.TARGET.read_text()
+    assert protocol_codegen.generate() == committed, "run ./run proto and commit the result"
+
+
+ids = st.text(alphabet="abcXYZ019_-.:", min_size=1, max_size=12)
+int64 = st.integers(min_value=-(1 << 63), max_value=(1 << 63) - 1)
+optional_text = st.none() | st.text(max_size=10)
+bases = st.none() | st.builds(Base, st.integers(0, 1 << 63), ids, st.booleans(), int64, int64,
+                              st.integers(0, 1 << 40), st.integers(0, 1 << 45), optional_text, optional_text)
+slots = st.one_of(
+    st.builds(lambda o, k, h, s, ss, n, c, u, m: Slot(o, k, h, s, ss, n, c, u, m, None),
+              ids, st.sampled_from([SlotKind.SET]), st.integers(0, 1 << 63), int64, int64,
+              st.integers(0, 1 << 40), st.integers(0, 1 << 45), optional_text, optional_text),
+    st.builds(lambda o, k, h, s, ss, n, c, u, m, b: Slot(o, k, h, s, ss, n, c, u, m, b),
+              ids, st.sampled_from([SlotKind.BEST, SlotKind.INCR]), st.integers(0, 1 << 63), int64, int64,
+              st.integers(0, 1 << 40), st.integers(0, 1 << 45), optional_text, optional_text, bases),
+    st.builds(lambda o, h: Slot(o, SlotKind.DELETE, h, 0, 0, 0, 0, None, None), ids, st.integers(0, 1 << 63)),
+)
+tournaments = st.none() | st.builds(TournamentSettings, st.text(max_size=5), st.text(max_size=5), st.integers(0, 127),
+                                    st.integers(0, 1 << 33), st.integers(0, 1 << 33), st.integers(0, 1 << 20),
+                                    st.integers(0, 1000), st.integers(0, 1000), st.booleans())
+definitions = st.builds(
+    Leaderboard, id=ids, sort_order=st.sampled_from(list(SortOrder)), operator=st.sampled_from(list(Operator)),
+    reset_schedule=st.none() | st.just("0 0 * * *"), metadata=st.just('{"a":1}'), authoritative=st.booleans(),
+    enable_ranks=st.booleans(), tournament=tournaments, generation=st.integers(1, 50),
+    create_hlc=st.integers(0, 1 << 63), origin=ids,
+)
+changes = st.one_of(
+    st.builds(RecordSlotPut, ids, ids, st.integers(0, 1 << 40), ids, slots, st.booleans()),
+    st.builds(LeaderboardPut, definitions),
+    st.builds(LeaderboardKill, ids, st.lists(ids, max_size=3).map(tuple), st.integers(0, 100)),
+    st.builds(TournamentJoin, ids, ids, st.integers(0, 1 << 40), ids),
+)
+
+
+@settings(max_examples=300)
+@given(changes, st.integers(1, 1 << 50))
+def test_every_change_survives_the_wire_unchanged(change, seq):
+    entry = pb.Entry()
+    entry_to_pb(seq, change, entry)
+    decoded = entry_from_pb(pb.Entry.FromString(entry.SerializeToString()))
+    assert decoded == change
+
+
+def test_an_entry_without_a_change_is_refused():
+    try:
+        entry_from_pb(pb.Entry(seq=3))
+    except ProtocolError:
+        return
+    raise AssertionError("an empty entry was accepted")
+
+
+def test_a_batch_keeps_only_the_latest_update_of_each_record_but_covers_the_whole_range():
+    def put(owner, score, hlc):
+        return RecordSlotPut("lb", "1.a", 0, owner, Slot("n", SlotKind.SET, hlc, score, 0, 1, 0, None, None), True)
+
+    entries = [(1, put("a", 1, 1)), (2, put("b", 1, 2)), (3, put("a", 2, 3)),
+               (4, LeaderboardKill("other", ("1.x",), 1)), (5, put("a", 3, 5))]
+    batch = build_batch(("n", 7), "n", entries, first_seq=1, last_seq=5, hlc=9)
+    assert (batch.first_seq, batch.last_seq) == (1, 5)
+    assert [e.seq for e in batch.entries] == [2, 4, 5]
+
+
+def test_frames_split_a_stream_at_any_boundary():
+    messages = [b"", b"x" * 10, b"y" * 70000, b"z"]
+    stream = b"".join(frame(m) for m in messages)
+    for step in (1, 3, 4096):
+        buffer, out = bytearray(), []
+        for start in range(0, len(stream), step):
+            buffer.extend(stream[start:start + step])
+            out.extend(read_frames(buffer))
+        assert out == messages and not buffer
