@@ -12,11 +12,12 @@ Secrets (peer token, API keys) are read from files named here, never from the co
 from __future__ import annotations
 
 import os
+import ssl
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 ENV_PREFIX = "LEADERBOARD_"
 DEFAULT_CLIENT_PORT = 7350
@@ -53,12 +54,35 @@ class LeaderboardSettings(_Section):
 
 
 class LimitSettings(_Section):
+    """Bounds on every input of the client API.
+
+    Most are checked by the client API itself and refused with a 4xx JSON error naming the
+    field. The last three bound the HTTP layer below it (request line, header sizes and count,
+    idle connections): aiohttp refuses those with a plain-text 400 before any handler runs,
+    and they only take effect where the server passes ``server_options()`` to its runner.
+    """
+
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 beyond).")
+    body_timeout: float = Field(30.0, gt=0, description="Seconds a client has to send a request body (408 beyond).")
     max_batch_records: int = Field(10_000, ge=1, description="Most records in one batch write.")
     max_metadata_bytes: int = Field(16 * 1024, ge=2, description="Largest metadata object, serialized as JSON.")
     max_metadata_depth: int = Field(8, ge=1, description="Deepest nesting of metadata objects and arrays.")
     max_page_limit: int = Field(1000, ge=1, description="Largest limit= of a listing.")
-    max_id_length: int = Field(128, ge=1, description="Longest leaderboard or owner id.")
+    max_id_length: int = Field(128, ge=1, le=1024, description="Longest leaderboard or owner id.")
+    max_owner_ids: int = Field(100, ge=1, description="Most owner_ids= in one records listing.")
+    max_query_bytes: int = Field(4096, ge=256, description="Longest query string (414 beyond).")
+    max_header_bytes: int = Field(8190, ge=1024, description="Longest request line or header line (HTTP layer).")
+    max_headers: int = Field(64, ge=8, description="Most header lines in one request (HTTP layer).")
+    idle_timeout: float = Field(75.0, gt=0, description="Seconds an idle keep-alive connection stays open.")
+
+    def server_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``aiohttp.web.AppRunner`` (passed on to each connection's parser)."""
+        return {
+            "max_line_size": self.max_header_bytes,
+            "max_field_size": self.max_header_bytes,
+            "max_headers": self.max_headers,
+            "keepalive_timeout": self.idle_timeout,
+        }
 
 
 class LeaderboardSyncSettings(_Section):
@@ -120,10 +144,111 @@ class ClusterSettings(_Section):
     leaderboard_sync: LeaderboardSyncSettings = Field(default_factory=LeaderboardSyncSettings)
 
 
+_KEY_SOURCES = "LEADERBOARD_AUTH__SERVER_KEY / LEADERBOARD_AUTH__CLIENT_KEY"
+
+
 class AuthSettings(_Section):
+    """Secrets: the peer token and the two client API keys (see ``transport/auth.py``).
+
+    Each key comes from a file (a mounted Kubernetes Secret) or from the environment
+    (``LEADERBOARD_AUTH__SERVER_KEY``, ``LEADERBOARD_AUTH__CLIENT_KEY``), never from a flag.
+    Environment values are parsed as YAML scalars like every other setting, so a key that
+    looks like a number or a boolean must be quoted (``LEADERBOARD_AUTH__CLIENT_KEY='"0123"'``);
+    an unquoted one is refused rather than silently turned into another string.
+    No key at all leaves the client API open (local demos). A client key needs a server key:
+    without one, nobody could create a leaderboard.
+    """
+
     peer_token_file: Path | None = Field(None, description="File holding the shared peer token.")
     server_key_file: Path | None = Field(None, description="File holding the server (admin) key.")
     client_key_file: Path | None = Field(None, description="File holding the client key.")
+    server_key: SecretStr | None = Field(
+        None, description="The server (admin) key itself; set it only through the environment, never in a file "
+                          "checked in or on the command line.")
+    client_key: SecretStr | None = Field(None, description="The client key itself; set it only through the environment.")
+
+    @field_validator("server_key", "client_key", mode="before")
+    @classmethod
+    def _key_is_text(cls, value: Any) -> Any:
+        if value is None or isinstance(value, (str, SecretStr)):
+            return value
+        raise ValueError(f"an API key must be a string, got a {type(value).__name__}: quote it in {_KEY_SOURCES} "
+                         "or the config file (YAML reads 0123 as a number)")
+
+    @model_validator(mode="after")
+    def _one_source_per_key(self) -> AuthSettings:
+        for name in ("server_key", "client_key"):
+            if getattr(self, name) is not None and getattr(self, f"{name}_file") is not None:
+                raise ValueError(f"auth.{name} and auth.{name}_file are both set; keep one")
+        has_client = self.client_key is not None or self.client_key_file is not None
+        has_server = self.server_key is not None or self.server_key_file is not None
+        if has_client and not has_server:
+            raise ValueError("a client key is configured without a server key: set auth.server_key_file "
+                             "(or LEADERBOARD_AUTH__SERVER_KEY) too")
+        return self
+
+
+class TlsSettings(_Section):
+    """TLS for the client port and, unless ``peer`` is off, the peer port.
+
+    One certificate serves both listeners. ``ca_file`` is the bundle peers' certificates are
+    checked against when this node calls them (default: the system's trust store); in
+    Kubernetes, peers are reached by pod IP, so either their certificates carry IP SANs or
+    ``peer_server_name`` names what they do carry (for example a wildcard of the headless
+    Service). Client certificates are not requested: clients authenticate with API keys and
+    peers with the peer token, both of which TLS keeps secret on the wire.
+    """
+
+    cert_file: Path | None = Field(None, description="PEM certificate chain of this node (TLS is on when set).")
+    key_file: Path | None = Field(None, description="PEM private key of cert_file.")
+    ca_file: Path | None = Field(None, description="PEM CA bundle that peers' certificates are verified against.")
+    peer: bool = Field(True, description="Serve the peer port over TLS too, and call peers over https.")
+    peer_server_name: str | None = Field(
+        None, description="Name expected in peers' certificates (default: the host of the peer's address).")
+    min_version: Literal["1.2", "1.3"] = Field("1.2", description="Oldest TLS version accepted.")
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("tls.cert_file and tls.key_file go together")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert_file is not None
+
+    def _minimum(self) -> ssl.TLSVersion:
+        return ssl.TLSVersion.TLSv1_3 if self.min_version == "1.3" else ssl.TLSVersion.TLSv1_2
+
+    def server_context(self) -> ssl.SSLContext | None:
+        """The context of the client listener (and of the peer listener when ``peer``); None when off."""
+        if self.cert_file is None or self.key_file is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = self._minimum()
+        context.load_cert_chain(str(self.cert_file), str(self.key_file))
+        return context
+
+    def peer_client_context(self) -> ssl.SSLContext | None:
+        """The context this node calls peers with; None when the peer port is plain HTTP."""
+        if not (self.enabled and self.peer):
+            return None
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH,
+                                             cafile=str(self.ca_file) if self.ca_file is not None else None)
+        context.minimum_version = self._minimum()
+        return context
+
+
+class DurabilitySettings(_Section):
+    fsync: Literal["always", "everysec", "no"] = Field(
+        "everysec",
+        description="When the log is forced to disk: before each acknowledgement (always), once a second "
+        "(everysec: a power loss can lose the last second), or when the OS decides (no).",
+    )
+    snapshot_interval: float = Field(300.0, gt=0, description="Seconds between snapshots (then the log is trimmed).")
+    snapshot_log_bytes: int = Field(256 * 1024 * 1024, ge=4096,
+                                    description="Log size that triggers a snapshot before the interval.")
+    keep_snapshots: int = Field(2, ge=1, description="Snapshots kept; an unreadable one falls back to the one before.")
 
 
 class LogSettings(_Section):
@@ -140,6 +265,8 @@ class Settings(_Section):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     cluster: ClusterSettings = Field(default_factory=ClusterSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    tls: TlsSettings = Field(default_factory=TlsSettings)
+    durability: DurabilitySettings = Field(default_factory=DurabilitySettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -54,7 +54,8 @@ class Node:
         )
         self.state = NodeState.STARTING
         self.started_at = time.time()
-        self._publishers: list[Callable[[list[Change]], None]] = []
+        self._publishers: list[Callable[[list[Change]], int | None]] = []
+        self._acknowledge: Callable[..., Awaitable[None]] | None = None
 
     # ------------------------------------------------------------------ state
 
@@ -74,14 +75,25 @@ class Node:
 
     # ------------------------------------------------------------- replication
 
-    def on_publish(self, publisher: Callable[[list[Change]], None]) -> None:
+    def on_publish(self, publisher: Callable[[list[Change]], int | None]) -> None:
         self._publishers.append(publisher)
 
-    def publish(self, changes: Iterable[Change]) -> None:
+    def on_acknowledge(self, acknowledge: Callable[..., Awaitable[None]]) -> None:
+        self._acknowledge = acknowledge
+
+    def publish(self, changes: Iterable[Change]) -> int:
+        """Hand local changes to the log and replication; returns the log sequence they end at."""
         batch = list(changes)
+        seq = 0
         if batch:
             for publisher in self._publishers:
-                publisher(batch)
+                seq = publisher(batch) or seq
+        return seq
+
+    async def acknowledge(self, seq: int, *, replicated: bool = False, timeout: float = 5.0) -> None:
+        """Wait until published changes are as durable as asked (see ``Replicator.acknowledge``)."""
+        if self._acknowledge is not None and seq:
+            await self._acknowledge(seq, replicated=replicated, timeout=timeout)
 
     def seconds(self) -> int:
         return self.now.seconds()

@@ -22,7 +22,8 @@ from .node import Node, NodeState, Now
 from .replication.peers import Faults, FaultyTransport, PeerTransport
 from .replication.replicator import Replicator
 from .transport.client_api import create_client_app
-from .transport.discovery import create_discovery
+from .durability.journal import Journal
+from .transport.discovery import StaticDiscovery, create_discovery
 from .transport.peer_api import create_peer_app
 from .transport.peer_client import HttpPeerTransport
 
@@ -38,29 +39,30 @@ class NodeServer:
         self._tasks: list[asyncio.Task[Any]] = []
         self.client_app = create_client_app(self.node, extra_routes=self._extra_routes)
         self.client_app.middlewares.insert(0, self._measure)
-        self.replicator: Replicator | None = None
         sync = settings.cluster.leaderboard_sync
-        if sync.enabled:
-            token = read_secret(settings.auth.peer_token_file)
-            transport: PeerTransport = HttpPeerTransport(token=token, compression=sync.compression,
-                                                         on_bytes=self.metrics.peer_bytes)
-            if sync.faults.active:
-                transport = FaultyTransport(transport, Faults(drop=sync.faults.drop, duplicate=sync.faults.duplicate,
-                                                              reorder=sync.faults.reorder, seed=sync.faults.seed))
-            peer_host, peer_port = parse_host_port(settings.node.peer_listen)
-            advertise = settings.node.advertise_host or peer_host
-            self.replicator = Replicator(
-                node=self.node, settings=sync, transport=transport,
-                discovery=create_discovery(settings.cluster.discovery, self_address=f"{advertise}:{peer_port}",
-                                           self_host=advertise),
-                epoch=time.time_ns() // 1_000_000, events=self.metrics,
-                client_address=f"{settings.node.advertise_host or parse_host_port(settings.node.listen)[0]}:"
-                               f"{parse_host_port(settings.node.listen)[1]}",
-                bootstrap_timeout=sync.bootstrap_timeout, flush_timeout=sync.flush_timeout,
-            )
-            self.peer_app = create_peer_app(self.replicator, token=token, max_message_bytes=sync.max_message_bytes,
-                                            on_rejected=lambda reason: self.metrics.peer_rejected.labels(reason).inc())
-            self.metrics.watch_replication(self)
+        token = read_secret(settings.auth.peer_token_file)
+        transport: PeerTransport = HttpPeerTransport(token=token, compression=sync.compression,
+                                                     on_bytes=self.metrics.peer_bytes)
+        if sync.faults.active:
+            transport = FaultyTransport(transport, Faults(drop=sync.faults.drop, duplicate=sync.faults.duplicate,
+                                                          reorder=sync.faults.reorder, seed=sync.faults.seed))
+        peer_host, peer_port = parse_host_port(settings.node.peer_listen)
+        client_host, client_port = parse_host_port(settings.node.listen)
+        advertise = settings.node.advertise_host or peer_host
+        discovery = (create_discovery(settings.cluster.discovery, self_address=f"{advertise}:{peer_port}",
+                                      self_host=advertise) if sync.enabled else StaticDiscovery([]))
+        self.journal = (Journal(settings.node.data_dir, settings.durability)
+                        if settings.node.data_dir is not None else None)
+        self.replicator = Replicator(
+            node=self.node, settings=sync, transport=transport, discovery=discovery,
+            epoch=time.time_ns() // 1_000_000, events=self.metrics,
+            client_address=f"{settings.node.advertise_host or client_host}:{client_port}",
+            bootstrap_timeout=sync.bootstrap_timeout, flush_timeout=sync.flush_timeout, journal=self.journal,
+        )
+        self.node.on_acknowledge(self.replicator.acknowledge)
+        self.peer_app = create_peer_app(self.replicator, token=token, max_message_bytes=sync.max_message_bytes,
+                                        on_rejected=lambda reason: self.metrics.peer_rejected.labels(reason).inc())
+        self.metrics.watch_replication(self)
 
     def _extra_routes(self, app: web.Application) -> None:
         app.router.add_get("/metrics", self._metrics)
@@ -85,7 +87,7 @@ class NodeServer:
 
     def cluster_status(self) -> dict[str, Any]:
         node = self.node
-        replicator = self.replicator
+        replicator: Replicator | None = self.replicator
         body: dict[str, Any] = {
             "node": {
                 "name": node.name,
@@ -100,7 +102,13 @@ class NodeServer:
             "members": [],
         }
         if replicator is not None:
+            journal = self.journal
             body["node"].update({
+                "durability": None if journal is None else {
+                    "fsync": journal.settings.fsync, "recovery": replicator.recovery,
+                    "snapshots_written": journal.snapshots_written, "last_snapshot": journal.last_snapshot,
+                    "log_bytes": journal.wal.stats.appended_bytes, "fsyncs": journal.wal.stats.fsyncs,
+                },
                 "epoch": replicator.origin[1],
                 "client_address": replicator.client_address,
                 "version_vector": replicator.vector.to_json(),
@@ -124,14 +132,11 @@ class NodeServer:
         log.info("listening", extra={"node": self.node.name, "address": listen})
 
     async def start(self) -> None:
-        if self.replicator is not None:
+        if self.settings.cluster.leaderboard_sync.enabled:
             await self._serve(self.peer_app, self.settings.node.peer_listen)
         await self._serve(self.client_app, self.settings.node.listen)
         self._tasks.append(asyncio.create_task(self._trim_loop(), name="trim"))
-        if self.replicator is not None:
-            await self.replicator.start()
-        else:
-            self.node.set_state(NodeState.READY)
+        await self.replicator.start()
 
     async def _trim_loop(self) -> None:
         interval = self.settings.leaderboard.trim_interval
@@ -143,9 +148,8 @@ class NodeServer:
 
     async def stop(self) -> None:
         self.node.set_state(NodeState.STOPPING)
-        if self.replicator is not None:
-            await self.replicator.stop()
-            await self.replicator.transport.close()
+        await self.replicator.stop()
+        await self.replicator.transport.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

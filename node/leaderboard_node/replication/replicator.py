@@ -28,17 +28,20 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..config import LeaderboardSyncSettings
 from ..domain.changes import Change
 from ..node import Node, NodeState
 from . import binarylog_pb2 as pb
-from .outbox import LocalLog, PeerSender
+from .outbox import LocalLog, PeerSender, build_batch
 from .peers import Peer, PeerTransport, PeerUnavailable
 from .protocol import ProtocolError, entry_from_pb, entry_to_pb
-from .sync import SnapshotReceiver, SyncResult, snapshot_frames, vector_from_pb, vector_to_pb
+from .sync import SnapshotReceiver, SyncResult, snapshot_chunks, vector_from_pb, vector_to_pb
 from .versions import Backlog, OriginKey, VersionVector
+
+if TYPE_CHECKING:
+    from ..durability.journal import Journal
 
 log = logging.getLogger("leaderboard_node.replication")
 
@@ -109,6 +112,7 @@ class Replicator:
         events: ReplicationEvents | None = None,
         bootstrap_timeout: float = 30.0,
         flush_timeout: float = 10.0,
+        journal: Journal | None = None,
     ) -> None:
         self.node = node
         self.store = node.store
@@ -131,13 +135,50 @@ class Replicator:
         self.last_sync: dict[str, Any] | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._repair_lock = asyncio.Lock()
+        self.journal = journal
+        self.recovery: dict[str, Any] | None = None
+        self._has_state = False
+        self._durable_position = 0
+        self._acked = asyncio.Condition()
         node.on_publish(self._publish)
 
     # ------------------------------------------------------------------ publishing
 
-    def _publish(self, changes: list[Change]) -> None:
+    def _publish(self, changes: list[Change]) -> int:
+        first = self.local.last_seq + 1
         seq = self.local.append(changes)
         self.vector.advance(self.origin, seq)
+        if self.journal is not None:
+            batch = build_batch(self.origin, self.node.name, list(zip(range(first, seq + 1), changes)),
+                                first_seq=first, last_seq=seq, hlc=self.store.clock.last)
+            self._durable_position = self.journal.record(batch)
+        return seq
+
+    async def acknowledge(self, seq: int, *, replicated: bool = False, timeout: float = 5.0) -> None:
+        """Return once the write that ended at ``seq`` is as safe as asked.
+
+        Always: in the log on disk as the fsync policy promises. With ``replicated``: also
+        applied by at least one peer (``TimeoutError`` when none confirms in time; the write
+        stays applied here and still replicates).
+        """
+        if self.journal is not None:
+            await self.journal.wait_durable(self._durable_position)
+        if not replicated:
+            return
+        async with self._acked:
+            await asyncio.wait_for(self._acked.wait_for(lambda: self.replicated_seq() >= seq), timeout)
+
+    def replicated_seq(self) -> int:
+        """The highest sequence of this node's log that some peer has applied."""
+        return max((sender.position or 0 for sender, _ in self.senders.values()), default=0)
+
+    def _batch_sent(self, peer: Peer, batch: pb.Batch, entries_covered: int) -> None:
+        self.events.batch_sent(peer, batch, entries_covered)
+        asyncio.get_running_loop().create_task(self._notify_acked())
+
+    async def _notify_acked(self) -> None:
+        async with self._acked:
+            self._acked.notify_all()
 
     # ------------------------------------------------------------------- receiving
 
@@ -149,8 +190,11 @@ class Replicator:
                                                       covered=applied)
         return backlog
 
-    def receive_batch(self, batch: pb.Batch) -> pb.BatchAck:
-        """Apply a batch of one origin's entries, in order; all or nothing."""
+    def receive_batch(self, batch: pb.Batch, *, record: bool = True) -> pb.BatchAck:
+        """Apply a batch of one origin's entries, in order; all or nothing.
+
+        Applied batches go to the journal (unless ``record`` is false: replaying the journal).
+        """
         node_name, epoch = batch.origin.node, batch.origin.epoch
         if not node_name or batch.first_seq < 1 or batch.last_seq < batch.first_seq:
             raise ProtocolError("a batch needs an origin and a valid range of sequences")
@@ -179,6 +223,8 @@ class Replicator:
                 backlog.append(seq, change)
         backlog.cover(batch.last_seq)
         self.vector.advance(origin, batch.last_seq)
+        if record and self.journal is not None:
+            self.journal.record(batch)
         self.events.batch_received(batch, outcome="applied")
         return pb.BatchAck(applied_seq=batch.last_seq, accepted=True)
 
@@ -221,12 +267,13 @@ class Replicator:
         return response
 
     async def snapshot(self) -> AsyncIterator[bytes]:
+        """Serialized ``SyncChunk`` messages of a full sync served to a peer."""
         started = time.monotonic()
         vector = self.vector.copy()
         count = 0
         ok = False
         try:
-            async for chunk in snapshot_frames(self.store, source=self.origin, vector=vector,
+            async for chunk in snapshot_chunks(self.store, source=self.origin, vector=vector,
                                                chunk_records=self.settings.sync_chunk_records):
                 count += 1
                 yield chunk
@@ -239,8 +286,44 @@ class Replicator:
     # -------------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
+        if self.journal is not None:
+            await self._recover()
+            self.journal.start(self._snapshot_source)
         self.node.set_state(NodeState.SYNCING)
         self._tasks.append(asyncio.create_task(self._main(), name="replication"))
+
+    def _snapshot_source(self) -> AsyncIterator[bytes]:
+        return snapshot_chunks(self.store, source=self.origin, vector=self.vector.copy(),
+                               chunk_records=self.settings.sync_chunk_records)
+
+    async def _recover(self) -> None:
+        assert self.journal is not None
+
+        async def load_snapshot(chunks: list[bytes]) -> int:
+            receiver = SnapshotReceiver(self.store)
+            for chunk in chunks:
+                receiver.feed(chunk)
+                await asyncio.sleep(0)
+            result = receiver.result()
+            self._merge_vector(result.vector)
+            return result.records
+
+        def apply_batch(batch: pb.Batch) -> bool:
+            before = self.vector.get((batch.origin.node, batch.origin.epoch))
+            self.receive_batch(batch, record=False)
+            return self.vector.get((batch.origin.node, batch.origin.epoch)) > before
+
+        report = await self.journal.recover(load_snapshot=load_snapshot, apply_batch=apply_batch)
+        self._has_state = report.has_state
+        self.recovery = report.to_json()
+
+    def _merge_vector(self, vector: VersionVector) -> None:
+        for origin, seq in vector.items():
+            backlog = self._backlog(origin)
+            if backlog.covered < seq:
+                backlog.floor = max(backlog.floor, seq)
+                backlog.covered = seq
+        self.vector.merge(vector)
 
     async def _main(self) -> None:
         try:
@@ -270,6 +353,8 @@ class Replicator:
                 await task
         self._tasks.clear()
         self.senders.clear()
+        if self.journal is not None:
+            await self.journal.close()
 
     # ---------------------------------------------------------------- membership
 
@@ -297,7 +382,7 @@ class Replicator:
             peer=member.peer, node=self.node.name, local=self.local, transport=self.transport,
             batch_size=self.settings.batch_size, batch_timeout=self.settings.batch_timeout,
             clock=self.store.clock.now, retry_interval=max(0.2, self.settings.anti_entropy_interval),
-            on_batch=self.events.batch_sent,
+            on_batch=self._batch_sent,
         )
         task = asyncio.create_task(sender.run(), name=f"sender-{member.peer.address}")
         self.senders[member.peer.address] = (sender, task)
@@ -343,6 +428,12 @@ class Replicator:
             if ready:
                 source = max(ready, key=lambda m: (m.records, random.random()))
                 try:
+                    if self._has_state:
+                        try:  # recovered from disk: what peers wrote since may still be in their backlogs
+                            await self._catch_up_with(source)
+                            break
+                        except NeedFullSync:
+                            pass
                     await self._full_sync(source, reason="bootstrap")
                     await self._catch_up_with(source)
                     break
@@ -350,8 +441,11 @@ class Replicator:
                     self.events.sync_failure(kind="bootstrap")
                     log.warning("bootstrap_sync_failed", extra={"node": self.node.name,
                                                                 "source": source.name, "error": str(exc)})
-            elif all(m.reachable for m in members) and all(m.records == 0 for m in members):
-                log.info("bootstrap_fresh_cluster", extra={"node": self.node.name, "peers": len(members)})
+            elif all(m.reachable for m in members) and (self._has_state or all(m.records == 0 for m in members)):
+                # Nobody is ready: the whole cluster is starting. Nodes with state serve it and
+                # anti-entropy reconciles them; empty nodes wait for one of them to be ready.
+                log.info("bootstrap_cluster_start", extra={"node": self.node.name, "peers": len(members),
+                                                           "has_state": self._has_state})
                 break
             if time.monotonic() > deadline:
                 log.warning("bootstrap_timeout", extra={"node": self.node.name,
@@ -439,13 +533,10 @@ class Replicator:
             finally:
                 self.events.full_sync(role="taken", seconds=time.monotonic() - started,
                                       records=receiver.records, ok=ok)
-            for origin, seq in result.vector.items():
-                backlog = self._backlog(origin)
-                if backlog.covered < seq:
-                    backlog.floor = max(backlog.floor, seq)
-                    backlog.covered = seq
-            self.vector.merge(result.vector)
+            self._merge_vector(result.vector)
             self.full_syncs_taken += 1
+            if self.journal is not None:
+                self.journal.request_snapshot()
             seconds = time.monotonic() - started
             self.last_sync = {"source": member.name, "reason": reason, "records": result.records,
                               "seconds": round(seconds, 3), "at": int(time.time())}

@@ -28,7 +28,6 @@ from .protocol import (
     ProtocolError,
     definition_from_pb,
     definition_to_pb,
-    frame,
     join_from_pb,
     join_to_pb,
     kill_from_pb,
@@ -59,16 +58,16 @@ def vector_from_pb(message: pb.VersionVector) -> VersionVector:
     return vector
 
 
-async def snapshot_frames(
+async def snapshot_chunks(
     store: LeaderboardStore, *, source: tuple[str, int], vector: VersionVector, chunk_records: int
 ) -> AsyncIterator[bytes]:
-    """Framed ``SyncChunk`` messages of a fuzzy snapshot taken at ``vector``."""
+    """Serialized ``SyncChunk`` messages of a fuzzy snapshot taken at ``vector``."""
     header = pb.SyncChunk()
     header.header.SetInParent()
     header.header.source.node, header.header.source.epoch = source
     vector_to_pb(vector, header.header.vector)
     header.header.records = store.record_count()
-    yield frame(header.SerializeToString())
+    yield header.SerializeToString()
 
     definitions = pb.SyncChunk()
     definitions.definitions.SetInParent()
@@ -80,7 +79,7 @@ async def snapshot_frames(
     for leaderboard_id, incarnation, expiry, owners in store.joins():
         for owner in sorted(owners):
             join_to_pb(TournamentJoin(leaderboard_id, incarnation, expiry, owner), definitions.definitions.joins.add())
-    yield frame(definitions.SerializeToString())
+    yield definitions.SerializeToString()
 
     chunks, sent = 2, 0
     for leaderboard_id, incarnation, bucket in store.buckets():
@@ -90,22 +89,22 @@ async def snapshot_frames(
             if not batch:
                 break
             after = batch[-1].key
-            yield frame(_records_chunk(leaderboard_id, incarnation, bucket, [(r.owner, r.slots) for r in batch]))
+            yield _records_chunk(leaderboard_id, incarnation, bucket, [(r.owner, r.slots) for r in batch])
             chunks += 1
             sent += len(batch)
             await asyncio.sleep(0)
         tombstones = bucket.tombstones()
         for start in range(0, len(tombstones), chunk_records):
-            yield frame(_records_chunk(leaderboard_id, incarnation, bucket, tombstones[start:start + chunk_records]))
+            yield _records_chunk(leaderboard_id, incarnation, bucket, tombstones[start:start + chunk_records])
             chunks += 1
             await asyncio.sleep(0)
         if len(bucket) == 0 and not tombstones:  # an empty bucket still exists on the receiver
-            yield frame(_records_chunk(leaderboard_id, incarnation, bucket, []))
+            yield _records_chunk(leaderboard_id, incarnation, bucket, [])
             chunks += 1
     trailer = pb.SyncChunk()
     trailer.trailer.SetInParent()
     trailer.trailer.records, trailer.trailer.chunks = sent, chunks + 1
-    yield frame(trailer.SerializeToString())
+    yield trailer.SerializeToString()
 
 
 def _records_chunk(leaderboard_id: str, incarnation: str, bucket: Bucket, items: list[tuple[str, Slots]]) -> bytes:

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from ..replication import binarylog_pb2 as pb
-from ..replication.protocol import COMPRESSION_HEADER, ZSTD_ENCODING, ProtocolError, decompress, parse
+from ..replication.protocol import COMPRESSION_HEADER, ZSTD_ENCODING, ProtocolError, decompress, frame, parse
 from ..replication.replicator import Replicator
 
 log = logging.getLogger("leaderboard_node.peer_api")
@@ -83,7 +83,7 @@ def create_peer_app(
         response.enable_chunked_encoding()
         await response.prepare(request)
         async for chunk in replicator.snapshot():
-            await response.write(chunk)
+            await response.write(frame(chunk))
         await response.write_eof()
         return response
 

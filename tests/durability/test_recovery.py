@@ -1,0 +1,230 @@
+"""Nodes keep their state on disk: restarts, whole-cluster crashes, damaged files."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from leaderboard_client import ApiError
+
+from ..harness import Cluster, NodeProcess, wait_until
+
+
+def _all_records(client, board):
+    held, cursor = {}, None
+    while True:
+        page = client.records(board, limit=1000, cursor=cursor)
+        held.update({r["owner_id"]: r["score"] for r in page["records"]})
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return held
+
+
+def _info(node):
+    with node.client(timeout=5) as client:
+        return client.cluster()["node"]
+
+
+def _durable_node(tmp_path: Path, name: str, **durability) -> NodeProcess:
+    return NodeProcess(name, tmp_path, settings={
+        "node": {"data_dir": str(tmp_path / f"{name}-data")},
+        "durability": {"fsync": "everysec", **durability},
+        "cluster": {"leaderboard_sync": {"bootstrap_timeout": 5}},
+    })
+
+
+def test_a_single_node_keeps_its_records_across_a_sigkill(tmp_path):
+    node = _durable_node(tmp_path, "solo").start()
+    try:
+        with node.client() as client:
+            client.create_leaderboard("kept", operator="incr")
+            for i in range(50):
+                client.write_record("kept", f"p{i % 5}", i)
+            before = _all_records(client, "kept")
+            digest = client.digest("kept")["digest"]
+        node.kill()
+        node.start()
+        with node.client() as client:
+            assert _all_records(client, "kept") == before
+            assert client.digest("kept")["digest"] == digest
+            client.write_record("kept", "p0", 1)  # and it keeps accepting writes in a new epoch
+            assert client.record("kept", "p0")["score"] == before["p0"] + 1
+        assert _info(node)["durability"]["recovery"]["replayed_batches"] >= 1
+    finally:
+        node.kill()
+
+
+def test_a_snapshot_trims_the_log_and_recovery_starts_from_it(tmp_path):
+    node = _durable_node(tmp_path, "snap", snapshot_interval=0.5).start()
+    try:
+        with node.client() as client:
+            client.create_leaderboard("snap")
+            client.write_batch("snap", [{"owner_id": f"p{i}", "score": i} for i in range(500)])
+        wait_until(lambda: _info(node)["durability"]["snapshots_written"] >= 1, message="a snapshot")
+        with node.client() as client:
+            client.write_record("snap", "late", 10_000)
+        node.kill()
+        node.start()
+        recovery = _info(node)["durability"]["recovery"]
+        assert recovery["snapshot"] is not None and recovery["snapshot_records"] >= 500
+        with node.client() as client:
+            assert client.record("snap", "late")["rank"] == 1
+            assert client.records("snap", limit=1)["rank_count"] == 501
+    finally:
+        node.kill()
+
+
+class Writer(threading.Thread):
+    def __init__(self, node, board, prefix, *, seconds=20.0):
+        super().__init__(daemon=True)
+        self.node, self.board, self.prefix, self.seconds = node, board, prefix, seconds
+        self.acknowledged: dict[str, int] = {}
+        self.stopped = threading.Event()
+
+    def run(self):
+        deadline = time.monotonic() + self.seconds
+        with self.node.client(timeout=3) as client:
+            for i in range(100_000):
+                if self.stopped.is_set() or time.monotonic() > deadline:
+                    return
+                batch = [{"owner_id": f"{self.prefix}-{i}-{j}", "score": i} for j in range(10)]
+                try:
+                    client.write_batch(self.board, batch)
+                except (ApiError, OSError):
+                    return  # the node was killed: everything before this was acknowledged
+                self.acknowledged.update({b["owner_id"]: b["score"] for b in batch})
+
+
+@pytest.mark.parametrize("fsync", ["always", "everysec"])
+def test_a_whole_cluster_killed_mid_load_comes_back_with_every_acknowledged_write(tmp_path, fsync):
+    cluster = Cluster.create(tmp_path, 3, prefix=f"crash-{fsync}", settings={"durability": {"fsync": fsync}},
+                             sync={"bootstrap_timeout": 15})
+    for node in cluster.nodes:
+        node.settings["node"] = {"data_dir": str(tmp_path / f"{node.name}-data")}
+    cluster.start()
+    try:
+        with cluster.nodes[0].client() as client:
+            client.create_leaderboard("crash")
+        wait_until(lambda: all(_has(c, "crash") for c in cluster.clients()), message="the board everywhere")
+        writers = [Writer(node, "crash", node.name) for node in cluster.nodes]
+        for writer in writers:
+            writer.start()
+        time.sleep(1.5)
+        for node in cluster.nodes:  # all at once, as a node-pool rotation gone wrong
+            node.kill()
+        for writer in writers:
+            writer.join(timeout=10)
+        acknowledged = {k: v for w in writers for k, v in w.acknowledged.items()}
+        assert len(acknowledged) > 200
+        cluster.start()
+        cluster.wait_converged(["crash"], timeout=60)
+        for node in cluster.nodes:
+            with node.client() as client:
+                held = _all_records(client, "crash")
+            lost = [k for k, v in acknowledged.items() if held.get(k) != v]
+            assert not lost, f"{node.name} lost {len(lost)} acknowledged writes (fsync={fsync})"
+            assert _info(node)["durability"]["recovery"]["replayed_batches"] > 0
+    finally:
+        cluster.stop()
+    cluster.assert_logs_clean()
+
+
+def _has(client, board):
+    try:
+        client.get_leaderboard(board)
+        return True
+    except (ApiError, OSError):
+        return False
+
+
+def test_a_restarted_node_with_its_disk_catches_up_incrementally(tmp_path):
+    cluster = Cluster.create(tmp_path, 3, prefix="incr")
+    for node in cluster.nodes:
+        node.settings["node"] = {"data_dir": str(tmp_path / f"{node.name}-data")}
+    cluster.start()
+    try:
+        first, _, restarted = cluster.nodes
+        with first.client() as client:
+            client.create_leaderboard("inc")
+            client.write_batch("inc", [{"owner_id": f"p{i}", "score": i} for i in range(300)])
+        cluster.wait_converged(["inc"])
+        restarted.kill()
+        with first.client() as client:
+            client.write_batch("inc", [{"owner_id": f"q{i}", "score": i} for i in range(50)])
+        restarted.start()
+        cluster.wait_converged(["inc"])
+        info = _info(restarted)
+        assert info["full_syncs_taken"] == 0, info
+        assert info["durability"]["recovery"]["replayed_batches"] > 0
+        with restarted.client() as client:
+            assert client.records("inc", limit=1)["rank_count"] == 350
+    finally:
+        cluster.stop()
+
+
+def _segments(directory: Path) -> list[Path]:
+    return sorted(directory.glob("wal-*.log"))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_a_damaged_log_is_cut_reported_and_refilled_from_peers(tmp_path, damage):
+    cluster = Cluster.create(tmp_path, 2, prefix=f"dmg-{damage}")
+    for node in cluster.nodes:
+        node.settings["node"] = {"data_dir": str(tmp_path / f"{node.name}-data")}
+    cluster.start()
+    try:
+        victim = cluster.nodes[1]
+        with cluster.nodes[0].client() as client:
+            client.create_leaderboard("dmg")
+            for i in range(20):
+                client.write_batch("dmg", [{"owner_id": f"p{i}-{j}", "score": j} for j in range(20)])
+        cluster.wait_converged(["dmg"])
+        victim.kill()
+        segment = max(_segments(tmp_path / f"{victim.name}-data"), key=lambda p: p.stat().st_size)
+        data = bytearray(segment.read_bytes())
+        rng = random.Random(3)
+        offset = rng.randrange(len(data) // 4, len(data) - 10)
+        if damage == "truncate":
+            segment.write_bytes(bytes(data[:offset]))
+        else:
+            data[offset] ^= 0x5A
+            segment.write_bytes(bytes(data))
+        victim.start()
+        recovery = _info(victim)["durability"]["recovery"]
+        assert recovery["damaged_log"], recovery
+        cluster.wait_converged(["dmg"], timeout=30)
+        with victim.client() as client:
+            assert client.records("dmg", limit=1)["rank_count"] == 400
+    finally:
+        cluster.stop()
+
+
+def test_a_damaged_snapshot_falls_back_to_the_previous_one_or_a_full_sync(tmp_path):
+    cluster = Cluster.create(tmp_path, 2, prefix="snapdmg", settings={"durability": {"snapshot_interval": 0.3}})
+    for node in cluster.nodes:
+        node.settings["node"] = {"data_dir": str(tmp_path / f"{node.name}-data")}
+    cluster.start()
+    try:
+        victim = cluster.nodes[1]
+        with cluster.nodes[0].client() as client:
+            client.create_leaderboard("s")
+            client.write_batch("s", [{"owner_id": f"p{i}", "score": i} for i in range(300)])
+        cluster.wait_converged(["s"])
+        wait_until(lambda: _info(victim)["durability"]["snapshots_written"] >= 2, message="two snapshots")
+        victim.kill()
+        for snapshot in (tmp_path / f"{victim.name}-data").glob("snapshot-*.snap"):
+            data = bytearray(snapshot.read_bytes())
+            data[len(data) // 2] ^= 0xFF
+            snapshot.write_bytes(bytes(data))
+        victim.start()
+        recovery = _info(victim)["durability"]["recovery"]
+        assert len(recovery["damaged_snapshots"]) >= 1
+        cluster.wait_converged(["s"], timeout=30)
+        with victim.client() as client:
+            assert client.records("s", limit=1)["rank_count"] == 300
+    finally:
+        cluster.stop()
