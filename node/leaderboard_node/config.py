@@ -130,6 +130,12 @@ class KubernetesDiscoverySettings(_Section):
     namespace: str | None = Field(None, description="Namespace of the pods (default: the pod's own).")
     label_selector: str = Field("", description="Label selector of the cluster's pods.")
     port: int = Field(DEFAULT_PEER_PORT, ge=1, le=65535)
+    api_server: str | None = Field(
+        None, description="URL of the Kubernetes API (default: in-cluster, from KUBERNETES_SERVICE_HOST/PORT).")
+    token_file: Path = Field(Path("/var/run/secrets/kubernetes.io/serviceaccount/token"),
+                             description="The ServiceAccount token (read again on every request: it rotates).")
+    ca_file: Path | None = Field(Path("/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"),
+                                 description="CA bundle of the API server (none: the system's).")
 
 
 class DiscoverySettings(_Section):
@@ -157,6 +163,9 @@ class AuthSettings(_Section):
     an unquoted one is refused rather than silently turned into another string.
     No key at all leaves the client API open (local demos). A client key needs a server key:
     without one, nobody could create a leaderboard.
+
+    Caveat: a pydantic error prints its input; ``Settings`` should set
+    ``hide_input_in_errors=True`` so that a mistyped key never reaches a log.
     """
 
     peer_token_file: Path | None = Field(None, description="File holding the shared peer token.")
@@ -175,17 +184,22 @@ class AuthSettings(_Section):
         raise ValueError(f"an API key must be a string, got a {type(value).__name__}: quote it in {_KEY_SOURCES} "
                          "or the config file (YAML reads 0123 as a number)")
 
-    @model_validator(mode="after")
-    def _one_source_per_key(self) -> AuthSettings:
+    def key_sources(self) -> dict[str, SecretStr | Path | None]:
+        """Where each key comes from, checked: one source per key, and no client key alone.
+
+        Checked here rather than by a pydantic validator, whose error would print the input
+        (the keys) to the log; ``transport.auth.ApiKeys.load`` calls it at start.
+        """
+        sources: dict[str, SecretStr | Path | None] = {}
         for name in ("server_key", "client_key"):
-            if getattr(self, name) is not None and getattr(self, f"{name}_file") is not None:
+            inline, path = getattr(self, name), getattr(self, f"{name}_file")
+            if inline is not None and path is not None:
                 raise ValueError(f"auth.{name} and auth.{name}_file are both set; keep one")
-        has_client = self.client_key is not None or self.client_key_file is not None
-        has_server = self.server_key is not None or self.server_key_file is not None
-        if has_client and not has_server:
+            sources[name] = inline if inline is not None else path
+        if sources["client_key"] is not None and sources["server_key"] is None:
             raise ValueError("a client key is configured without a server key: set auth.server_key_file "
                              "(or LEADERBOARD_AUTH__SERVER_KEY) too")
-        return self
+        return sources
 
 
 class TlsSettings(_Section):

@@ -47,10 +47,14 @@ class Leaderboard:
     generation: int = 1
     create_hlc: int = 0
     origin: str = ""
+    incarnation: str = field(init=False, compare=False, repr=False)
+    descending: bool = field(init=False, compare=False, repr=False)
 
-    @property
-    def descending(self) -> bool:
-        return self.sort_order is SortOrder.DESC
+    def __post_init__(self) -> None:
+        # Both are read on every write: computed once (the dataclass is frozen).
+        digest = hashlib.blake2b(json.dumps(self.settings(), sort_keys=True).encode(), digest_size=6)
+        object.__setattr__(self, "incarnation", f"{self.generation}.{digest.hexdigest()}")
+        object.__setattr__(self, "descending", self.sort_order is SortOrder.DESC)
 
     @property
     def is_tournament(self) -> bool:
@@ -79,11 +83,6 @@ class Leaderboard:
 
     def same_settings(self, other: Leaderboard) -> bool:
         return self.settings() == other.settings()
-
-    @property
-    def incarnation(self) -> str:
-        digest = hashlib.blake2b(json.dumps(self.settings(), sort_keys=True).encode(), digest_size=6)
-        return f"{self.generation}.{digest.hexdigest()}"
 
     @property
     def order(self) -> tuple[int, int, str]:

@@ -174,8 +174,9 @@ class LeaderboardStore:
         assert bucket is not None
         if leaderboard.tournament is not None:
             self._check_tournament_write(leaderboard, period, bucket, owner, now)
+        record = bucket.get(owner)
         slot = records.write(
-            bucket.slots_of(owner), origin=self.node, hlc=self.clock.now(),
+            record.slots if record is not None else bucket.slots_of(owner), origin=self.node, hlc=self.clock.now(),
             leaderboard_operator=leaderboard.operator, operator=effective, descending=leaderboard.descending,
             score=score, subscore=subscore, username=username, metadata=metadata,
         )
@@ -183,9 +184,9 @@ class LeaderboardStore:
         if slot is not None:
             change = RecordSlotPut(leaderboard.id, leaderboard.incarnation, period.expiry, owner, slot,
                                    leaderboard.descending)
-            self.apply(change)
+            if bucket.apply_slot(owner, slot, current=record):
+                record = bucket.last_stored
             changes.append(change)
-        record = bucket.get(owner)
         if record is None:  # pragma: no cover - a write always leaves a record
             raise RecordNotFound(f"no record of {owner!r}", field="owner_id")
         return self._view(leaderboard, bucket, record), changes

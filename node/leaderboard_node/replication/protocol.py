@@ -89,6 +89,8 @@ def read_frames(buffer: bytearray) -> Iterator[bytes]:
 def _text(value: str, *, what: str) -> str:
     if not value:
         raise ProtocolError(f"{what} is empty")
+    if "\x00" in value:  # ids end at 0x00 inside the rank cache's packed records
+        raise ProtocolError(f"{what} holds a NUL character")
     return value
 
 

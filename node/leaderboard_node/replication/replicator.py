@@ -353,6 +353,9 @@ class Replicator:
                 await task
         self._tasks.clear()
         self.senders.clear()
+        close = getattr(self.discovery, "close", None)
+        if close is not None:
+            await close()
         if self.journal is not None:
             await self.journal.close()
 

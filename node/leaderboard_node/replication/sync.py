@@ -170,7 +170,7 @@ class SnapshotReceiver:
                 self._install()
                 self._current = target
             for record in records.records:
-                if not record.owner_id or not record.slots:
+                if not record.owner_id or "\x00" in record.owner_id or not record.slots:
                     raise ProtocolError("a synced record has no owner or no slots")
                 self._items.append((record.owner_id, tuple(slot_from_pb(s) for s in record.slots)))
             self.records += len(records.records)
