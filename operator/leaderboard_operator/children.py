@@ -1,0 +1,183 @@
+"""
+Applying the rendered children: idempotent create-or-patch, and deletion.
+
+:func:`ensure` brings one child in line with its rendering, whatever state it is found in:
+
+* absent -> created (a concurrent creation, 409, is taken as "exists" and checked as such);
+* present and matching -> left alone (no write at all: the periodic drift check is cheap);
+* present and drifted -> merge-patched with the rendered manifest, minus the immutable fields,
+  plus ``null`` for the optional fields the spec no longer sets;
+* present but controlled by another owner -> :class:`OwnershipConflict`, never overwritten.
+
+"Matching" is a subset check: every rendered field must be present with the same value; the
+API server's own additions (defaults, status, managed fields) are ignored. Lists match
+element-wise with the same length. Caveat: quantities the server normalises (``1000m`` ->
+``1``) never match, which costs one no-op patch per drift check and nothing else.
+
+Everything here can be called any number of times, concurrently or repeatedly: kopf may
+invoke a handler twice, and the drift timer re-applies everything periodically.
+"""
+
+from __future__ import annotations
+
+import copy
+import enum
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from leaderboard_operator import rendering, resources
+from leaderboard_operator.kube import Conflict, Kube, NotFound
+from leaderboard_operator.rendering import Child, FieldPath
+
+
+class Outcome(enum.Enum):
+    CREATED = "created"
+    PATCHED = "patched"
+    UNCHANGED = "unchanged"
+
+
+class OwnershipConflict(Exception):
+    """A child's name is taken by an object that another controller owns."""
+
+
+def desired_patch(child: Child) -> dict[str, Any]:
+    """The merge patch that brings an existing object to the rendered state (pure)."""
+    patch = copy.deepcopy(child.manifest)
+    for path in child.immutable:
+        _pop_path(patch, path)
+    for path in child.clearable:
+        if _get_path(patch, path) is _ABSENT:
+            _set_path(patch, path, None)
+    return patch
+
+
+def is_satisfied(actual: Any, wanted: Any) -> bool:
+    """Whether ``actual`` already has everything ``wanted`` (a merge patch) would set (pure)."""
+    if wanted is None:
+        return actual is None
+    if isinstance(wanted, Mapping):
+        if not isinstance(actual, Mapping):
+            return False
+        return all(
+            (key not in actual) if value is None else (key in actual and is_satisfied(actual[key], value))
+            for key, value in wanted.items()
+        )
+    if isinstance(wanted, list):
+        return (isinstance(actual, list) and len(actual) == len(wanted)
+                and all(is_satisfied(a, w) for a, w in zip(actual, wanted, strict=True)))
+    if isinstance(wanted, bool) or isinstance(actual, bool):
+        return actual is wanted
+    return bool(actual == wanted)
+
+
+def controller_uid(obj: Mapping[str, Any]) -> str | None:
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("controller"):
+            return str(ref.get("uid"))
+    return None
+
+
+def owned_by(obj: Mapping[str, Any], owner_uid: str | None) -> bool:
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return any(ref.get("uid") == owner_uid for ref in refs)
+
+
+async def ensure(kube: Kube, child: Child, *, owner_uid: str | None) -> Outcome:
+    """Create or patch one child (see the module docstring)."""
+    try:
+        actual = await kube.get(child.resource, namespace=child.namespace, name=child.name)
+    except NotFound:
+        try:
+            await kube.create(child.resource, child.manifest)
+        except Conflict:  # created meanwhile by a concurrent run of ourselves (or by someone else)
+            actual = await kube.get(child.resource, namespace=child.namespace, name=child.name)
+        else:
+            return Outcome.CREATED
+
+    if child.create_only:
+        return Outcome.UNCHANGED
+
+    controller = controller_uid(actual)
+    if controller is not None and owner_uid is not None and controller != owner_uid:
+        raise OwnershipConflict(
+            f"{child} exists and is controlled by another owner (uid {controller}); "
+            f"delete or rename it to let this cluster own it"
+        )
+
+    patch = desired_patch(child)
+    if is_satisfied(actual, patch):
+        return Outcome.UNCHANGED
+    await kube.patch(child.resource, namespace=child.namespace, name=child.name, patch=patch)
+    return Outcome.PATCHED
+
+
+async def ensure_all(
+    kube: Kube, children: Iterable[Child], *, owner_uid: str | None,
+    should_stop: Callable[[], bool] | None = None,
+) -> dict[str, Outcome]:
+    """Ensure the children one by one, in order (the ServiceAccount before its pods...)."""
+    outcomes: dict[str, Outcome] = {}
+    for child in children:
+        if should_stop is not None and should_stop():
+            break
+        outcomes[str(child)] = await ensure(kube, child, owner_uid=owner_uid)
+    return outcomes
+
+
+async def delete_all(kube: Kube, children: Sequence[Child], *, owner_uid: str | None) -> list[str]:
+    """Delete the children this owner owns (in reverse order); return what was deleted."""
+    deleted: list[str] = []
+    for child in reversed(children):
+        try:
+            actual = await kube.get(child.resource, namespace=child.namespace, name=child.name)
+        except NotFound:
+            continue
+        if owner_uid is not None and not owned_by(actual, owner_uid):
+            continue  # not ours: e.g. a pre-existing object we refused to take over
+        if await kube.delete(child.resource, namespace=child.namespace, name=child.name):
+            deleted.append(str(child))
+    return deleted
+
+
+async def delete_claims(kube: Kube, *, namespace: str, cluster: str) -> list[str]:
+    """Delete the PersistentVolumeClaims of the cluster's pods (``data-NAME-<ordinal>``)."""
+    deleted: list[str] = []
+    claims = await kube.list(resources.PVCS, namespace=namespace, labels=rendering.selector_labels(cluster))
+    for claim in claims:
+        name = claim["metadata"]["name"]
+        if await kube.delete(resources.PVCS, namespace=namespace, name=name):
+            deleted.append(f"PersistentVolumeClaim/{name}")
+    return deleted
+
+
+class _Absent:
+    pass
+
+
+_ABSENT = _Absent()
+
+
+def _get_path(tree: Mapping[str, Any], path: FieldPath) -> Any:
+    node: Any = tree
+    for key in path:
+        if not isinstance(node, Mapping) or key not in node:
+            return _ABSENT
+        node = node[key]
+    return node
+
+
+def _set_path(tree: dict[str, Any], path: FieldPath, value: Any) -> None:
+    node = tree
+    for key in path[:-1]:
+        node = node.setdefault(key, {})
+    node[path[-1]] = value
+
+
+def _pop_path(tree: dict[str, Any], path: FieldPath) -> None:
+    node: Any = tree
+    for key in path[:-1]:
+        if not isinstance(node, dict) or key not in node:
+            return
+        node = node[key]
+    if isinstance(node, dict):
+        node.pop(path[-1], None)

@@ -1,0 +1,356 @@
+"""
+The kopf handlers of ``LeaderboardCluster`` resources, and their registration.
+
+The handlers are module-level functions with keyword-only arguments: kopf's usual kwargs
+(``body``, ``spec``, ``patch``, ``logger``...) plus a :class:`Context` (the API client, the
+operator's settings and metrics) as ``context`` (not ``runtime``: kopf passes its own).
+:func:`register` binds them to one context and puts them into a kopf registry; the same
+functions can be called directly, e.g. twice in a row in tests to prove them idempotent.
+
+=====================  ===========================================================================
+login                  credentials for kopf and for our own client (:mod:`.kube`), same source
+configure (startup)    kopf settings: our finalizer and annotation prefix, quieter event posting
+children               on create, resume and spec update: render, adopt, create-or-patch children
+drift (timer)          the same every ``reconcile_interval``: repairs edited or deleted children
+members (timer)        every ``poll_interval``: pods + members' ``/v1/cluster`` -> status, events
+cleanup (delete)       explicit deletion of the children (and PVCs unless retained)
+=====================  ===========================================================================
+
+Errors: an invalid spec, or children the API rejects as invalid (400, 422), are a
+:class:`kopf.PermanentError` (retrying cannot help until the spec changes; the drift timer
+re-checks anyway); everything else is a :class:`kopf.TemporaryError` with the configured delay. Either way the failure is written to ``status.lastError`` and posted as a Warning event
+(once per distinct message, not on every retry); the next success clears it.
+
+Caveats:
+
+* Deletion is explicit although every child carries an owner reference: a real cluster's
+  garbage collector would do it, but explicit deletion is faster, also removes the PVCs
+  (which the StatefulSet's retention policy only handles on Kubernetes >= 1.27), and works
+  on API emulators without a garbage collector.
+* Drift is found by a timer, not by watching the children: watching eight more kinds
+  cluster-wide would cost kopf memory per object, while the timer costs a few GETs per
+  cluster per interval. A deleted child is back within ``reconcile_interval``.
+* A per-cluster lock serialises the children handler, the drift timer and the deletion, and
+  the timer gives up as soon as kopf says the object is going (``stopped``): a drift check
+  that started just before a deletion must not re-create what the deletion removed.
+* ``kopf.event()`` needs a running operator; direct calls (tests) skip the events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import functools
+import logging
+import secrets
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import aiohttp
+import kopf
+
+from leaderboard_operator import children, members, rendering, resources
+from leaderboard_operator import status as status_mod
+from leaderboard_operator.kube import ApiError, Kube
+from leaderboard_operator.metrics import OperatorMetrics
+from leaderboard_operator.settings import OperatorConfig
+
+FINALIZER = f"{resources.GROUP}/finalizer"
+RECONCILE_REASONS = frozenset({"ReconcileFailed", "InvalidSpec", "OwnershipConflict"})
+MONITOR_REASONS = frozenset({"MonitorFailed"})
+
+
+@dataclasses.dataclass(kw_only=True)
+class Context:
+    """What the handlers share: settings, the API client, metrics, the members' HTTP session."""
+
+    config: OperatorConfig
+    kube: Kube
+    metrics: OperatorMetrics
+    _http: aiohttp.ClientSession | None = None
+    _locks: dict[tuple[str, str], asyncio.Lock] = dataclasses.field(default_factory=dict)
+
+    def lock(self, namespace: str, name: str) -> asyncio.Lock:
+        """One lock per cluster: its children are never created and deleted concurrently."""
+        return self._locks.setdefault((namespace, name), asyncio.Lock())
+
+    def forget(self, namespace: str, name: str) -> None:
+        self._locks.pop((namespace, name), None)
+
+    @classmethod
+    def create(cls, config: OperatorConfig, *, metrics: OperatorMetrics | None = None) -> Context:
+        return cls(config=config, kube=Kube(timeout=config.api_timeout),
+                   metrics=metrics if metrics is not None else OperatorMetrics())
+
+    def member_session(self) -> aiohttp.ClientSession:
+        if self._http is None or self._http.closed:
+            self._http = aiohttp.ClientSession(headers={"User-Agent": "leaderboard-operator"})
+        return self._http
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+        await self.kube.close()
+
+
+def configure(settings: kopf.OperatorSettings) -> None:
+    """Kopf settings of this operator: our own finalizer and annotations, fewer events."""
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=resources.GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=resources.GROUP, key="last-handled-configuration")
+    settings.posting.reporting_component = "leaderboard-operator"
+    # Handlers' log lines stay logs; Events are posted explicitly (phase changes, failures).
+    settings.posting.level = logging.WARNING
+    # On deletion, kopf stops the timers; ours stop within one API call. If one is slower,
+    # re-check soon rather than after kopf's default 60 s, which would hold the deletion back.
+    settings.background.instant_exit_timeout = 0.5
+    settings.background.cancellation_polling = 2
+
+
+async def login(*, context: Context, logger: kopf.Logger, settings: kopf.OperatorSettings,
+                **_: Any) -> kopf.ConnectionInfo | None:
+    """Credentials for kopf (returned) and for the operator's own client (the same ones)."""
+    async def relogin() -> kopf.ConnectionInfo | None:
+        return _credentials(context.config, logger=logger, settings=settings)
+
+    info = _credentials(context.config, logger=logger, settings=settings)
+    if info is not None:
+        context.kube.use(info)
+        context.kube.relogin = relogin
+    return info
+
+
+def _credentials(config: OperatorConfig, *, logger: kopf.Logger,
+                 settings: kopf.OperatorSettings) -> kopf.ConnectionInfo | None:
+    """The configured API server as is, or in-cluster/kubeconfig credentials (kubernetes client)."""
+    if config.server:
+        return kopf.ConnectionInfo(server=config.server)
+    return kopf.login_via_client(logger=logger, settings=settings)
+
+
+async def startup(*, settings: kopf.OperatorSettings, **_: Any) -> None:
+    configure(settings)
+
+
+async def shutdown(*, context: Context, **_: Any) -> None:
+    await context.close()
+
+
+async def reconcile(
+    *,
+    context: Context,
+    trigger: str,
+    body: kopf.Body,
+    meta: Mapping[str, Any],
+    spec: Mapping[str, Any],
+    status: Mapping[str, Any],
+    name: str,
+    namespace: str,
+    uid: str | None,
+    patch: kopf.Patch,
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+    stopped: Any = None,
+    **_: Any,
+) -> None:
+    """Render the children, adopt them and create-or-patch each; idempotent."""
+    def stopping() -> bool:  # the cluster is being deleted (kopf's flag for timers), or the operator exits
+        return bool(stopped) or bool(meta.get("deletionTimestamp"))
+
+    async with context.lock(namespace, name):
+        if stopping():
+            return
+        outcomes = await _apply_children(context, trigger=trigger, body=body, spec=spec, status=status,
+                                          name=name, namespace=namespace, uid=uid, patch=patch, stopping=stopping)
+
+    context.metrics.reconciles.labels(trigger, "success").inc()
+    changed = {child: outcome for child, outcome in outcomes.items() if outcome is not children.Outcome.UNCHANGED}
+    for child, outcome in changed.items():
+        context.metrics.child_changes.labels(child.split("/", 1)[0], outcome.value).inc()
+    if changed:
+        summary = "; ".join(f"{outcome.value} {child}" for child, outcome in changed.items())
+        reason = "DriftCorrected" if trigger == "drift" else "Reconciled"
+        logger.info(f"{reason}: {summary}")
+        _post_event(body, type="Normal", reason=reason, message=summary)
+
+    selector = rendering.selector_string(name)
+    if status.get("selector") != selector:
+        patch.status["selector"] = selector
+    if not status.get("phase"):
+        patch.status["phase"] = status_mod.PENDING
+    generation = meta.get("generation")
+    if generation is not None and status.get("observedGeneration") != generation:
+        patch.status["observedGeneration"] = generation
+    if (status.get("lastError") or {}).get("reason") in RECONCILE_REASONS:
+        patch.status["lastError"] = None
+
+
+async def _apply_children(
+    context: Context, *, trigger: str, body: kopf.Body, spec: Mapping[str, Any], status: Mapping[str, Any],
+    name: str, namespace: str, uid: str | None, patch: kopf.Patch, stopping: Callable[[], bool],
+) -> dict[str, children.Outcome]:
+    """Render, adopt and apply; failures are recorded (status, event, metrics) and re-raised for kopf."""
+    def fail(reason: str, message: str) -> None:
+        _record_error(context, body=body, status=status, patch=patch, reason=reason, message=message,
+                      stage="reconcile")
+        context.metrics.reconciles.labels(trigger, "error").inc()
+
+    try:
+        cluster = rendering.ClusterSpec.parse(spec, default_image=context.config.default_image)
+        wanted = rendering.render_children(name, namespace, cluster)
+    except (ValueError, TypeError) as exc:
+        fail("InvalidSpec", f"invalid spec: {exc}")
+        raise kopf.PermanentError(f"invalid spec: {exc}") from exc
+    if cluster.peer_token_secret is None:
+        token = secrets.token_urlsafe(32)  # used only if the Secret does not exist yet
+        wanted.insert(0, rendering.render_peer_token_secret(name, namespace, token=token))
+    kopf.adopt([child.manifest for child in wanted], owner=body)
+
+    try:
+        return await children.ensure_all(context.kube, wanted, owner_uid=uid, should_stop=stopping)
+    except children.OwnershipConflict as exc:
+        fail("OwnershipConflict", str(exc))
+        # Only a human can resolve it: retry, but less eagerly.
+        raise kopf.TemporaryError(str(exc), delay=context.config.retry_delay * 6) from exc
+    except ApiError as exc:
+        fail("ReconcileFailed", f"cannot apply the children: {exc}")
+        if not exc.retriable:  # e.g. 422: the API rejects what the spec renders; a spec change will retry
+            raise kopf.PermanentError(f"cannot apply the children: {exc}") from exc
+        raise kopf.TemporaryError(f"cannot apply the children: {exc}", delay=context.config.retry_delay) from exc
+
+
+async def monitor(
+    *,
+    context: Context,
+    body: kopf.Body,
+    spec: Mapping[str, Any],
+    status: Mapping[str, Any],
+    name: str,
+    namespace: str,
+    patch: kopf.Patch,
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+    stopped: Any = None,
+    **_: Any,
+) -> None:
+    """Poll the pods and members; publish status, conditions and phase-change events."""
+    config, metrics = context.config, context.metrics
+    try:
+        desired = rendering.ClusterSpec.parse(spec, default_image=config.default_image).replicas
+    except (ValueError, TypeError):
+        return  # the children handler reports the invalid spec
+    try:
+        pods = await members.list_pods(context.kube, namespace=namespace, cluster=name)
+    except ApiError as exc:
+        _record_error(context, body=body, status=status, patch=patch, reason="MonitorFailed",
+                      message=f"cannot list the pods: {exc}", stage="monitor")
+        raise kopf.TemporaryError(f"cannot list the pods: {exc}", delay=config.retry_delay) from exc
+
+    reports = await members.poll_members(
+        context.member_session(), pods, scheme=config.member_scheme, port=config.member_port,
+        path=config.member_path, timeout=config.member_timeout)
+    if stopped:
+        return  # being deleted: the status no longer matters
+    for report in reports.values():
+        metrics.members_polled.labels("ok" if report.reachable else "unreachable").inc()
+        if not report.reachable:
+            logger.debug(f"Member {report.pod} is unreachable: {report.error}")
+
+    observed = status_mod.compute_status(
+        desired=desired, pods=pods, reports=reports, selector=rendering.selector_string(name),
+        previous=status, now=datetime.datetime.now(datetime.UTC))
+    for key, value in status_mod.changed_fields(status, observed).items():
+        patch.status[key] = value
+    if (status.get("lastError") or {}).get("reason") in MONITOR_REASONS:
+        patch.status["lastError"] = None
+
+    old_phase, new_phase = status.get("phase"), observed["phase"]
+    metrics.observe_phase(namespace=namespace, cluster=name, phase=new_phase, ready=observed["readyReplicas"])
+    if old_phase != new_phase and not (old_phase in (None, status_mod.PENDING) and new_phase == status_mod.PENDING):
+        progressing = next(c for c in observed["conditions"] if c["type"] == "Progressing")
+        message = f"{progressing['message']} (was {old_phase or 'unknown'})"
+        logger.info(f"Phase {old_phase} -> {new_phase}: {progressing['message']}")
+        _post_event(body, type="Warning" if new_phase == status_mod.DEGRADED else "Normal",
+                    reason=new_phase, message=message)
+
+
+async def delete(
+    *,
+    context: Context,
+    body: kopf.Body,
+    spec: Mapping[str, Any],
+    name: str,
+    namespace: str,
+    uid: str | None,
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+    **_: Any,
+) -> None:
+    """Delete every child this cluster owns, and its PVCs unless ``storage.retainOnDelete``."""
+    try:
+        cluster = rendering.ClusterSpec.parse(spec, default_image=context.config.default_image)
+        owned = rendering.render_children(name, namespace, cluster)
+    except (ValueError, TypeError):
+        return  # nothing could have been created from an invalid spec
+    owned.insert(0, rendering.render_peer_token_secret(name, namespace, token=""))
+    try:
+        async with context.lock(namespace, name):  # wait for a drift check in progress, if any
+            deleted = await children.delete_all(context.kube, owned, owner_uid=uid)
+            if not cluster.storage.retain_on_delete:
+                deleted += await children.delete_claims(context.kube, namespace=namespace, cluster=name)
+    except ApiError as exc:
+        context.metrics.errors.labels("delete").inc()
+        _post_event(body, type="Warning", reason="CleanupFailed", message=str(exc))
+        raise kopf.TemporaryError(f"cannot delete the children: {exc}", delay=context.config.retry_delay) from exc
+    context.metrics.forget(namespace=namespace, cluster=name)
+    context.forget(namespace, name)
+    if deleted:
+        logger.info(f"Deleted: {', '.join(deleted)}")
+
+
+def _record_error(
+    context: Context, *, body: kopf.Body, status: Mapping[str, Any], patch: kopf.Patch,
+    reason: str, message: str, stage: str,
+) -> None:
+    context.metrics.errors.labels(stage).inc()
+    previous = status.get("lastError") or {}
+    patch.status["lastError"] = {
+        "time": status_mod.timestamp(datetime.datetime.now(datetime.UTC)),
+        "reason": reason,
+        "message": message[:1024],
+    }
+    if previous.get("reason") != reason or previous.get("message") != message[:1024]:
+        _post_event(body, type="Warning", reason=reason, message=message)
+
+
+def _post_event(body: kopf.Body, *, type: str, reason: str, message: str) -> None:
+    try:
+        kopf.event(body, type=type, reason=reason, message=message[:1024])
+    except LookupError:
+        pass  # not inside a running operator (a direct call): there is nowhere to post
+
+
+def register(
+    registry: kopf.OperatorRegistry,
+    *,
+    config: OperatorConfig,
+    context: Context | None = None,
+) -> Context:
+    """Register all the handlers, bound to one :class:`Context` (created unless given)."""
+    context = context if context is not None else Context.create(config)
+    resource = (resources.GROUP, resources.VERSION, resources.PLURAL)
+
+    def bind(fn: Any, **kwargs: Any) -> Any:
+        return functools.partial(fn, context=context, **kwargs)
+
+    kopf.on.login(registry=registry, id="login")(bind(login))
+    kopf.on.startup(registry=registry, id="configure")(startup)
+    kopf.on.cleanup(registry=registry, id="shutdown")(bind(shutdown))
+    kopf.on.create(*resource, registry=registry, id="children")(bind(reconcile, trigger="create"))
+    kopf.on.resume(*resource, registry=registry, id="children")(bind(reconcile, trigger="resume"))
+    kopf.on.update(*resource, registry=registry, id="children", field="spec")(bind(reconcile, trigger="update"))
+    kopf.timer(*resource, registry=registry, id="drift", interval=config.reconcile_interval,
+               initial_delay=config.reconcile_interval)(bind(reconcile, trigger="drift"))
+    kopf.timer(*resource, registry=registry, id="members", interval=config.poll_interval)(bind(monitor))
+    kopf.on.delete(*resource, registry=registry, id="cleanup")(bind(delete))
+    return context

@@ -1,0 +1,136 @@
+"""
+Observing a cluster's members: its pods (from the API) and each node's own report (over HTTP).
+
+Each node answers ``GET /v1/cluster`` on its client port with its own state and its view of
+its peers::
+
+    {"node": {"name": "lb-0", "epoch": 123, "state": "ready", "ready": true, "synced": true,
+              "version_vector": {"lb-0": {"epoch": 123, "seq": 42}}, "records": 1000},
+     "members": [{"name": "lb-1", "address": "10.0.0.2:7351", "state": "ready",
+                  "reachable": true, "lag_entries": 0, "lag_seconds": 0.0}]}
+
+:func:`poll_members` asks all the pods concurrently, each with a short timeout, and never
+raises: a member that does not answer (or answers garbage) is reported as unreachable, which
+is itself an observation (the status shows it, and the cluster is not Ready).
+
+Pods without an IP (not scheduled yet) or being deleted are not asked. The pods' readiness and
+restart counts come from the pod objects (:func:`pod_info`), not from the nodes.
+
+The port asked is the pod's own container port named ``http`` (7350 as rendered), unless the
+operator's ``member_port`` setting overrides it; this also lets tests run several members on
+127.0.0.1, one port each, described by fake pods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import aiohttp
+
+from leaderboard_operator import rendering, resources
+from leaderboard_operator.kube import Kube
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PodInfo:
+    """What the operator needs to know of one pod (pure data, see :func:`pod_info`)."""
+
+    name: str
+    ip: str | None
+    ready: bool
+    restarts: int
+    terminating: bool
+    phase: str | None = None
+    port: int | None = None  # the container port named "http"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MemberReport:
+    """One member's answer to ``GET /v1/cluster``, or why there is none."""
+
+    pod: str
+    data: Mapping[str, Any] | None = None
+    error: str | None = None
+
+    @property
+    def reachable(self) -> bool:
+        return self.data is not None
+
+    @property
+    def node(self) -> Mapping[str, Any]:
+        node = (self.data or {}).get("node")
+        return node if isinstance(node, Mapping) else {}
+
+    @property
+    def peers(self) -> Sequence[Mapping[str, Any]]:
+        peers = (self.data or {}).get("members")
+        return [peer for peer in peers if isinstance(peer, Mapping)] if isinstance(peers, list) else []
+
+
+def pod_info(pod: Mapping[str, Any]) -> PodInfo:
+    """Extract the pod's name, IP, readiness and restart count (pure)."""
+    metadata = pod.get("metadata") or {}
+    status = pod.get("status") or {}
+    conditions = status.get("conditions") or []
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+    restarts = sum(int(cs.get("restartCount") or 0) for cs in status.get("containerStatuses") or [])
+    ports = [port.get("containerPort") for container in (pod.get("spec") or {}).get("containers") or []
+             for port in container.get("ports") or [] if port.get("name") == "http"]
+    return PodInfo(
+        name=str(metadata.get("name")),
+        ip=status.get("podIP") or None,
+        ready=ready,
+        restarts=restarts,
+        terminating=bool(metadata.get("deletionTimestamp")),
+        phase=status.get("phase"),
+        port=int(ports[0]) if ports and ports[0] else None,
+    )
+
+
+async def list_pods(kube: Kube, *, namespace: str, cluster: str) -> list[PodInfo]:
+    """The cluster's pods, sorted by name (so by ordinal for up to 10 pods, then lexically)."""
+    pods = await kube.list(resources.PODS, namespace=namespace, labels=rendering.selector_labels(cluster))
+    return sorted((pod_info(pod) for pod in pods), key=lambda p: (len(p.name), p.name))
+
+
+def member_url(pod: PodInfo, *, scheme: str, port: int | None, path: str) -> str:
+    """``{scheme}://{pod IP}:{port}{path}``; the port is the override, else the pod's, else 7350."""
+    assert pod.ip is not None
+    host = f"[{pod.ip}]" if ":" in pod.ip else pod.ip  # IPv6
+    return f"{scheme}://{host}:{port or pod.port or rendering.CLIENT_PORT}{path}"
+
+
+async def fetch_member(
+    session: aiohttp.ClientSession, pod: PodInfo, *, scheme: str, port: int | None, path: str, timeout: float,
+) -> MemberReport:
+    url = member_url(pod, scheme=scheme, port=port, path=path)
+    try:
+        async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+            if response.status != 200:
+                return MemberReport(pod=pod.name, error=f"HTTP {response.status} from {url}")
+            data = await response.json(content_type=None)
+    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+        return MemberReport(pod=pod.name, error=f"{type(exc).__name__} from {url}: {exc}".rstrip(": "))
+    if not isinstance(data, Mapping) or not isinstance(data.get("node"), Mapping):
+        return MemberReport(pod=pod.name, error=f"unexpected answer from {url}")
+    return MemberReport(pod=pod.name, data=data)
+
+
+async def poll_members(
+    session: aiohttp.ClientSession,
+    pods: Sequence[PodInfo],
+    *,
+    scheme: str = "http",
+    port: int | None = None,
+    path: str = "/v1/cluster",
+    timeout: float = 2.0,
+) -> dict[str, MemberReport]:
+    """Ask every live pod with an IP for its report, concurrently; keyed by pod name."""
+    live = [pod for pod in pods if pod.ip and not pod.terminating]
+    reports = await asyncio.gather(*(
+        fetch_member(session, pod, scheme=scheme, port=port, path=path, timeout=timeout) for pod in live
+    ))
+    return {report.pod: report for report in reports}

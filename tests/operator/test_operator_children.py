@@ -1,0 +1,201 @@
+"""The operator, embedded and running against kmock: children are created, patched, repaired, deleted."""
+
+from __future__ import annotations
+
+import base64
+
+import kubernetes_validate
+import yaml
+
+from leaderboard_operator import resources
+from leaderboard_operator.handlers import FINALIZER
+
+from .conftest import NAMESPACE, Cluster, RunningOperator, eventually
+
+CHILDREN = [
+    (resources.SERVICES, "lb-peers"),
+    (resources.SERVICES, "lb"),
+    (resources.CONFIGMAPS, "lb-config"),
+    (resources.SERVICEACCOUNTS, "lb-node"),
+    (resources.ROLES, "lb-node"),
+    (resources.ROLEBINDINGS, "lb-node"),
+    (resources.STATEFULSETS, "lb"),
+    (resources.PDBS, "lb"),
+    (resources.SECRETS, "lb-peer-token"),
+]
+
+
+def all_children_exist(cluster: Cluster) -> bool:
+    return all(cluster.get(res, name) is not None for res, name in CHILDREN)
+
+
+async def test_applying_a_cluster_creates_all_children_owned_by_it(cluster: Cluster, operator: RunningOperator) -> None:
+    body = await cluster.apply_cluster("lb")
+    await eventually(lambda: all_children_exist(cluster), what="all children of lb")
+    for res, name in CHILDREN:
+        child = cluster.get(res, name)
+        assert child is not None
+        refs = child["metadata"]["ownerReferences"]
+        assert refs == [{
+            "apiVersion": "leaderboard-cluster.dev/v1alpha1", "kind": "LeaderboardCluster", "name": "lb",
+            "uid": body["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True,
+        }], f"{res.kind}/{name}"
+        assert child["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "leaderboard-operator"
+        assert child["metadata"]["labels"]["app.kubernetes.io/instance"] == "lb"
+        assert child["metadata"]["namespace"] == NAMESPACE
+        kubernetes_validate.validate(child, "1.30", strict=True)
+
+
+async def test_applying_a_cluster_creates_a_headless_peer_service(cluster: Cluster, operator: RunningOperator) -> None:
+    await cluster.apply_cluster("lb")
+    service = await eventually(lambda: cluster.get(resources.SERVICES, "lb-peers"), what="Service lb-peers")
+    assert service["spec"]["clusterIP"] == "None"
+    assert service["spec"]["publishNotReadyAddresses"] is True
+    assert {"name": "peer", "port": 7351, "targetPort": "peer", "protocol": "TCP"} in service["spec"]["ports"]
+
+
+async def test_applying_a_cluster_renders_its_settings_into_the_children(cluster: Cluster, operator: RunningOperator) -> None:
+    await cluster.apply_cluster("lb", {
+        "replicas": 5, "image": "example/leaderboard:1.2", "sync": {"batchSize": 250, "compression": False},
+        "service": {"type": "NodePort", "port": 8000}, "storage": {"size": "5Gi"},
+    })
+    sts = await eventually(lambda: cluster.get(resources.STATEFULSETS, "lb"), what="StatefulSet lb")
+    assert sts["spec"]["replicas"] == 5
+    assert sts["spec"]["template"]["spec"]["containers"][0]["image"] == "example/leaderboard:1.2"
+    assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "5Gi"
+    client = await eventually(lambda: cluster.get(resources.SERVICES, "lb"), what="Service lb")
+    assert client["spec"]["type"] == "NodePort"
+    assert client["spec"]["ports"][0]["port"] == 8000
+    config = await eventually(lambda: cluster.get(resources.CONFIGMAPS, "lb-config"), what="ConfigMap lb-config")
+    node_yaml = yaml.safe_load(config["data"]["node.yaml"])
+    assert node_yaml["cluster"]["leaderboard_sync"]["batch_size"] == 250
+    assert node_yaml["cluster"]["leaderboard_sync"]["compression"] is False
+
+
+async def test_the_generated_peer_token_is_kept_across_reconciliations(cluster: Cluster, operator: RunningOperator) -> None:
+    await cluster.apply_cluster("lb")
+    secret = await eventually(lambda: cluster.get(resources.SECRETS, "lb-peer-token"), what="Secret lb-peer-token")
+    token = base64.b64decode(secret["data"]["token"])
+    assert len(token) >= 32
+    await cluster.patch(resources.CLUSTERS, "lb", {"spec": {"replicas": 4}})
+    await eventually(lambda: cluster.get(resources.STATEFULSETS, "lb")["spec"]["replicas"] == 4, what="the scale-up")
+    assert cluster.get(resources.SECRETS, "lb-peer-token")["data"]["token"] == secret["data"]["token"]
+
+
+async def test_a_cluster_with_its_own_token_secret_gets_no_generated_one(cluster: Cluster, operator: RunningOperator) -> None:
+    await cluster.apply_cluster("lb", {"auth": {"peerTokenSecret": "my-token"}})
+    sts = await eventually(lambda: cluster.get(resources.STATEFULSETS, "lb"), what="StatefulSet lb")
+    sources = sts["spec"]["template"]["spec"]["volumes"][0]["projected"]["sources"]
+    assert sources[1]["secret"]["name"] == "my-token"
+    assert cluster.get(resources.SECRETS, "lb-peer-token") is None
+
+
+async def test_scaling_a_cluster_changes_the_statefulset_replicas(cluster: Cluster, operator: RunningOperator) -> None:
+    await cluster.apply_cluster("lb")
+    await eventually(lambda: cluster.get(resources.STATEFULSETS, "lb"), what="StatefulSet lb")
+    await cluster.patch(resources.CLUSTERS, "lb", {"spec": {"replicas": 5}})
+    await eventually(lambda: cluster.get(resources.STATEFULSETS, "lb")["spec"]["replicas"] == 5,
+                     what="StatefulSet lb scaled to 5")
+
+
+async def test_a_spec_change_patches_the_children(cluster: Cluster, operator: RunningOperator) -> None:
+    await cluster.apply_cluster("lb", {"tolerations": [{"key": "a", "operator": "Exists"}]})
+    await eventually(lambda: all_children_exist(cluster), what="all children of lb")
+    await cluster.patch(resources.CLUSTERS, "lb", {"spec": {
+        "image": "leaderboard-node:2", "sync": {"batchSize": 7}, "service": {"port": 9000},
+        "podDisruptionBudget": {"maxUnavailable": 2}, "tolerations": None,
+    }})
+
+    def patched() -> bool:
+        sts = cluster.get(resources.STATEFULSETS, "lb")
+        node_yaml = yaml.safe_load(cluster.get(resources.CONFIGMAPS, "lb-config")["data"]["node.yaml"])
+        return (sts["spec"]["template"]["spec"]["containers"][0]["image"] == "leaderboard-node:2"
+                and "tolerations" not in sts["spec"]["template"]["spec"]
+                and node_yaml["cluster"]["leaderboard_sync"]["batch_size"] == 7
+                and cluster.get(resources.SERVICES, "lb")["spec"]["ports"][0]["port"] == 9000
+                and cluster.get(resources.PDBS, "lb")["spec"]["maxUnavailable"] == 2)
+
+    await eventually(patched, what="the children patched to the new spec")
+
+
+async def test_a_config_change_rolls_the_pods(cluster: Cluster, operator: RunningOperator) -> None:
+    await cluster.apply_cluster("lb")
+    sts = await eventually(lambda: cluster.get(resources.STATEFULSETS, "lb"), what="StatefulSet lb")
+    before = sts["spec"]["template"]["metadata"]["annotations"]["leaderboard-cluster.dev/config-hash"]
+    await cluster.patch(resources.CLUSTERS, "lb", {"spec": {"sync": {"backlogSize": 10}}})
+    await eventually(
+        lambda: cluster.get(resources.STATEFULSETS, "lb")["spec"]["template"]["metadata"]["annotations"][
+            "leaderboard-cluster.dev/config-hash"] != before,
+        what="a new config hash on the pod template")
+
+
+async def test_a_deleted_child_is_recreated(cluster: Cluster, operator: RunningOperator) -> None:
+    await cluster.apply_cluster("lb")
+    await eventually(lambda: all_children_exist(cluster), what="all children of lb")
+    await cluster.delete(resources.STATEFULSETS, "lb")
+    await cluster.delete(resources.SERVICES, "lb-peers")
+    assert cluster.get(resources.STATEFULSETS, "lb") is None
+    await eventually(lambda: all_children_exist(cluster), what="the deleted children to come back")
+
+
+async def test_an_edited_child_is_reverted(cluster: Cluster, operator: RunningOperator) -> None:
+    await cluster.apply_cluster("lb")
+    await eventually(lambda: all_children_exist(cluster), what="all children of lb")
+    await cluster.patch(resources.STATEFULSETS, "lb", {"spec": {"replicas": 1}})
+    await cluster.patch(resources.CONFIGMAPS, "lb-config", {"data": {"node.yaml": "tampered: true\n"}})
+    await eventually(
+        lambda: cluster.get(resources.STATEFULSETS, "lb")["spec"]["replicas"] == 3
+        and "tampered" not in cluster.get(resources.CONFIGMAPS, "lb-config")["data"]["node.yaml"],
+        what="the edits reverted")
+
+
+async def test_deleting_a_cluster_leaves_nothing_behind(cluster: Cluster, operator: RunningOperator) -> None:
+    await cluster.apply_cluster("lb")
+    await eventually(lambda: all_children_exist(cluster), what="all children of lb")
+    await eventually(lambda: FINALIZER in (cluster.get(resources.CLUSTERS, "lb")["metadata"].get("finalizers") or []),
+                     what="the operator's finalizer on lb")
+    claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+             "metadata": {"name": "data-lb-0", "namespace": NAMESPACE,
+                          "labels": {"app.kubernetes.io/name": "leaderboard-node", "app.kubernetes.io/instance": "lb"}}}
+    await cluster.request("POST", resources.PVCS.url(namespace=NAMESPACE), json=claim)
+    await cluster.delete(resources.CLUSTERS, "lb")
+    await eventually(lambda: cluster.get(resources.CLUSTERS, "lb") is None, what="lb released by its finalizer")
+    leftovers = {(res.kind, name) for res in resources.ALL if res.namespaced and res is not resources.EVENTS
+                 for name in cluster.names(res)}
+    assert leftovers == set()
+
+
+async def test_deleting_one_cluster_keeps_another(cluster: Cluster, operator: RunningOperator) -> None:
+    await cluster.apply_cluster("lb")
+    await cluster.apply_cluster("other")
+    await eventually(lambda: all_children_exist(cluster) and cluster.get(resources.STATEFULSETS, "other"),
+                     what="both clusters' children")
+    await cluster.delete(resources.CLUSTERS, "lb")
+    await eventually(lambda: cluster.get(resources.CLUSTERS, "lb") is None, what="lb deleted")
+    assert cluster.names(resources.STATEFULSETS) == {"other"}
+    assert cluster.names(resources.CONFIGMAPS) == {"other-config"}
+
+
+async def test_an_invalid_spec_is_reported_in_the_status(cluster: Cluster, operator: RunningOperator) -> None:
+    await cluster.apply_cluster("lb", {"replicas": 0})
+    error = await eventually(lambda: cluster.get(resources.CLUSTERS, "lb")["status"]["lastError"],
+                             what="status.lastError")
+    assert error["reason"] == "InvalidSpec"
+    assert "replicas" in error["message"]
+    assert cluster.get(resources.STATEFULSETS, "lb") is None
+
+    def warning_events() -> list[dict]:
+        found = [cluster.get(resources.EVENTS, name) for name in cluster.names(resources.EVENTS)]
+        return [e for e in found if e and e["reason"] == "InvalidSpec" and e["type"] == "Warning"]
+
+    events = await eventually(warning_events, what="a Warning Event with reason InvalidSpec")
+    assert events[0]["involvedObject"]["name"] == "lb"
+
+
+async def test_fixing_an_invalid_spec_clears_the_error(cluster: Cluster, operator: RunningOperator) -> None:
+    await cluster.apply_cluster("lb", {"replicas": 0})
+    await eventually(lambda: cluster.get(resources.CLUSTERS, "lb")["status"]["lastError"], what="status.lastError")
+    await cluster.patch(resources.CLUSTERS, "lb", {"spec": {"replicas": 2}})
+    await eventually(lambda: cluster.get(resources.STATEFULSETS, "lb"), what="StatefulSet lb after the fix")
+    await eventually(lambda: "lastError" not in cluster.get(resources.CLUSTERS, "lb")["status"],
+                     what="status.lastError cleared")
