@@ -23,11 +23,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from sortedcontainers import SortedList
 
-from .record_codec import decode_slots, encode_slots, score_of, sort_prefix
+from .record_codec import compact_value, decode_slots, encode_slots, score_of, sort_prefix
 from .records import Slot, Slots, Value, merge, merge_slot, merge_slots
 
 _PREFIX = 16
@@ -42,15 +41,26 @@ def sort_key(score: int, subscore: int, owner: str, *, descending: bool) -> byte
     return sort_prefix(score, subscore, descending=descending) + owner.encode()
 
 
-@dataclass(slots=True)
 class Record:
-    """A decoded view of one element."""
+    """A decoded view of one element; its slots are unpacked only when asked for."""
 
-    owner: str
-    key: bytes  # sort prefix + owner: a position for cursors
-    element: bytes
-    value: Value
-    slots: Slots
+    __slots__ = ("owner", "key", "element", "value", "_slots", "_descending")
+
+    def __init__(self, owner: str, key: bytes, element: bytes, value: Value, slots: Slots | None,
+                 descending: bool = True) -> None:
+        self.owner = owner
+        self.key = key  # sort prefix + owner: a position for cursors
+        self.element = element
+        self.value = value
+        self._slots = slots
+        self._descending = descending
+
+    @property
+    def slots(self) -> Slots:
+        if self._slots is None:
+            score, subscore = score_of(self.element, descending=self._descending)
+            self._slots = decode_slots(self.element, len(self.key) + 1, score=score, subscore=subscore)
+        return self._slots
 
 
 def record_hash(owner: str, value: Value) -> int:
@@ -116,10 +126,13 @@ class Bucket:
         separator = element.index(0, _PREFIX)
         owner = element[_PREFIX:separator].decode()
         score, subscore = score_of(element, descending=self.descending)
+        value = compact_value(element, separator + 1, score=score, subscore=subscore)
+        if value is not None:  # one node's set: the value is in the element, no slots to unpack
+            return Record(owner, element[:separator], element, value, None, self.descending)
         slots = decode_slots(element, separator + 1, score=score, subscore=subscore)
-        value = merge(slots, descending=self.descending)
-        assert value is not None
-        return Record(owner, element[:separator], element, value, slots)
+        merged = merge(slots, descending=self.descending)
+        assert merged is not None
+        return Record(owner, element[:separator], element, merged, slots, self.descending)
 
     # --------------------------------------------------------------------- reads
 
@@ -233,7 +246,7 @@ class Bucket:
         self._index_put(owner, element, old)
         self._count += 1
         self._digest = (self._digest + record_hash(owner, value)) % _DIGEST_MOD
-        self.last_stored = Record(owner, element[:element.index(0, _PREFIX)], element, value, slots)
+        self.last_stored = Record(owner, element[:element.index(0, _PREFIX)], element, value, slots, self.descending)
 
     @classmethod
     def from_ranked(cls, items: list[tuple[str, Slots]], *, descending: bool, expiry: int) -> Bucket:

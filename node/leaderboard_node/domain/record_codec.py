@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import struct
 
-from .records import Base, Slot, Slots, SlotKind
+from .records import Base, Slot, Slots, SlotKind, Value
 
 PREFIX = struct.Struct(">QQ")
 _OFFSET = 1 << 63
@@ -110,6 +110,15 @@ def encode_slots(slots: Slots, *, score: int, subscore: int) -> bytes:
                                     base.num_score, base.create_ms, base_flags))
             parts.append(_texts(base_flags, base.username, base.metadata))
     return b"".join(parts)
+
+
+def compact_value(data: bytes, offset: int, *, score: int, subscore: int) -> Value | None:
+    """The visible value of a one-slot ``set`` record without building its slot; None otherwise."""
+    if data[offset] != 0:
+        return None
+    _, _origin, hlc, num_score, create_ms, flags = _COMPACT.unpack_from(data, offset)
+    username, metadata, _ = _read_texts(flags, data, offset + _COMPACT.size) if flags else (None, None, 0)
+    return Value(score, subscore, num_score, create_ms, hlc >> 16, username, metadata)
 
 
 def decode_slots(data: bytes, offset: int, *, score: int, subscore: int) -> Slots:
