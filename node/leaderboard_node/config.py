@@ -93,7 +93,7 @@ class LeaderboardSyncSettings(_Section):
     blacklist_cache: list[str] = Field(
         default_factory=list, description="Glob patterns of leaderboards that keep no rank cache (see leaderboard.blacklist_rank_cache)."
     )
-    backlog_size: int = Field(1_000_000, ge=1, description="Entries of each origin kept for incremental catch-up.")
+    backlog_size: int = Field(100_000, ge=1, description="Entries of each origin kept for incremental catch-up.")
     queue_size: int = Field(100_000, ge=1, description="Entries queued for one peer before it is switched to catch-up.")
     anti_entropy_interval: float = Field(1.0, gt=0, description="Seconds between version-vector and digest comparisons.")
     sync_chunk_records: int = Field(10_000, ge=1, description="Records in one chunk of a full sync.")
@@ -150,9 +150,6 @@ class ClusterSettings(_Section):
     leaderboard_sync: LeaderboardSyncSettings = Field(default_factory=LeaderboardSyncSettings)
 
 
-_KEY_SOURCES = "LEADERBOARD_AUTH__SERVER_KEY / LEADERBOARD_AUTH__CLIENT_KEY"
-
-
 class AuthSettings(_Section):
     """Secrets: the peer token and the two client API keys (see ``transport/auth.py``).
 
@@ -181,8 +178,9 @@ class AuthSettings(_Section):
     def _key_is_text(cls, value: Any) -> Any:
         if value is None or isinstance(value, (str, SecretStr)):
             return value
-        raise ValueError(f"an API key must be a string, got a {type(value).__name__}: quote it in {_KEY_SOURCES} "
-                         "or the config file (YAML reads 0123 as a number)")
+        raise ValueError(f"an API key must be a string, got a {type(value).__name__}: quote it in "
+                         "LEADERBOARD_AUTH__SERVER_KEY / LEADERBOARD_AUTH__CLIENT_KEY or the config file "
+                         "(YAML reads 0123 as a number)")
 
     def key_sources(self) -> dict[str, SecretStr | Path | None]:
         """Where each key comes from, checked: one source per key, and no client key alone.

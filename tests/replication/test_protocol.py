@@ -13,6 +13,8 @@ from leaderboard_node.replication import protocol_codegen
 from leaderboard_node.replication.outbox import build_batch
 from leaderboard_node.replication.protocol import (
     ProtocolError,
+    encode_entry,
+    record_key,
     entry_from_pb,
     entry_to_pb,
     frame,
@@ -79,9 +81,11 @@ def test_a_batch_keeps_only_the_latest_update_of_each_record_but_covers_the_whol
 
     entries = [(1, put("a", 1, 1)), (2, put("b", 1, 2)), (3, put("a", 2, 3)),
                (4, LeaderboardKill("other", ("1.x",), 1)), (5, put("a", 3, 5))]
-    batch = build_batch(("n", 7), "n", entries, first_seq=1, last_seq=5, hlc=9)
-    assert (batch.first_seq, batch.last_seq) == (1, 5)
+    encoded = [(seq, record_key(change), encode_entry(seq, change)) for seq, change in entries]
+    batch = pb.Batch.FromString(build_batch(("n", 7), "n", encoded, first_seq=1, last_seq=5, hlc=9).data)
+    assert (batch.origin.node, batch.origin.epoch, batch.first_seq, batch.last_seq) == ("n", 7, 1, 5)
     assert [e.seq for e in batch.entries] == [2, 4, 5]
+    assert entry_from_pb(batch.entries[2]) == entries[4][1]
 
 
 def test_frames_split_a_stream_at_any_boundary():

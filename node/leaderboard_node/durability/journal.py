@@ -119,8 +119,9 @@ class Journal:
 
     # ------------------------------------------------------------------ appends
 
-    def record(self, batch: pb.Batch) -> int:
-        position = self.wal.append(batch.SerializeToString())
+    def record(self, batch: bytes) -> int:
+        """Append a serialized ``Batch``; returns the log position to wait for."""
+        position = self.wal.append(batch)
         if self.wal.segment_bytes > self.settings.snapshot_log_bytes:
             self._snapshot_requested.set()
         return position

@@ -26,7 +26,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_never, wait_ex
 from ..domain.changes import Change
 from . import binarylog_pb2 as pb
 from .peers import Peer, PeerTransport, PeerUnavailable
-from .protocol import entry_to_pb, record_key
+from .protocol import EncodedBatch, encode_batch, encode_entry, record_key
 from .versions import Backlog, OriginKey
 
 log = logging.getLogger("leaderboard_node.outbox")
@@ -44,14 +44,18 @@ class LocalLog:
     def last_seq(self) -> int:
         return self.backlog.covered
 
-    def append(self, changes: list[Change]) -> int:
+    def append(self, changes: list[Change]) -> list[bytes]:
+        """Number and serialize the changes; returns their serialized entries."""
         seq = self.backlog.covered
         now = time.monotonic()
+        entries = []
         for change in changes:
             seq += 1
-            self.backlog.append(seq, change, at=now)
+            entry = encode_entry(seq, change)
+            entries.append(entry)
+            self.backlog.append(seq, record_key(change), entry, at=now)
         self._changed.set()
-        return seq
+        return entries
 
     async def wait_beyond(self, seq: int, *, timeout: float | None = None) -> bool:
         """Wait until the log holds entries after ``seq``; False on timeout."""
@@ -68,22 +72,15 @@ class LocalLog:
         return True
 
 
-def build_batch(origin: OriginKey, sender: str, entries: list[tuple[int, Change]], *, first_seq: int,
-                last_seq: int, hlc: int) -> pb.Batch:
+def build_batch(origin: OriginKey, sender: str, entries: list[tuple[int, str | None, bytes]], *, first_seq: int,
+                last_seq: int, hlc: int) -> EncodedBatch:
     """A batch covering ``first_seq..last_seq``, with updates of one record coalesced."""
-    latest: dict[object, int] = {}
-    for index, (_, change) in enumerate(entries):
-        key = record_key(change)
+    latest: dict[str, int] = {}
+    for index, (_, key, _) in enumerate(entries):
         if key is not None:
             latest[key] = index
-    batch = pb.Batch(first_seq=first_seq, last_seq=last_seq, sender=sender, sent_hlc=hlc)
-    batch.origin.node, batch.origin.epoch = origin
-    for index, (seq, change) in enumerate(entries):
-        key = record_key(change)
-        if key is not None and latest[key] != index:
-            continue
-        entry_to_pb(seq, change, batch.entries.add())
-    return batch
+    kept = [entry for index, (_, key, entry) in enumerate(entries) if key is None or latest[key] == index]
+    return encode_batch(origin, sender=sender, hlc=hlc, first_seq=first_seq, last_seq=last_seq, entries=kept)
 
 
 @dataclass
@@ -109,7 +106,7 @@ class PeerSender:
         batch_timeout: float,
         clock: Callable[[], int],
         retry_interval: float,
-        on_batch: Callable[[Peer, pb.Batch, int], None] | None = None,
+        on_batch: Callable[[Peer, EncodedBatch, int], None] | None = None,
     ) -> None:
         self.peer = peer
         self.node = node
@@ -177,11 +174,11 @@ class PeerSender:
             return
         batch = build_batch(self.local.origin, self.node, entries, first_seq=position + 1, last_seq=covered,
                             hlc=self.clock())
-        self.stats.coalesced += len(entries) - len(batch.entries)
+        self.stats.coalesced += len(entries) - batch.entries
         ack = await self._call(lambda: self.transport.send_batch(self.peer, batch))
         assert isinstance(ack, pb.BatchAck)
         if ack.accepted:
-            self.stats.entries += len(batch.entries)
+            self.stats.entries += batch.entries
             self.stats.batches += 1
             if self.on_batch is not None:
                 self.on_batch(self.peer, batch, len(entries))

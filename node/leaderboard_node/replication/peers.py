@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from . import binarylog_pb2 as pb
+from .protocol import EncodedBatch
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +31,7 @@ class PeerUnavailable(Exception):
 class PeerTransport(Protocol):
     async def status(self, peer: Peer) -> pb.Status: ...
 
-    async def send_batch(self, peer: Peer, batch: pb.Batch) -> pb.BatchAck: ...
+    async def send_batch(self, peer: Peer, batch: EncodedBatch) -> pb.BatchAck: ...
 
     async def catch_up(self, peer: Peer, request: pb.CatchUpRequest) -> pb.CatchUpResponse: ...
 
@@ -59,7 +60,7 @@ class FaultyTransport:
         self.inner = inner
         self.faults = faults
         self._random = random.Random(faults.seed)
-        self._held: dict[str, pb.Batch] = {}
+        self._held: dict[str, EncodedBatch] = {}
         self._lock = asyncio.Lock()
 
     async def status(self, peer: Peer) -> pb.Status:
@@ -74,10 +75,10 @@ class FaultyTransport:
     async def close(self) -> None:
         await self.inner.close()
 
-    def _lie(self, batch: pb.Batch) -> pb.BatchAck:
+    def _lie(self, batch: EncodedBatch) -> pb.BatchAck:
         return pb.BatchAck(applied_seq=batch.last_seq, accepted=True)
 
-    async def send_batch(self, peer: Peer, batch: pb.Batch) -> pb.BatchAck:
+    async def send_batch(self, peer: Peer, batch: EncodedBatch) -> pb.BatchAck:
         roll = self._random.random()
         if roll < self.faults.drop:
             return self._lie(batch)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import zstandard
 from google.protobuf.message import DecodeError
@@ -250,8 +251,56 @@ def entry_from_pb(entry: pb.Entry) -> Change:
     raise ProtocolError(f"entry {entry.seq} carries no known change")
 
 
-def record_key(change: Change) -> tuple[str, str, int, str] | None:
+def record_key(change: Change) -> str | None:
     """The record a change is about, for coalescing; None for changes that never coalesce."""
     if isinstance(change, RecordSlotPut):
-        return (change.leaderboard_id, change.incarnation, change.expiry, change.owner)
+        return f"{change.leaderboard_id}\x00{change.incarnation}\x00{change.expiry}\x00{change.owner}"
     return None
+
+
+def encode_entry(seq: int, change: Change) -> bytes:
+    entry = pb.Entry()
+    entry_to_pb(seq, change, entry)
+    return entry.SerializeToString()
+
+
+def varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+_ENTRIES_TAG = b"\x22"  # Batch.entries: field 4, length-delimited
+_BATCH_TAG = b"\x12"  # CatchUpResponse.batch: field 2, length-delimited
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedBatch:
+    """A serialized ``Batch``, built by concatenating entries already serialized once."""
+
+    origin: tuple[str, int]
+    first_seq: int
+    last_seq: int
+    entries: int
+    data: bytes
+
+
+def encode_batch(origin: tuple[str, int], *, sender: str, hlc: int, first_seq: int, last_seq: int,
+                 entries: list[bytes]) -> EncodedBatch:
+    header = pb.Batch(first_seq=first_seq, last_seq=last_seq, sender=sender, sent_hlc=hlc)
+    header.origin.node, header.origin.epoch = origin
+    # Concatenated protobuf messages merge, and repeated fields append: this is a Batch.
+    data = header.SerializeToString() + b"".join(_ENTRIES_TAG + varint(len(e)) + e for e in entries)
+    return EncodedBatch(origin, first_seq, last_seq, len(entries), data)
+
+
+def catch_up_response(batch: EncodedBatch | None) -> bytes:
+    if batch is None:
+        return pb.CatchUpResponse(available=False).SerializeToString()
+    return b"\x08\x01" + _BATCH_TAG + varint(len(batch.data)) + batch.data

@@ -36,7 +36,7 @@ from ..node import Node, NodeState
 from . import binarylog_pb2 as pb
 from .outbox import LocalLog, PeerSender, build_batch
 from .peers import Peer, PeerTransport, PeerUnavailable
-from .protocol import ProtocolError, entry_from_pb, entry_to_pb
+from .protocol import EncodedBatch, ProtocolError, catch_up_response, encode_batch, entry_from_pb, record_key
 from .sync import SnapshotReceiver, SyncResult, snapshot_chunks, vector_from_pb, vector_to_pb
 from .versions import Backlog, OriginKey, VersionVector
 
@@ -146,12 +146,13 @@ class Replicator:
 
     def _publish(self, changes: list[Change]) -> int:
         first = self.local.last_seq + 1
-        seq = self.local.append(changes)
+        entries = self.local.append(changes)
+        seq = self.local.last_seq
         self.vector.advance(self.origin, seq)
         if self.journal is not None:
-            batch = build_batch(self.origin, self.node.name, list(zip(range(first, seq + 1), changes)),
-                                first_seq=first, last_seq=seq, hlc=self.store.clock.last)
-            self._durable_position = self.journal.record(batch)
+            batch = encode_batch(self.origin, sender=self.node.name, hlc=self.store.clock.last, first_seq=first,
+                                 last_seq=seq, entries=entries)
+            self._durable_position = self.journal.record(batch.data)
         return seq
 
     async def acknowledge(self, seq: int, *, replicated: bool = False, timeout: float = 5.0) -> None:
@@ -172,7 +173,7 @@ class Replicator:
         """The highest sequence of this node's log that some peer has applied."""
         return max((sender.position or 0 for sender, _ in self.senders.values()), default=0)
 
-    def _batch_sent(self, peer: Peer, batch: pb.Batch, entries_covered: int) -> None:
+    def _batch_sent(self, peer: Peer, batch: EncodedBatch, entries_covered: int) -> None:
         self.events.batch_sent(peer, batch, entries_covered)
         asyncio.get_running_loop().create_task(self._notify_acked())
 
@@ -190,7 +191,7 @@ class Replicator:
                                                       covered=applied)
         return backlog
 
-    def receive_batch(self, batch: pb.Batch, *, record: bool = True) -> pb.BatchAck:
+    def receive_batch(self, batch: pb.Batch, *, record: bool = True, raw: bytes | None = None) -> pb.BatchAck:
         """Apply a batch of one origin's entries, in order; all or nothing.
 
         Applied batches go to the journal (unless ``record`` is false: replaying the journal).
@@ -208,23 +209,23 @@ class Replicator:
         if batch.first_seq > applied + 1:
             self.events.batch_received(batch, outcome="gap")
             return pb.BatchAck(applied_seq=applied, accepted=False)
-        decoded: list[tuple[int, Change]] = []
+        decoded: list[tuple[int, Change, pb.Entry]] = []
         previous = 0
         for entry in batch.entries:
             if entry.seq < batch.first_seq or entry.seq > batch.last_seq or entry.seq <= previous:
                 raise ProtocolError(f"entry {entry.seq} is out of order or outside its batch")
             previous = entry.seq
-            decoded.append((entry.seq, entry_from_pb(entry)))
+            decoded.append((entry.seq, entry_from_pb(entry), entry))
         self.store.clock.observe(batch.sent_hlc)
         backlog = self._backlog(origin)
-        for seq, change in decoded:
+        for seq, change, entry in decoded:
             if seq > applied:
                 self.store.apply(change)
-                backlog.append(seq, change)
+                backlog.append(seq, record_key(change), entry.SerializeToString())
         backlog.cover(batch.last_seq)
         self.vector.advance(origin, batch.last_seq)
         if record and self.journal is not None:
-            self.journal.record(batch)
+            self.journal.record(raw if raw is not None else batch.SerializeToString())
         self.events.batch_received(batch, outcome="applied")
         return pb.BatchAck(applied_seq=batch.last_seq, accepted=True)
 
@@ -249,22 +250,18 @@ class Replicator:
         vector_to_pb(self.vector, status.vector, floors)
         return status
 
-    def catch_up(self, request: pb.CatchUpRequest) -> pb.CatchUpResponse:
+    def catch_up(self, request: pb.CatchUpRequest) -> bytes:
+        """A serialized ``CatchUpResponse``: entries of one origin from this node's backlog."""
         origin = (request.origin.node, request.origin.epoch)
         backlog = self.backlogs.get(origin)
         if backlog is None or not backlog.available_after(request.after_seq):
-            return pb.CatchUpResponse(available=False)
+            return catch_up_response(None)
         limit = max(1, min(request.max_entries or self.settings.batch_size, 100_000))
         entries, covered = backlog.after(request.after_seq, limit)
-        response = pb.CatchUpResponse(available=True)
-        batch = response.batch
-        batch.origin.node, batch.origin.epoch = origin
-        batch.first_seq, batch.last_seq = request.after_seq + 1, max(covered, request.after_seq)
-        batch.sender, batch.sent_hlc = self.node.name, self.store.clock.now()
-        for seq, change in entries:
-            entry_to_pb(seq, change, batch.entries.add())
-        self.events.catch_up(role="served", entries=len(entries))
-        return response
+        batch = build_batch(origin, self.node.name, entries, first_seq=request.after_seq + 1,
+                            last_seq=max(covered, request.after_seq), hlc=self.store.clock.now())
+        self.events.catch_up(role="served", entries=batch.entries)
+        return catch_up_response(batch)
 
     async def snapshot(self) -> AsyncIterator[bytes]:
         """Serialized ``SyncChunk`` messages of a full sync served to a peer."""

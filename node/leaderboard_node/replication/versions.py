@@ -6,7 +6,9 @@ two vectors tells exactly which entries one node misses.
 
 A backlog keeps an origin's recent entries so that a peer that missed some can catch up
 incrementally; ``floor`` is the last sequence that is gone (a request for entries after an
-earlier one cannot be served, and the peer needs a full sync). Entries of a batch that were
+earlier one cannot be served, and the peer needs a full sync). Entries are kept serialized
+(a ``pb.Entry`` each, with the key of the record they update, for coalescing), which costs
+a fraction of the objects they decode to. Entries of a batch that were
 coalesced away (superseded by a later update of the same record) are simply absent: the
 backlog *covers* up to ``covered`` even where sequences are missing.
 """
@@ -18,7 +20,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from ..domain.changes import Change
 
 OriginKey = tuple[str, int]  # (node name, epoch)
 
@@ -75,16 +76,18 @@ class Backlog:
     floor: int = 0  # entries up to here are gone
     covered: int = 0  # the backlog answers for every sequence up to here
     _seqs: list[int] = field(default_factory=list)
-    _changes: list[Change] = field(default_factory=list)
+    _keys: list[str | None] = field(default_factory=list)  # the record an entry updates (coalescing)
+    _entries: list[bytes] = field(default_factory=list)  # serialized pb.Entry
     _times: list[float] = field(default_factory=list)
     _start: int = 0
 
     def __len__(self) -> int:
         return len(self._seqs) - self._start
 
-    def append(self, seq: int, change: Change, *, at: float | None = None) -> None:
+    def append(self, seq: int, key: str | None, entry: bytes, *, at: float | None = None) -> None:
         self._seqs.append(seq)
-        self._changes.append(change)
+        self._keys.append(key)
+        self._entries.append(entry)
         self._times.append(time.monotonic() if at is None else at)
         if seq > self.covered:
             self.covered = seq
@@ -100,17 +103,19 @@ class Backlog:
         self._start += count
         self.floor = self._seqs[self._start - 1]
         if self._start > 4096 and self._start * 2 > len(self._seqs):
-            del self._seqs[:self._start], self._changes[:self._start], self._times[:self._start]
+            del self._seqs[:self._start], self._keys[:self._start], self._entries[:self._start]
+            del self._times[:self._start]
             self._start = 0
 
     def available_after(self, seq: int) -> bool:
         return seq >= self.floor
 
-    def after(self, seq: int, limit: int) -> tuple[list[tuple[int, Change]], int]:
-        """Up to ``limit`` entries after ``seq`` and the sequence the answer covers up to."""
+    def after(self, seq: int, limit: int) -> tuple[list[tuple[int, str | None, bytes]], int]:
+        """Up to ``limit`` entries (seq, key, serialized entry) after ``seq``, and the sequence
+        the answer covers up to."""
         index = bisect.bisect_right(self._seqs, seq, lo=self._start)
         stop = min(index + limit, len(self._seqs))
-        entries = list(zip(self._seqs[index:stop], self._changes[index:stop]))
+        entries = list(zip(self._seqs[index:stop], self._keys[index:stop], self._entries[index:stop]))
         covered = self.covered if stop == len(self._seqs) else self._seqs[stop] - 1
         return entries, covered
 

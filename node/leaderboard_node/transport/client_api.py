@@ -5,11 +5,17 @@ changes to replication, and render views as JSON. Every error is a JSON body of 
 ``{"error": {"code", "message", "field"}}`` with a 4xx status; an unexpected exception is
 logged and answered with 500 without leaking details.
 
+Who may call what is decided by ``auth`` (API keys; routes marked ``requires(...)``); every
+input is bounded (``LimitSettings``: body size and read time, query length, batch size,
+metadata size and depth, ids, page limits, owner_ids) and a refusal never changes stored
+data. ``GET /openapi.json`` describes all of it (``openapi``).
+
 All times are Unix seconds (UTC); 0 means never.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -18,13 +24,14 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from ..domain.errors import DomainError, InvalidArgument, RecordNotFound
+from ..domain.errors import AuthoritativeLeaderboard, DomainError, InvalidArgument
 from ..domain.leaderboards import Leaderboard, TournamentSettings
 from ..domain.records import Operator
 from ..domain.store import RecordPage, RecordView
 from ..node import Node
-from . import schemas
-from .schemas import Limits, bool_param, int_param
+from . import openapi, schemas
+from .auth import Access, ApiKeys, auth_middleware, is_server, requires, warn_if_open
+from .schemas import Limits, int_param
 
 log = logging.getLogger("leaderboard_node.client_api")
 
@@ -59,22 +66,49 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         first = exc.errors()[0]
         field = _field_of(tuple(first["loc"]))
         return error_response(400, "invalid_argument", f"{field}: {first['msg']}", field)
-    except web.HTTPRequestEntityTooLarge as exc:
+    except web.HTTPRequestEntityTooLarge:
         return error_response(413, "body_too_large",
                               f"the request body is larger than {request.app[NODE_KEY].settings.limits.max_body_bytes} bytes",
                               "body")
     except web.HTTPException as exc:
         if exc.status >= 400 and exc.content_type != "application/json":
             code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status, "http_error")
-            return error_response(exc.status, code, exc.reason)
+            response = error_response(exc.status, code, exc.reason)
+            if "Allow" in exc.headers:
+                response.headers["Allow"] = exc.headers["Allow"]
+            return response
         raise
     except Exception:
         log.exception("request_failed", extra={"method": request.method, "path": request.path})
         return error_response(500, "internal", "the node failed to handle this request")
 
 
+class BodyTimeout(DomainError):
+    status = 408
+    code = "body_timeout"
+
+
+class QueryTooLong(DomainError):
+    status = 414
+    code = "query_too_long"
+
+
+@web.middleware
+async def limits_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bounds checked before any handler runs (the body's are checked as it is read)."""
+    limit = request.app[NODE_KEY].settings.limits.max_query_bytes
+    if len(request.rel_url.raw_query_string) > limit:  # as sent, percent-encoded
+        raise QueryTooLong(f"the query string is longer than {limit} bytes", field="query")
+    return await handler(request)
+
+
 async def _parse(request: web.Request, model: type[BaseModel]) -> Any:
-    raw = await request.read()
+    timeout = _node(request).settings.limits.body_timeout
+    try:
+        async with asyncio.timeout(timeout):
+            raw = await request.read()
+    except TimeoutError:
+        raise BodyTimeout(f"the request body did not arrive within {timeout:g} seconds", field="body") from None
     if not raw:
         raise InvalidArgument("the request needs a JSON body", field="body")
     return model.model_validate_json(raw)
@@ -159,7 +193,7 @@ def _definition(request: web.Request, body: schemas.LeaderboardCreate, *, tourna
         from ..domain.schedule import validate_cron
 
         schedule = validate_cron(body.reset_schedule)
-    settings = None
+    settings: TournamentSettings | None = None
     if tournament:
         assert isinstance(body, schemas.TournamentCreate)
         start = body.start_time
@@ -174,13 +208,34 @@ def _definition(request: web.Request, body: schemas.LeaderboardCreate, *, tourna
             end_time=body.end_time, duration=body.duration, max_size=body.max_size,
             max_num_score=body.max_num_score, join_required=body.join_required,
         )
-    return Leaderboard(
+    definition = Leaderboard(
         id=body.id, sort_order=body.sort_order, operator=body.operator, reset_schedule=schedule,
         metadata=limits.metadata(body.metadata) or "{}", authoritative=body.authoritative,
         enable_ranks=body.enable_ranks, tournament=settings,
     )
+    _check_periods(request, definition)
+    return definition
 
 
+def _check_periods(request: web.Request, definition: Leaderboard) -> None:
+    """Refuse a definition whose reset periods cannot be computed, before it is stored.
+
+    A stored definition whose period fails to compute would turn every listing it appears in
+    into a 500, on every node it replicates to.
+    """
+    node = _node(request)
+    t = definition.tournament
+    moments = {node.seconds()} | ({t.start_time, max(t.start_time, t.end_time - 1)} if t is not None else set())
+    for moment in moments:
+        try:
+            node.store.period(definition, moment)
+        except (ArithmeticError, ValueError, OSError) as exc:  # croniter's errors are ValueErrors
+            field = "reset_schedule" if definition.reset_schedule is not None else "start_time"
+            raise InvalidArgument(f"the reset periods of this definition cannot be computed: {exc}",
+                                  field=field) from None
+
+
+@requires(Access.SERVER)
 async def create_leaderboard(request: web.Request, *, tournament: bool = False) -> web.Response:
     node = _node(request)
     node.require_ready()
@@ -191,6 +246,7 @@ async def create_leaderboard(request: web.Request, *, tournament: bool = False) 
     return web.json_response(render_leaderboard(node, leaderboard), status=201 if created else 200)
 
 
+@requires(Access.SERVER)
 async def create_tournament(request: web.Request) -> web.Response:
     return await create_leaderboard(request, tournament=True)
 
@@ -249,6 +305,7 @@ async def get_tournament(request: web.Request) -> web.Response:
     return await get_leaderboard(request, tournament=True)
 
 
+@requires(Access.SERVER)
 async def delete_leaderboard(request: web.Request, *, tournament: bool = False) -> web.Response:
     node = _node(request)
     node.require_ready()
@@ -257,6 +314,7 @@ async def delete_leaderboard(request: web.Request, *, tournament: bool = False) 
     return web.json_response({"deleted": request.match_info["id"]})
 
 
+@requires(Access.SERVER)
 async def delete_tournament(request: web.Request) -> web.Response:
     return await delete_leaderboard(request, tournament=True)
 
@@ -274,13 +332,13 @@ async def join_tournament(request: web.Request) -> web.Response:
 # ------------------------------------------------------------------------------ records
 
 
-def _write(node: Node, limits: Limits, leaderboard_id: str, owner: str, body: Any, *,
+def _write(node: Node, limits: Limits, leaderboard_id: str, owner: str, body: Any, *, server: bool,
            field_prefix: str = "") -> dict[str, Any]:
     view, changes = node.store.write_record(
         leaderboard_id, limits.identifier(owner, field=f"{field_prefix}owner_id"),
         score=body.score, subscore=body.subscore, username=body.username,
         metadata=limits.metadata(body.metadata, field=f"{field_prefix}metadata"),
-        operator=body.operator, now=node.seconds(),
+        operator=body.operator, now=node.seconds(), server=server,
     )
     node.publish(changes)
     return render_record(view)
@@ -296,7 +354,7 @@ async def write_record(request: web.Request) -> web.Response:
     else:
         body = await _parse(request, schemas.RecordWrite)
         owner = body.owner_id
-    return web.json_response(_write(node, _limits(request), leaderboard_id, owner, body))
+    return web.json_response(_write(node, _limits(request), leaderboard_id, owner, body, server=is_server(request)))
 
 
 async def write_batch(request: web.Request) -> web.Response:
@@ -305,19 +363,23 @@ async def write_batch(request: web.Request) -> web.Response:
     leaderboard_id = _id(request)
     limits = _limits(request)
     batch = await _parse(request, schemas.RecordBatch)
-    if len(batch.records) > node.settings.limits.max_batch_records:
-        raise InvalidArgument(f"a batch holds at most {node.settings.limits.max_batch_records} records",
-                              field="records")
+    limits.batch(len(batch.records))
+    leaderboard = node.store.leaderboard(leaderboard_id)
+    server = is_server(request)
+    if leaderboard.authoritative and not server:  # refuse the batch, not each of its records
+        raise AuthoritativeLeaderboard(f"{leaderboard_id!r} is authoritative: only the server key may write to it",
+                                       field="id")
     for index, item in enumerate(batch.records):  # check everything before changing anything
         limits.identifier(item.owner_id, field=f"records[{index}].owner_id")
         limits.metadata(item.metadata, field=f"records[{index}].metadata")
-        if item.operator is Operator.DECR and (item.score < 0 or item.subscore < 0):
-            raise InvalidArgument("decr takes a non-negative amount", field=f"records[{index}].score")
-    node.store.leaderboard(leaderboard_id)
+        if (item.operator or leaderboard.operator) is Operator.DECR and (item.score < 0 or item.subscore < 0):
+            field = "score" if item.score < 0 else "subscore"
+            raise InvalidArgument("decr takes a non-negative amount", field=f"records[{index}].{field}")
     results: list[dict[str, Any]] = []
     for index, item in enumerate(batch.records):
         try:
-            results.append(_write(node, limits, leaderboard_id, item.owner_id, item, field_prefix=f"records[{index}]."))
+            results.append(_write(node, limits, leaderboard_id, item.owner_id, item, server=server,
+                                  field_prefix=f"records[{index}]."))
         except DomainError as exc:
             results.append(exc.to_json())
     return web.json_response({"records": results})
@@ -332,13 +394,7 @@ async def list_records(request: web.Request) -> web.Response:
     node = _node(request)
     limits = _limits(request)
     leaderboard_id = _id(request)
-    owner_ids: list[str] = []
-    for raw in request.query.getall("owner_ids", []):
-        owner_ids.extend(o for o in raw.split(",") if o)
-    if len(owner_ids) > limits.settings.max_page_limit:
-        raise InvalidArgument(f"at most {limits.settings.max_page_limit} owner_ids", field="owner_ids")
-    for owner in owner_ids:
-        limits.identifier(owner, field="owner_ids")
+    owner_ids = limits.owner_ids(request.query.getall("owner_ids", []))
     page = node.store.list_records(
         leaderboard_id, limit=limits.page_limit(request.query.get("limit")), now=node.seconds(),
         cursor=request.query.get("cursor") or None, owner_ids=owner_ids, expiry=_expiry(request),
@@ -360,10 +416,12 @@ async def around_owner(request: web.Request) -> web.Response:
     return web.json_response(render_page(page))
 
 
+@requires(Access.SERVER)
 async def delete_record(request: web.Request) -> web.Response:
     node = _node(request)
     node.require_ready()
-    changes = node.store.delete_record(_id(request), _owner(request), now=node.seconds(), expiry=_expiry(request))
+    changes = node.store.delete_record(_id(request), _owner(request), now=node.seconds(), expiry=_expiry(request),
+                                       server=is_server(request))
     node.publish(changes)
     return web.json_response({"deleted": request.match_info["owner_id"]})
 
@@ -380,10 +438,12 @@ async def digest(request: web.Request) -> web.Response:
 # ------------------------------------------------------------------------------- health
 
 
+@requires(Access.OPEN)
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+@requires(Access.OPEN)
 async def readyz(request: web.Request) -> web.Response:
     node = _node(request)
     status = 200 if node.ready else 503
@@ -401,12 +461,28 @@ def add_record_routes(router: web.UrlDispatcher, prefix: str) -> None:
     router.add_get(f"{prefix}/{{id}}/digest", digest)
 
 
-def create_client_app(node: Node, *, extra_routes: Callable[[web.Application], None] | None = None) -> web.Application:
-    app = web.Application(middlewares=[errors_middleware], client_max_size=node.settings.limits.max_body_bytes)
+def create_client_app(node: Node, *, extra_routes: Callable[[web.Application], None] | None = None,
+                      keys: ApiKeys | None = None) -> web.Application:
+    """The client API of ``node``; API keys come from ``node.settings.auth`` unless ``keys`` is given.
+
+    Reads the key files (a missing or unreadable file fails here, at start) and logs a warning
+    when no key is configured and the API is therefore open.
+    """
+    keys = ApiKeys.load(node.settings.auth) if keys is None else keys
+    warn_if_open(keys, node=node.name)
+    spec = json.dumps(openapi.build_spec(node.settings.limits, auth=keys.enabled)).encode()
+
+    @requires(Access.OPEN)
+    async def openapi_json(request: web.Request) -> web.Response:
+        return web.Response(body=spec, content_type="application/json")
+
+    app = web.Application(middlewares=[errors_middleware, auth_middleware(keys), limits_middleware],
+                           client_max_size=node.settings.limits.max_body_bytes)
     app[NODE_KEY] = node
     router = app.router
     router.add_get("/healthz", healthz)
     router.add_get("/readyz", readyz)
+    router.add_get("/openapi.json", openapi_json)
     router.add_post("/v1/leaderboards", create_leaderboard)
     router.add_get("/v1/leaderboards", list_leaderboards)
     router.add_get("/v1/leaderboards/{id}", get_leaderboard)

@@ -144,7 +144,10 @@ class KubernetesDiscovery:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._synced.wait(), 5.0)
         members = [member_of(pod, labels=self.labels, port=self.settings.port) for pod in self._pods.values()]
-        return sorted((m for m in members if m is not None and m.address.rsplit(":", 1)[0] != self.self_host),
+        # Addresses bracket IPv6 hosts ("[fd00::5]:7351"); the node's own host comes unbracketed
+        # from status.podIP, so compare bare hosts or an IPv6 node lists itself as a peer.
+        own = (self.self_host or "").strip("[]")
+        return sorted((m for m in members if m is not None and m.address.rsplit(":", 1)[0].strip("[]") != own),
                       key=lambda peer: peer.name or peer.address)
 
     async def close(self) -> None:

@@ -68,15 +68,15 @@ def create_peer_app(
         return raw
 
     async def batch(request: web.Request) -> web.Response:
-        message = parse(pb.Batch, await body(request))
-        return _reply(replicator.receive_batch(message))
+        raw = await body(request)
+        return _reply(replicator.receive_batch(parse(pb.Batch, raw), raw=raw))
 
     async def status(request: web.Request) -> web.Response:
         return _reply(replicator.status())
 
     async def catch_up(request: web.Request) -> web.Response:
         message = parse(pb.CatchUpRequest, await body(request))
-        return _reply(replicator.catch_up(message))
+        return web.Response(body=replicator.catch_up(message), content_type=PROTOBUF)
 
     async def snapshot(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})

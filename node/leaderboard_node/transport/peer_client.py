@@ -9,6 +9,7 @@ import aiohttp
 
 from ..replication import binarylog_pb2 as pb
 from ..replication.peers import Peer, PeerUnavailable
+from ..replication.protocol import EncodedBatch
 from ..replication.protocol import COMPRESSION_HEADER, ZSTD_ENCODING, ProtocolError, compress, parse, read_frames
 
 PROTOBUF = "application/x-protobuf"
@@ -54,7 +55,7 @@ class HttpPeerTransport:
         headers = self._headers()
         data = None
         if message is not None:
-            data = message.SerializeToString()  # type: ignore[attr-defined]
+            data = message if isinstance(message, bytes) else message.SerializeToString()  # type: ignore[attr-defined]
             raw = len(data)
             if compressible and self.compression and raw > 256:
                 data = compress(data)
@@ -77,8 +78,8 @@ class HttpPeerTransport:
     async def status(self, peer: Peer) -> pb.Status:
         return await self._call(peer, "GET", "/peer/v1/status", None, pb.Status)  # type: ignore[return-value]
 
-    async def send_batch(self, peer: Peer, batch: pb.Batch) -> pb.BatchAck:
-        return await self._call(peer, "POST", "/peer/v1/batch", batch, pb.BatchAck,  # type: ignore[return-value]
+    async def send_batch(self, peer: Peer, batch: EncodedBatch) -> pb.BatchAck:
+        return await self._call(peer, "POST", "/peer/v1/batch", batch.data, pb.BatchAck,  # type: ignore[return-value]
                                 compressible=True)
 
     async def catch_up(self, peer: Peer, request: pb.CatchUpRequest) -> pb.CatchUpResponse:

@@ -2,7 +2,14 @@
 
 Strict types throughout: a score is a JSON integer within 64 bits (never a float, a string
 or a boolean). Limits that depend on settings (metadata size and depth, id length, page
-size) are checked by ``Limits`` after parsing, so the error names the field either way.
+size, batch size) are checked by ``Limits`` after parsing, so the error names the field
+either way. Fields bounded that way carry an ``x-limit`` marker in their JSON schema, which
+``openapi`` replaces with the configured bounds: the published spec and the validation come
+from these models and cannot drift apart.
+
+Times are bounded to 32-bit Unix seconds (up to 2106, as Nakama's): a reset schedule
+evaluated near year 9999 overflows ``datetime``, and a definition that cannot be rendered
+would break every listing it appears in.
 """
 
 from __future__ import annotations
@@ -19,9 +26,21 @@ from ..domain.errors import InvalidArgument
 from ..domain.records import INT64_MAX, INT64_MIN, Operator, SortOrder
 
 Int64 = Annotated[StrictInt, Field(ge=INT64_MIN, le=INT64_MAX)]
-UnixTime = Annotated[StrictInt, Field(ge=0, le=253402300799)]  # up to 9999-12-31
+MAX_UNIX_TIME = 2**32 - 1  # 2106-02-07
+UnixTime = Annotated[StrictInt, Field(ge=0, le=MAX_UNIX_TIME)]
+MAX_CRON_LENGTH = 256
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:@+\-]+$")
 ID_RULE = "letters, digits and _ . : @ + -"
+
+
+def _limited(kind: str) -> Any:
+    """A marker for ``openapi``: the bounds of this field come from ``LimitSettings``."""
+    return Field(json_schema_extra={"x-limit": kind})
+
+
+Identifier = Annotated[StrictStr, _limited("identifier")]
+Metadata = Annotated[dict[str, Any], _limited("metadata")]
+Username = Annotated[StrictStr, Field(max_length=128)]
 
 
 class _Body(BaseModel):
@@ -29,16 +48,26 @@ class _Body(BaseModel):
 
 
 class LeaderboardCreate(_Body):
-    id: StrictStr
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"id": "weekly-kills", "sort_order": "desc", "operator": "best", "reset_schedule": "0 0 * * 1",
+         "metadata": {"season": 3}},
+    ]})
+
+    id: Identifier
     sort_order: SortOrder = SortOrder.DESC
     operator: Operator = Operator.BEST
-    reset_schedule: StrictStr | None = None
-    metadata: dict[str, Any] | None = None
+    reset_schedule: Annotated[StrictStr, Field(max_length=MAX_CRON_LENGTH)] | None = None
+    metadata: Metadata | None = None
     authoritative: StrictBool = False
     enable_ranks: StrictBool = True
 
 
 class TournamentCreate(LeaderboardCreate):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"id": "daily-cup", "title": "Daily cup", "category": 1, "reset_schedule": "0 12 * * *", "duration": 3600,
+         "max_size": 1000, "max_num_score": 3},
+    ]})
+
     title: Annotated[StrictStr, Field(max_length=256)] = ""
     description: Annotated[StrictStr, Field(max_length=4096)] = ""
     category: Annotated[StrictInt, Field(ge=0, le=127)] = 0
@@ -51,30 +80,38 @@ class TournamentCreate(LeaderboardCreate):
 
 
 class RecordWrite(_Body):
-    owner_id: StrictStr
-    username: Annotated[StrictStr, Field(max_length=128)] | None = None
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"owner_id": "player-42", "score": 1200, "subscore": 7, "username": "ace", "metadata": {"weapon": "bow"}},
+    ]})
+
+    owner_id: Identifier
+    username: Username | None = None
     score: Int64
     subscore: Int64 = 0
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
     operator: Operator | None = None
 
 
 class RecordWriteOwned(_Body):
     """A write whose owner comes from the path."""
 
-    username: Annotated[StrictStr, Field(max_length=128)] | None = None
+    model_config = ConfigDict(json_schema_extra={"examples": [{"score": 5, "operator": "incr"}]})
+
+    username: Username | None = None
     score: Int64
     subscore: Int64 = 0
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
     operator: Operator | None = None
 
 
 class RecordBatch(_Body):
-    records: Annotated[list[RecordWrite], Field(min_length=1)]
+    records: Annotated[list[RecordWrite], Field(min_length=1), _limited("batch")]
 
 
 class Join(_Body):
-    owner_id: StrictStr
+    model_config = ConfigDict(json_schema_extra={"examples": [{"owner_id": "player-42"}]})
+
+    owner_id: Identifier
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,11 +134,27 @@ class Limits:
         if depth > self.settings.max_metadata_depth:
             raise InvalidArgument(f"{field} nests {depth} levels deep; at most {self.settings.max_metadata_depth}",
                                   field=field)
-        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        try:
+            text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        except ValueError:  # NaN or Infinity: the JSON parser takes them, JSON cannot carry them
+            raise InvalidArgument(f"{field} holds a number JSON cannot carry (NaN or infinity)", field=field) from None
         if len(text.encode()) > self.settings.max_metadata_bytes:
             raise InvalidArgument(f"{field} is larger than {self.settings.max_metadata_bytes} bytes as JSON",
                                   field=field)
         return text
+
+    def batch(self, count: int, *, field: str = "records") -> None:
+        if count > self.settings.max_batch_records:
+            raise InvalidArgument(f"a batch holds at most {self.settings.max_batch_records} records", field=field)
+
+    def owner_ids(self, raw: list[str], *, field: str = "owner_ids") -> list[str]:
+        """Comma-separated owner ids, from one or more ``owner_ids=`` parameters."""
+        owners = [owner for value in raw for owner in value.split(",") if owner]
+        if len(owners) > self.settings.max_owner_ids:
+            raise InvalidArgument(f"at most {self.settings.max_owner_ids} owner_ids", field=field)
+        for owner in owners:
+            self.identifier(owner, field=field)
+        return owners
 
     def page_limit(self, raw: str | None, *, default: int = 10, field: str = "limit") -> int:
         if raw is None or raw == "":
