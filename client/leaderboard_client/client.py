@@ -1,10 +1,17 @@
-"""The client: one keep-alive HTTP connection, JSON in and out, errors as ``ApiError``."""
+"""The client: one keep-alive HTTP connection, JSON in and out, errors as ``ApiError``.
+
+``api_key`` is sent as ``Authorization: Bearer KEY`` (the client key for reads and ordinary
+writes, the server key for creating and deleting). An ``https://`` URL uses TLS, verified
+against the system's trust store or against ``ssl_context`` (for example one made with
+``ssl.create_default_context(cafile=...)`` for a private CA).
+"""
 
 from __future__ import annotations
 
 import http.client
 import json
 import socket
+import ssl
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -24,7 +31,8 @@ class ApiError(Exception):
 
 
 class LeaderboardClient:
-    def __init__(self, url: str, *, timeout: float = 10.0, api_key: str | None = None) -> None:
+    def __init__(self, url: str, *, timeout: float = 10.0, api_key: str | None = None,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         parts = urlsplit(url if "://" in url else f"http://{url}")
         self.url = f"{parts.scheme}://{parts.netloc}"
         self._host = parts.hostname or "127.0.0.1"
@@ -32,6 +40,7 @@ class LeaderboardClient:
         self._tls = parts.scheme == "https"
         self._timeout = timeout
         self._api_key = api_key
+        self._ssl_context = ssl_context
         self._conn: http.client.HTTPConnection | None = None
 
     def close(self) -> None:
@@ -47,8 +56,11 @@ class LeaderboardClient:
 
     def _connection(self) -> http.client.HTTPConnection:
         if self._conn is None:
-            cls = http.client.HTTPSConnection if self._tls else http.client.HTTPConnection
-            self._conn = cls(self._host, self._port, timeout=self._timeout)
+            if self._tls:
+                self._conn = http.client.HTTPSConnection(self._host, self._port, timeout=self._timeout,
+                                                         context=self._ssl_context)
+            else:
+                self._conn = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
         return self._conn
 
     def request_raw(self, method: str, path: str, body: bytes | None = None,

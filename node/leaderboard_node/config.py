@@ -25,7 +25,8 @@ DEFAULT_PEER_PORT = 7351
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # hide_input_in_errors: a mistyped setting must not print a secret in its error
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, hide_input_in_errors=True)
 
 
 class NodeSettings(_Section):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from typing import Any
 
@@ -41,8 +42,13 @@ class NodeServer:
         self.client_app.middlewares.insert(0, self._measure)
         sync = settings.cluster.leaderboard_sync
         token = read_secret(settings.auth.peer_token_file)
-        transport: PeerTransport = HttpPeerTransport(token=token, compression=sync.compression,
-                                                     on_bytes=self.metrics.peer_bytes)
+        transport: PeerTransport = HttpPeerTransport(
+            token=token, compression=sync.compression, on_bytes=self.metrics.peer_bytes,
+            ssl_context=settings.tls.peer_client_context(), server_name=settings.tls.peer_server_name,
+        )
+        if token is None and sync.enabled:
+            log.warning("peer_endpoint_open", extra={"node": self.node.name,
+                                                     "hint": "set auth.peer_token_file to authenticate peers"})
         if sync.faults.active:
             transport = FaultyTransport(transport, Faults(drop=sync.faults.drop, duplicate=sync.faults.duplicate,
                                                           reorder=sync.faults.reorder, seed=sync.faults.seed))
@@ -122,19 +128,25 @@ class NodeServer:
             body["members"] = replicator.members_json()
         return body
 
-    async def _serve(self, app: web.Application, listen: str) -> None:
+    async def _serve(self, app: web.Application, listen: str, *, ssl_context: ssl.SSLContext | None = None) -> None:
         host, port = parse_host_port(listen)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, **self.settings.limits.server_options())
         await runner.setup()
-        site = web.TCPSite(runner, host, port, reuse_address=True)
+        site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl_context)
         await site.start()
         self._runners.append(runner)
         log.info("listening", extra={"node": self.node.name, "address": listen})
 
     async def start(self) -> None:
+        tls = self.settings.tls
+        context = tls.server_context()  # fails here, at start, when the certificate or key is wrong
+        # The client port first, so /healthz answers during a long recovery (writes are refused
+        # until the node is ready); the peer port only once the log is open for their batches.
+        await self._serve(self.client_app, self.settings.node.listen, ssl_context=context)
+        await self.replicator.recover()
         if self.settings.cluster.leaderboard_sync.enabled:
-            await self._serve(self.peer_app, self.settings.node.peer_listen)
-        await self._serve(self.client_app, self.settings.node.listen)
+            await self._serve(self.peer_app, self.settings.node.peer_listen,
+                              ssl_context=context if tls.peer else None)
         self._tasks.append(asyncio.create_task(self._trim_loop(), name="trim"))
         await self.replicator.start()
 

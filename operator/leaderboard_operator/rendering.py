@@ -101,7 +101,7 @@ class SyncSpec:
     batch_timeout: float = 0.005
     compression: bool = True
     blacklist_cache: tuple[str, ...] = ()
-    backlog_size: int = 1_000_000
+    backlog_size: int = 100_000
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -157,7 +157,7 @@ class ClusterSpec:
                 batch_timeout=float(sync.get("batchTimeout", 0.005)),
                 compression=bool(sync.get("compression", True)),
                 blacklist_cache=tuple(sync.get("blacklistCache") or ()),
-                backlog_size=int(sync.get("backlogSize", 1_000_000)),
+                backlog_size=int(sync.get("backlogSize", 100_000)),
             ),
             peer_token_secret=(raw.get("auth") or {}).get("peerTokenSecret") or None,
             max_unavailable=(raw.get("podDisruptionBudget") or {}).get("maxUnavailable", 1),

@@ -6,7 +6,8 @@ The phase is the first of these that holds:
 ============  ================================================================================
 Pending       no member is ready yet (a new cluster, or all pods down)
 Scaling       the number of live pods differs from ``spec.replicas`` (or pods are terminating)
-Resyncing     a member is catching up (reports state ``starting``/``syncing``, or not synced)
+Resyncing     a member is catching up (reports state ``starting``/``syncing``, or not synced, or
+              its node is ready but its pod has not passed the readiness probe yet)
 Degraded      fewer ready members than wanted, or a ready pod's node does not answer
 Ready         all wanted members are ready and synced
 ============  ================================================================================
@@ -52,7 +53,9 @@ def member_status(pod: PodInfo, report: MemberReport | None, *, lag_entries: int
     else:
         state = "pending"
     reachable = report is not None and report.reachable
-    ready = pod.ready and (not reachable or node.get("ready") is True)
+    # A terminating pod may still pass its probe, but it is leaving: counting it would publish
+    # more ready members than replicas (readyReplicas 3 of 2 while scaling down).
+    ready = pod.ready and not pod.terminating and (not reachable or node.get("ready") is True)
     member: dict[str, Any] = {
         "pod": pod.name,
         "ip": pod.ip or "",
@@ -93,7 +96,8 @@ def compute_phase(
         extra = f", {terminating} terminating" if terminating else ""
         return SCALING, "Scaling", f"{len(live)} pods for {desired} replicas{extra}"
     catching_up = [m["pod"] for m in members if m["state"] in CATCHING_UP_STATES
-                   or (m["ready"] and not m["synced"] and m["state"] not in ("unreachable", "pending"))]
+                   or (m["ready"] and not m["synced"] and m["state"] not in ("unreachable", "pending"))
+                   or (not m["ready"] and m["state"] == "ready")]  # synced; its readiness probe is due
     if catching_up:
         return RESYNCING, "Resyncing", f"resyncing: {', '.join(catching_up)}"
     unreachable = [m["pod"] for m in members if m["state"] == "unreachable"]

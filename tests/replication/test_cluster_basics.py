@@ -107,3 +107,39 @@ def test_deletes_replicate_and_a_recreated_board_starts_empty_everywhere(cluster
     cluster.wait_converged(["season"])
     for client in (a, b, c):
         assert client.records("season")["rank_count"] == 0
+
+
+def test_a_write_acknowledged_as_replicated_is_on_a_peer_when_the_answer_comes(cluster_factory):
+    cluster = cluster_factory(2).start()
+    first, second = cluster.clients()
+    first.create_leaderboard("acked")
+    wait_until(lambda: _has_board(second, "acked"), message="the board on the peer")
+    record = first.request("POST", "/v1/leaderboards/acked/records", {"owner_id": "p1", "score": 7},
+                           query={"ack": "replicated", "ack_timeout": 5})
+    assert record["score"] == 7
+    assert second.record("acked", "p1")["score"] == 7  # no waiting: the peer had it before the answer
+
+
+def test_a_replicated_ack_times_out_with_a_clear_error_when_no_peer_answers(cluster_factory):
+    import os
+    import signal
+
+    from leaderboard_client import ApiError
+
+    cluster = cluster_factory(2).start()
+    first, second = cluster.clients()
+    first.create_leaderboard("lonely")
+    wait_until(lambda: _has_board(second, "lonely"), message="the board on the peer")
+    os.kill(cluster.nodes[1].process.pid, signal.SIGSTOP)
+    try:
+        try:
+            first.request("POST", "/v1/leaderboards/lonely/records", {"owner_id": "p1", "score": 7},
+                          query={"ack": "replicated", "ack_timeout": 0.5})
+        except ApiError as exc:
+            assert exc.status == 504 and exc.code == "replication_timeout" and exc.field == "ack"
+        else:
+            raise AssertionError("the write was acknowledged as replicated with its only peer stopped")
+        assert first.record("lonely", "p1")["score"] == 7  # applied here all the same
+    finally:
+        os.kill(cluster.nodes[1].process.pid, signal.SIGCONT)
+    cluster.wait_converged(["lonely"])

@@ -41,9 +41,11 @@ slots = st.one_of(
               st.integers(0, 1 << 40), st.integers(0, 1 << 45), optional_text, optional_text, bases),
     st.builds(lambda o, h: Slot(o, SlotKind.DELETE, h, 0, 0, 0, 0, None, None), ids, st.integers(0, 1 << 63)),
 )
-tournaments = st.none() | st.builds(TournamentSettings, st.text(max_size=5), st.text(max_size=5), st.integers(0, 127),
-                                    st.integers(0, 1 << 33), st.integers(0, 1 << 33), st.integers(0, 1 << 20),
-                                    st.integers(0, 1000), st.integers(0, 1000), st.booleans())
+tournaments = st.none() | st.builds(
+    lambda title, description, category, start, length, duration, size, num, join: TournamentSettings(
+        title, description, category, start, start + length if length else 0, duration, size, num, join),
+    st.text(max_size=5), st.text(max_size=5), st.integers(0, 127), st.integers(0, 1 << 31),
+    st.integers(0, 1 << 30), st.integers(1, 1 << 20), st.integers(0, 1000), st.integers(0, 1000), st.booleans())
 definitions = st.builds(
     Leaderboard, id=ids, sort_order=st.sampled_from(list(SortOrder)), operator=st.sampled_from(list(Operator)),
     reset_schedule=st.none() | st.just("0 0 * * *"), metadata=st.just('{"a":1}'), authoritative=st.booleans(),
@@ -65,6 +67,18 @@ def test_every_change_survives_the_wire_unchanged(change, seq):
     entry_to_pb(seq, change, entry)
     decoded = entry_from_pb(pb.Entry.FromString(entry.SerializeToString()))
     assert decoded == change
+
+
+def test_a_definition_no_client_could_create_is_refused_from_a_peer():
+    entry = pb.Entry(seq=1)
+    definition = entry.leaderboard_create.leaderboard
+    definition.id, definition.origin, definition.generation = "lb", "n", 1
+    definition.reset_schedule = "0 0 31 2 *"  # never fires
+    try:
+        entry_from_pb(pb.Entry.FromString(entry.SerializeToString()))
+    except ProtocolError:
+        return
+    raise AssertionError("a definition with a cron that never fires was accepted")
 
 
 def test_an_entry_without_a_change_is_refused():

@@ -102,3 +102,13 @@ class AuthoritativeLeaderboard(DomainError):
 class NotReady(DomainError):
     status = 503
     code = "node_not_ready"
+
+
+class LogUnavailable(DomainError):
+    status = 503
+    code = "log_unavailable"
+
+
+class ReplicationTimeout(DomainError):
+    status = 504
+    code = "replication_timeout"

@@ -18,7 +18,12 @@ import json
 from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
 
-from .records import Operator, SortOrder, contribution_kind, SlotKind
+from .errors import InvalidArgument
+from .records import Operator, SortOrder, SlotKind, contribution_kind
+from .schedule import Period, leaderboard_period, tournament_period, validate_cron
+
+MAX_UNIX_TIME = 2**32 - 1  # 2106-02-07, as Nakama bounds tournament times
+MAX_CATEGORY = 127
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +92,42 @@ class Leaderboard:
     @property
     def order(self) -> tuple[int, int, str]:
         return (self.generation, self.create_hlc, self.origin)
+
+
+def period_of(leaderboard: Leaderboard, now: int) -> Period:
+    """The reset period of a leaderboard or tournament that contains ``now``."""
+    t = leaderboard.tournament
+    if t is None:
+        return leaderboard_period(leaderboard.reset_schedule, now)
+    return tournament_period(reset_schedule=leaderboard.reset_schedule, start_time=t.start_time,
+                             end_time=t.end_time, duration=t.duration, now=now)
+
+
+def validate_definition(leaderboard: Leaderboard, *, now: int) -> None:
+    """Refuse a definition that could not be served, wherever it comes from (a client or a peer).
+
+    A stored definition whose reset periods fail to compute would turn every read of it, and
+    every listing it appears in, into an error on every node it replicates to.
+    """
+    if leaderboard.reset_schedule is not None:
+        validate_cron(leaderboard.reset_schedule)
+    t = leaderboard.tournament
+    if t is not None:
+        for field, value in (("start_time", t.start_time), ("end_time", t.end_time), ("duration", t.duration)):
+            if not 0 <= value <= MAX_UNIX_TIME:
+                raise InvalidArgument(f"{field} must be between 0 and {MAX_UNIX_TIME}", field=field)
+        if not 0 <= t.category <= MAX_CATEGORY:
+            raise InvalidArgument(f"category must be between 0 and {MAX_CATEGORY}", field="category")
+        if t.end_time and t.end_time <= t.start_time:
+            raise InvalidArgument("end_time must be after start_time", field="end_time")
+    moments = {now} | ({t.start_time, max(t.start_time, t.end_time - 1)} if t is not None else set())
+    for moment in moments:
+        try:
+            period_of(leaderboard, moment)
+        except (ArithmeticError, ValueError, OverflowError, OSError) as exc:  # croniter raises ValueErrors
+            field = "reset_schedule" if leaderboard.reset_schedule is not None else "start_time"
+            raise InvalidArgument(f"the reset periods of this definition cannot be computed: {exc}",
+                                  field=field) from None
 
 
 @dataclass(slots=True)

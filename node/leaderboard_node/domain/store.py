@@ -36,10 +36,10 @@ from .errors import (
     TournamentNotFound,
     TournamentOutsideWindow,
 )
-from .leaderboards import Leaderboard, LeaderboardCache, RankBlacklist
+from .leaderboards import Leaderboard, LeaderboardCache, RankBlacklist, period_of
 from .rank_cache import Bucket, Record
 from .records import Operator, Slot
-from .schedule import NEVER, Period, leaderboard_period, tournament_period
+from .schedule import NEVER, Period
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,11 +100,7 @@ class LeaderboardStore:
     # ---------------------------------------------------------------- definitions
 
     def period(self, leaderboard: Leaderboard, now: int) -> Period:
-        t = leaderboard.tournament
-        if t is None:
-            return leaderboard_period(leaderboard.reset_schedule, now)
-        return tournament_period(reset_schedule=leaderboard.reset_schedule, start_time=t.start_time,
-                                 end_time=t.end_time, duration=t.duration, now=now)
+        return period_of(leaderboard, now)
 
     def ranks_enabled(self, leaderboard: Leaderboard) -> bool:
         return leaderboard.enable_ranks and not self.blacklist.matches(leaderboard.id)

@@ -8,6 +8,7 @@ never a change applied with a default value.
 from __future__ import annotations
 
 import struct
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -15,7 +16,8 @@ import zstandard
 from google.protobuf.message import DecodeError
 
 from ..domain.changes import Change, LeaderboardKill, LeaderboardPut, RecordSlotPut, TournamentJoin
-from ..domain.leaderboards import Leaderboard, TournamentSettings
+from ..domain.errors import InvalidArgument
+from ..domain.leaderboards import Leaderboard, TournamentSettings, validate_definition
 from ..domain.records import Base, Operator, Slot, SlotKind, SortOrder
 from . import binarylog_pb2 as pb
 
@@ -169,7 +171,7 @@ def definition_from_pb(message: pb.LeaderboardDefinition) -> Leaderboard:
         t = message.tournament
         tournament = TournamentSettings(t.title, t.description, t.category, t.start_time, t.end_time, t.duration,
                                         t.max_size, t.max_num_score, t.join_required)
-    return Leaderboard(
+    leaderboard = Leaderboard(
         id=_text(message.id, what="leaderboard id"),
         sort_order=SortOrder.ASC if message.sort_order == pb.SORT_ORDER_ASC else SortOrder.DESC,
         operator=operator,
@@ -178,6 +180,11 @@ def definition_from_pb(message: pb.LeaderboardDefinition) -> Leaderboard:
         tournament=tournament, generation=message.generation, create_hlc=message.create_hlc,
         origin=_text(message.origin, what="leaderboard origin"),
     )
+    try:  # the same checks as the client API: a peer cannot store what no client could
+        validate_definition(leaderboard, now=int(time.time()))
+    except InvalidArgument as exc:
+        raise ProtocolError(f"leaderboard {leaderboard.id!r}: {exc.message}") from None
+    return leaderboard
 
 
 def kill_to_pb(change: LeaderboardKill, out: pb.LeaderboardDelete) -> None:

@@ -166,6 +166,8 @@ class Replicator:
             await self.journal.wait_durable(self._durable_position)
         if not replicated:
             return
+        if not self.senders:  # alone: no peer will ever confirm
+            raise TimeoutError("no peer to replicate to")
         async with self._acked:
             await asyncio.wait_for(self._acked.wait_for(lambda: self.replicated_seq() >= seq), timeout)
 
@@ -282,9 +284,14 @@ class Replicator:
 
     # -------------------------------------------------------------------- lifecycle
 
-    async def start(self) -> None:
+    async def recover(self) -> None:
+        """Load this node's own state from disk (before peers may send anything)."""
         if self.journal is not None:
             await self._recover()
+
+    async def start(self) -> None:
+        """Start logging, then sync with peers; the node turns ready once synced."""
+        if self.journal is not None:
             self.journal.start(self._snapshot_source)
         self.node.set_state(NodeState.SYNCING)
         self._tasks.append(asyncio.create_task(self._main(), name="replication"))

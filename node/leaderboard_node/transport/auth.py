@@ -13,7 +13,9 @@ The server key is accepted wherever the client key is. A key is sent as
 naming the field ``authorization``; a wrong key gets a 401 too; a client key on a server
 operation gets a 403. ``/healthz``, ``/readyz``, ``/metrics`` and ``/openapi.json`` never
 need a key (probes and scrapers carry none). When no key is configured the API is open and
-every caller counts as the server (local demos); ``create_client_app`` logs a warning.
+every caller counts as the server (local demos); ``create_client_app`` logs a warning. With
+only a server key configured, every operation needs it (there is no client tier); a client
+key alone is refused at start (nobody could create a leaderboard).
 
 Each route declares what it needs with ``requires(Access.SERVER)`` (or ``Access.OPEN``);
 a route that declares nothing needs the client key, so a new route is never open by

@@ -24,8 +24,15 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from ..domain.errors import AuthoritativeLeaderboard, DomainError, InvalidArgument
-from ..domain.leaderboards import Leaderboard, TournamentSettings
+from ..domain.changes import Change
+from ..domain.errors import (
+    AuthoritativeLeaderboard,
+    DomainError,
+    InvalidArgument,
+    LogUnavailable,
+    ReplicationTimeout,
+)
+from ..domain.leaderboards import Leaderboard, TournamentSettings, validate_definition
 from ..domain.records import Operator
 from ..domain.store import RecordPage, RecordView
 from ..node import Node
@@ -122,8 +129,28 @@ def _limits(request: web.Request) -> Limits:
     return Limits(_node(request).settings.limits)
 
 
-def _metadata_object(text: str | None) -> Any:
-    return json.loads(text) if text else {}
+def _metadata_object(text: str | None) -> dict[str, Any]:
+    """Stored metadata as an object; ``{}`` for anything else.
+
+    What this node stores went through ``Limits.metadata``, but a peer's changes are not
+    checked that way (see the replication decoder): one bad record or definition must not
+    turn every read of its leaderboard into a 500.
+    """
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        if not _warned_metadata:  # once per process: a bad record is read again and again
+            _warned_metadata.append(True)
+            log.warning("stored_metadata_not_an_object", extra={"length": len(text)})
+        return {}
+    return value
+
+
+_warned_metadata: list[bool] = []
 
 
 def render_record(view: RecordView) -> dict[str, Any]:
@@ -213,26 +240,8 @@ def _definition(request: web.Request, body: schemas.LeaderboardCreate, *, tourna
         metadata=limits.metadata(body.metadata) or "{}", authoritative=body.authoritative,
         enable_ranks=body.enable_ranks, tournament=settings,
     )
-    _check_periods(request, definition)
+    validate_definition(definition, now=_node(request).seconds())
     return definition
-
-
-def _check_periods(request: web.Request, definition: Leaderboard) -> None:
-    """Refuse a definition whose reset periods cannot be computed, before it is stored.
-
-    A stored definition whose period fails to compute would turn every listing it appears in
-    into a 500, on every node it replicates to.
-    """
-    node = _node(request)
-    t = definition.tournament
-    moments = {node.seconds()} | ({t.start_time, max(t.start_time, t.end_time - 1)} if t is not None else set())
-    for moment in moments:
-        try:
-            node.store.period(definition, moment)
-        except (ArithmeticError, ValueError, OSError) as exc:  # croniter's errors are ValueErrors
-            field = "reset_schedule" if definition.reset_schedule is not None else "start_time"
-            raise InvalidArgument(f"the reset periods of this definition cannot be computed: {exc}",
-                                  field=field) from None
 
 
 @requires(Access.SERVER)
@@ -242,7 +251,7 @@ async def create_leaderboard(request: web.Request, *, tournament: bool = False) 
     body = await _parse(request, schemas.TournamentCreate if tournament else schemas.LeaderboardCreate)
     definition = _definition(request, body, tournament=tournament)
     leaderboard, created, changes = node.store.create_leaderboard(definition)
-    node.publish(changes)
+    await _commit(node, changes)
     return web.json_response(render_leaderboard(node, leaderboard), status=201 if created else 200)
 
 
@@ -310,7 +319,7 @@ async def delete_leaderboard(request: web.Request, *, tournament: bool = False) 
     node = _node(request)
     node.require_ready()
     changes = node.store.delete_leaderboard(_id(request), tournament=tournament)
-    node.publish(changes)
+    await _commit(node, changes)
     return web.json_response({"deleted": request.match_info["id"]})
 
 
@@ -325,7 +334,7 @@ async def join_tournament(request: web.Request) -> web.Response:
     body = await _parse(request, schemas.Join)
     owner = _limits(request).identifier(body.owner_id, field="owner_id")
     joined, changes = node.store.join_tournament(_id(request), owner, now=node.seconds())
-    node.publish(changes)
+    await _commit(node, changes)
     return web.json_response({"tournament_id": request.match_info["id"], "owner_id": owner, "joined": joined})
 
 
@@ -333,15 +342,52 @@ async def join_tournament(request: web.Request) -> web.Response:
 
 
 def _write(node: Node, limits: Limits, leaderboard_id: str, owner: str, body: Any, *, server: bool,
-           field_prefix: str = "") -> dict[str, Any]:
-    view, changes = node.store.write_record(
+           changes: list[Change], field_prefix: str = "") -> dict[str, Any]:
+    view, made = node.store.write_record(
         leaderboard_id, limits.identifier(owner, field=f"{field_prefix}owner_id"),
         score=body.score, subscore=body.subscore, username=body.username,
         metadata=limits.metadata(body.metadata, field=f"{field_prefix}metadata"),
         operator=body.operator, now=node.seconds(), server=server,
     )
-    node.publish(changes)
+    changes.extend(made)
     return render_record(view)
+
+
+def _ack_mode(request: web.Request) -> tuple[bool, float]:
+    mode = request.query.get("ack", "local")
+    if mode not in ("local", "replicated"):
+        raise InvalidArgument("ack must be local or replicated", field="ack")
+    raw = request.query.get("ack_timeout")
+    timeout = 5.0
+    if raw not in (None, ""):
+        try:
+            timeout = float(raw)
+        except ValueError:
+            raise InvalidArgument("ack_timeout must be a number of seconds", field="ack_timeout") from None
+        if not 0 < timeout <= 60:
+            raise InvalidArgument("ack_timeout must be more than 0 and at most 60 seconds", field="ack_timeout")
+    return mode == "replicated", timeout
+
+
+async def _commit(node: Node, changes: list[Change], *, replicated: bool = False, timeout: float = 5.0) -> None:
+    """Log and replicate the changes, and return once they are as safe as the request asked.
+
+    The changes are applied already: an error here (a full disk, no peer confirming in time)
+    says what is not guaranteed, never that the write did not happen.
+    """
+    try:
+        seq = node.publish(changes)
+    except OSError as exc:
+        raise LogUnavailable(f"the write is applied but could not be logged: {exc}", field="body") from None
+    try:
+        await node.acknowledge(seq, replicated=replicated, timeout=timeout)
+    except TimeoutError:
+        raise ReplicationTimeout(
+            f"no peer confirmed the write within {timeout} s; it is applied and logged here and still replicates",
+            field="ack") from None
+    except OSError as exc:
+        raise LogUnavailable(f"the write is applied but the log could not be forced to disk: {exc}",
+                             field="body") from None
 
 
 async def write_record(request: web.Request) -> web.Response:
@@ -354,7 +400,11 @@ async def write_record(request: web.Request) -> web.Response:
     else:
         body = await _parse(request, schemas.RecordWrite)
         owner = body.owner_id
-    return web.json_response(_write(node, _limits(request), leaderboard_id, owner, body, server=is_server(request)))
+    replicated, timeout = _ack_mode(request)
+    changes: list[Change] = []
+    record = _write(node, _limits(request), leaderboard_id, owner, body, server=is_server(request), changes=changes)
+    await _commit(node, changes, replicated=replicated, timeout=timeout)
+    return web.json_response(record)
 
 
 async def write_batch(request: web.Request) -> web.Response:
@@ -375,13 +425,16 @@ async def write_batch(request: web.Request) -> web.Response:
         if (item.operator or leaderboard.operator) is Operator.DECR and (item.score < 0 or item.subscore < 0):
             field = "score" if item.score < 0 else "subscore"
             raise InvalidArgument("decr takes a non-negative amount", field=f"records[{index}].{field}")
+    replicated, timeout = _ack_mode(request)
     results: list[dict[str, Any]] = []
+    changes: list[Change] = []  # one log entry batch for the whole request
     for index, item in enumerate(batch.records):
         try:
-            results.append(_write(node, limits, leaderboard_id, item.owner_id, item, server=server,
+            results.append(_write(node, limits, leaderboard_id, item.owner_id, item, server=server, changes=changes,
                                   field_prefix=f"records[{index}]."))
         except DomainError as exc:
             results.append(exc.to_json())
+    await _commit(node, changes, replicated=replicated, timeout=timeout)
     return web.json_response({"records": results})
 
 
@@ -422,7 +475,7 @@ async def delete_record(request: web.Request) -> web.Response:
     node.require_ready()
     changes = node.store.delete_record(_id(request), _owner(request), now=node.seconds(), expiry=_expiry(request),
                                        server=is_server(request))
-    node.publish(changes)
+    await _commit(node, changes)
     return web.json_response({"deleted": request.match_info["owner_id"]})
 
 

@@ -179,7 +179,9 @@ _ERRORS = {
          "out of attempts).",
     413: "The request body is larger than `limits.max_body_bytes`.",
     414: "The query string is longer than `limits.max_query_bytes`.",
-    503: "The node is not ready (starting or syncing); retry on another node or later.",
+    503: "The node is not ready (starting or syncing), or cannot write its log; retry on another node or later.",
+    504: "`ack=replicated`: no peer confirmed the write in time. It is applied and logged on this node and "
+         "still replicates.",
 }
 
 
@@ -274,11 +276,16 @@ def build_spec(limits: LimitSettings, *, auth: bool) -> dict[str, Any]:
     }
     for prefix, tag, name in (("/v1/leaderboards", "records", "Leaderboard"), ("/v1/tournaments", "records", "Tournament")):
         base = f"{prefix}/{{id}}"
-        write_errors = (403, 404, 409, 503)
+        write_errors = (403, 404, 409, 503, 504)
+        acks = [_query("ack", {"type": "string", "enum": ["local", "replicated"]},
+                       "`local` (default): answer once applied and logged here; `replicated`: also once a peer "
+                       "has applied it (like Redis's WAIT)."),
+                _query("ack_timeout", {"type": "number", "exclusiveMinimum": 0, "maximum": 60},
+                       "Seconds `ack=replicated` waits for a peer (default 5).")]
         paths[f"{base}/records"] = {
             "post": op(f"write{name}Record", "Write a record (the owner in the body)",
                        {200: ("The record as stored, with its rank.", "Record")}, errors=write_errors, access="client",
-                       parameters=[ident], body="RecordWrite", tags=(tag,)),
+                       parameters=[ident, *acks], body="RecordWrite", tags=(tag,)),
             "get": op(f"list{name}Records", "A page of records in rank order",
                       {200: ("The page.", "RecordPage")}, errors=(400, 404), access="client", tags=(tag,), parameters=[
                           ident, _query("limit", page_limit, "Page size (default 10)."),
@@ -290,8 +297,8 @@ def build_spec(limits: LimitSettings, *, auth: bool) -> dict[str, Any]:
         }
         paths[f"{base}/records/batch"] = {
             "post": op(f"write{name}Batch", "Write many records; all are checked before any is written",
-                       {200: ("One result per record.", "BatchResult")}, errors=(403, 404, 503), access="client",
-                       parameters=[ident], body="RecordBatch", tags=(tag,)),
+                       {200: ("One result per record.", "BatchResult")}, errors=(403, 404, 503, 504),
+                       access="client", parameters=[ident, *acks], body="RecordBatch", tags=(tag,)),
         }
         paths[f"{base}/records/around/{{owner_id}}"] = {
             "get": op(f"around{name}Owner", "Records centred on an owner", {200: ("The page.", "RecordPage")},
@@ -303,7 +310,7 @@ def build_spec(limits: LimitSettings, *, auth: bool) -> dict[str, Any]:
                       errors=(400, 404), access="client", parameters=[ident, owner, expiry], tags=(tag,)),
             "put": op(f"put{name}Record", "Write a record (the owner in the path)",
                       {200: ("The record as stored, with its rank.", "Record")}, errors=write_errors, access="client",
-                      parameters=[ident, owner], body="RecordWriteOwned", tags=(tag,)),
+                      parameters=[ident, owner, *acks], body="RecordWriteOwned", tags=(tag,)),
             "delete": op(f"delete{name}Record", "Delete one record", {200: ("Deleted.", "Deleted")},
                          errors=(400, 404, 503), access="server", parameters=[ident, owner, expiry], tags=(tag,)),
         }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator, Callable
 
 import aiohttp
@@ -24,7 +25,12 @@ class HttpPeerTransport:
         timeout: float = 5.0,
         snapshot_timeout: float = 600.0,
         on_bytes: Callable[[Peer, int, int], None] = lambda peer, raw, wire: None,
+        ssl_context: ssl.SSLContext | None = None,
+        server_name: str | None = None,
     ) -> None:
+        self.scheme = "https" if ssl_context is not None else "http"
+        self.ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
+        self.server_name = server_name
         self.token = token
         self.compression = compression
         self.timeout = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 2.0))
@@ -61,10 +67,10 @@ class HttpPeerTransport:
                 data = compress(data)
                 headers[COMPRESSION_HEADER] = ZSTD_ENCODING
             self.on_bytes(peer, raw, len(data))
-        url = f"http://{peer.address}{path}"
+        url = f"{self.scheme}://{peer.address}{path}"
         try:
-            async with self._client().request(method, url, data=data, headers=headers,
-                                              timeout=self.timeout) as response:
+            async with self._client().request(method, url, data=data, headers=headers, timeout=self.timeout,
+                                              ssl=self.ssl, server_hostname=self.server_name) as response:
                 body = await response.read()
                 if response.status != 200:
                     raise PeerUnavailable(f"{peer.address}{path} answered {response.status}: {body[:200]!r}")
@@ -87,10 +93,11 @@ class HttpPeerTransport:
                                 pb.CatchUpResponse)
 
     async def snapshot(self, peer: Peer) -> AsyncIterator[bytes]:
-        url = f"http://{peer.address}/peer/v1/snapshot"
+        url = f"{self.scheme}://{peer.address}/peer/v1/snapshot"
         buffer = bytearray()
         try:
-            async with self._client().get(url, headers=self._headers(), timeout=self.snapshot_timeout) as response:
+            async with self._client().get(url, headers=self._headers(), timeout=self.snapshot_timeout,
+                                          ssl=self.ssl, server_hostname=self.server_name) as response:
                 if response.status != 200:
                     raise PeerUnavailable(f"{peer.address} refused a snapshot: {response.status}")
                 async for data in response.content.iter_chunked(1 << 20):

@@ -1,0 +1,91 @@
+"""
+Fixtures of the end-to-end tests: kmock as the API (with :class:`WatchingApiServer`), the operator
+embedded in the test loop (the ``operator`` fixture of ``tests/operator``, re-exported here), and
+a :class:`Kubelet` that turns the operator's StatefulSet into real node processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import kmock as kmock_lib
+import pytest
+
+from leaderboard_operator import OperatorConfig, resources
+
+from ..operator.conftest import NAMESPACE, Cluster, kmock_key, operator  # noqa: F401 - operator: a fixture
+from .kubelet import Kubelet, WatchingApiServer
+
+
+@pytest.fixture()
+async def k8s() -> AsyncIterator[WatchingApiServer]:
+    """As ``tests/operator``'s ``k8s``, with watches that do not lose events (see kubelet.py)."""
+    async with WatchingApiServer() as server, kmock_lib.Server(server):
+        for res in resources.ALL:
+            server.resources[kmock_key(res)] = kmock_lib.ResourceInfo(
+                kind=res.kind,
+                singular=res.kind.lower(),
+                namespaced=res.namespaced,
+                verbs={"get", "list", "watch", "create", "patch", "update", "delete"},
+                shortnames={"lbc"} if res is resources.CLUSTERS else set(),
+                subresources={"status", "scale"} if res is resources.CLUSTERS else set(),
+            )
+        server.objects[kmock_key(resources.NAMESPACES), None, NAMESPACE] = {
+            "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
+        yield server
+        unexpected = [exc for exc in server.errors if not isinstance(exc, kmock_lib.KubernetesError)]
+        assert not unexpected, f"the emulated API failed to serve requests: {unexpected!r}"
+
+
+@pytest.fixture()
+def cluster(k8s: WatchingApiServer) -> Cluster:
+    return Cluster(k8s)
+
+
+def _free_port() -> int:
+    """A port free on every address (bound on the wildcard), for all pods to share like 7350."""
+    with contextlib.closing(socket.socket()) as sock:
+        sock.bind(("0.0.0.0", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture()
+def ports() -> tuple[int, int]:
+    """The (client, peer) port pair every pod listens on, each on its own 127.0.0.x."""
+    client = _free_port()
+    peer = _free_port()
+    while peer == client:
+        peer = _free_port()
+    return client, peer
+
+
+@pytest.fixture()
+def operator_config(k8s: WatchingApiServer, ports: tuple[int, int]) -> OperatorConfig:
+    """The operator of ``tests/operator``, reaching the real members on the test's client port."""
+    return OperatorConfig(
+        server=str(k8s.url),
+        reconcile_interval=1.0,
+        poll_interval=0.2,
+        member_port=ports[0],
+        member_timeout=2.0,  # real nodes under load (a full sync on 2 cores) may answer slowly
+        api_timeout=5.0,
+        retry_delay=0.2,
+        default_image="leaderboard-node:test",
+    )
+
+
+@pytest.fixture()
+async def kubelet(cluster: Cluster, ports: tuple[int, int], tmp_path: Path) -> AsyncIterator[Kubelet]:
+    """The StatefulSet controller and kubelet; every process is killed at the end, logs are checked."""
+    harness = Kubelet(cluster, workdir=tmp_path, client_port=ports[0], peer_port=ports[1], namespace=NAMESPACE)
+    await harness.start()
+    try:
+        yield harness
+    finally:
+        await harness.stop()
+    errors = harness.log_errors()
+    assert not errors, f"nodes logged errors: {errors}"
+    harness.raise_errors()
