@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
@@ -19,7 +19,7 @@ class _StoreCollector(Collector):
     def __init__(self, node: Node) -> None:
         self._node = node
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         records = GaugeMetricFamily("leaderboard_bucket_records", "Records per leaderboard bucket.",
                                     labels=["leaderboard", "expiry"])
         for leaderboard_id, _incarnation, bucket in self._node.store.buckets():
@@ -28,6 +28,12 @@ class _StoreCollector(Collector):
         leaderboards = GaugeMetricFamily("leaderboard_definitions", "Leaderboards and tournaments held.")
         leaderboards.add_metric([], len(self._node.store.leaderboards))
         yield leaderboards
+        lookups = CounterMetricFamily("leaderboard_rank_cache_lookups",
+                                      "Owner lookups by outcome (hit: a ranked record; miss: no record; "
+                                      "off: ranks disabled for the leaderboard).", labels=["outcome"])
+        for outcome, count in self._node.store.rank_lookups.items():
+            lookups.add_metric([outcome], count)
+        yield lookups
         ready = GaugeMetricFamily("leaderboard_node_ready", "1 when the node answers /readyz with 200.")
         ready.add_metric([], 1.0 if self._node.ready else 0.0)
         yield ready
@@ -60,9 +66,6 @@ class NodeMetrics:
         self.request_seconds = Histogram("leaderboard_http_request_seconds", "Client API request latency.",
                                          ["route"], registry=r,
                                          buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1))
-        self.rank_lookups = Counter("leaderboard_rank_cache_lookups", "Rank cache lookups by outcome "
-                                    "(hit: the owner has a ranked record; miss: no record; off: ranks disabled).",
-                                    ["outcome"], registry=r)
         self.records_written = Counter("leaderboard_records_written", "Record writes accepted on this node.",
                                        ["outcome"], registry=r)
         self.entries_sent = Counter("leaderboard_replication_entries_sent", "Entries sent to a peer.", ["peer"],

@@ -88,6 +88,8 @@ def test_the_digest_changes_with_content_and_counts_records(client, board):
 def test_health_readiness_metrics_and_cluster_endpoints_answer(client, node):
     assert client.request("GET", "/healthz") == {"status": "ok"}
     assert client.ready()
+    client.request_raw("GET", "/v1/leaderboards/none/records/nobody")
     status, body = client.request_raw("GET", "/metrics")
     assert status == 200 and b"leaderboard_http_requests_total" in body
+    assert b'leaderboard_rank_cache_lookups_total{outcome="hit"}' in body
     assert client.cluster()["node"]["name"] == node.name

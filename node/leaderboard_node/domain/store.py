@@ -96,6 +96,8 @@ class LeaderboardStore:
         self.leaderboards = LeaderboardCache()
         self._buckets: dict[BucketKey, dict[int, Bucket]] = {}
         self._joins: dict[tuple[str, str, int], set[str]] = {}
+        # Owner lookups by outcome (exported as a metric): hit (ranked), miss (no record), off (no ranks)
+        self.rank_lookups = {"hit": 0, "miss": 0, "off": 0}
 
     # ---------------------------------------------------------------- definitions
 
@@ -380,6 +382,7 @@ class LeaderboardStore:
         leaderboard = self.leaderboard(leaderboard_id)
         bucket = self._read_bucket(leaderboard, expiry, now)
         record = bucket.get(owner) if bucket is not None else None
+        self._count_lookup(leaderboard, record is not None)
         if bucket is None or record is None:
             raise RecordNotFound(f"{owner!r} has no record in {leaderboard_id!r}", field="owner_id")
         return self._view(leaderboard, bucket, record)
@@ -430,8 +433,13 @@ class LeaderboardStore:
             prev_cursor = Cursor(leaderboard.incarnation, bucket.expiry, False, page[0].key).encode()
         return RecordPage(views, owner_records, next_cursor, prev_cursor, total, bucket.expiry)
 
+    def _count_lookup(self, leaderboard: Leaderboard, found: bool) -> None:
+        outcome = "miss" if not found else "hit" if self.ranks_enabled(leaderboard) else "off"
+        self.rank_lookups[outcome] += 1
+
     def _owner_view(self, leaderboard: Leaderboard, bucket: Bucket | None, owner: str) -> RecordView | None:
         record = bucket.get(owner) if bucket is not None else None
+        self._count_lookup(leaderboard, record is not None)
         return None if bucket is None or record is None else self._view(leaderboard, bucket, record)
 
     def around_owner(self, leaderboard_id: str, owner: str, *, limit: int, now: int,
