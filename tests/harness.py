@@ -7,6 +7,7 @@ import itertools
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -40,6 +41,7 @@ class NodeProcess:
     settings: dict[str, Any] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
+    ssl_context: ssl.SSLContext | None = None  # set when the node serves its client port over TLS
 
     def __post_init__(self) -> None:
         self.port = free_port(self.host)
@@ -48,14 +50,14 @@ class NodeProcess:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.ssl_context is not None else 'http'}://{self.host}:{self.port}"
 
     @property
     def peer_address(self) -> str:
         return f"{self.host}:{self.peer_port}"
 
     def client(self, **kwargs: Any) -> LeaderboardClient:
-        return LeaderboardClient(self.url, **kwargs)
+        return LeaderboardClient(self.url, ssl_context=self.ssl_context, **kwargs)
 
     def start(self, *, wait_ready: bool = True, timeout: float = 30.0) -> NodeProcess:
         config = {
