@@ -16,8 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import signal
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from .client import ApiError, LeaderboardClient
@@ -37,6 +40,10 @@ def _print_records(records: list[dict[str, Any]]) -> None:
 def _cmd_local(args: argparse.Namespace) -> int:
     from .local import LocalCluster, load_sample_data
 
+    def interrupt(signum: int, frame: object) -> None:  # SIGTERM stops the cluster as Ctrl-C does
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
     cluster = LocalCluster(nodes=args.nodes, base_port=args.base_port, data=args.persist)
     print(f"starting {args.nodes} nodes in {cluster.workdir} ...", flush=True)
     try:
@@ -52,13 +59,16 @@ def _cmd_local(args: argparse.Namespace) -> int:
                   f"log {cluster.workdir / (node.name + '.log')})")
         first, last = urls[0], urls[-1]
         owner = sample["first_owner"] if sample else "player-1"
+        beside = Path(sys.executable).parent / "leaderboardctl"  # the venv's, when it is not on PATH
+        ctl = "leaderboardctl" if shutil.which("leaderboardctl") == str(beside) and os.environ.get(
+            "VIRTUAL_ENV") else str(beside) if beside.exists() else "leaderboardctl"
         print(f"""
-try it (any node answers, any node accepts writes):
-  leaderboardctl --url {first} top global --limit 5
-  leaderboardctl --url {last} submit global {owner} 2000000
-  leaderboardctl --url {first} around global {owner} --limit 5
-  leaderboardctl --url {first} digests global
-  leaderboardctl --url {first} cluster
+try it from another terminal (any node answers, any node accepts writes):
+  {ctl} --url {first} top global --limit 5
+  {ctl} --url {last} submit global {owner} 2000000
+  {ctl} --url {first} around global {owner} --limit 5
+  {ctl} --url {first} digests global
+  {ctl} --url {first} cluster
   curl -s '{first}/v1/leaderboards/global/records?limit=3'
 """)
         if args.exit_after is not None:
