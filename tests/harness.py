@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from leaderboard_client import LeaderboardClient
+from leaderboard_client import ApiError, LeaderboardClient
 
 _hosts = itertools.count(2)
 
@@ -138,6 +138,32 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def all_records(client: LeaderboardClient, leaderboard_id: str) -> dict[str, int]:
+    """Every record of a leaderboard as owner -> score, page by page."""
+    held: dict[str, int] = {}
+    cursor = None
+    while True:
+        page = client.records(leaderboard_id, limit=1000, cursor=cursor)
+        held.update({r["owner_id"]: r["score"] for r in page["records"]})
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return held
+
+
+def has_leaderboard(client: LeaderboardClient, leaderboard_id: str) -> bool:
+    try:
+        client.get_leaderboard(leaderboard_id)
+        return True
+    except (ApiError, OSError):
+        return False
+
+
+def node_info(node: NodeProcess) -> dict[str, Any]:
+    """The ``node`` part of a node's ``GET /v1/cluster``."""
+    with node.client(timeout=5) as client:
+        return client.cluster()["node"]
+
+
 def wait_until(predicate: Any, *, timeout: float = 20.0, interval: float = 0.05, message: str = "condition") -> Any:
     """Poll until ``predicate()`` is truthy; bounded in time, with a clear failure."""
     deadline = time.monotonic() + timeout
@@ -158,7 +184,8 @@ class Cluster:
 
     @classmethod
     def create(cls, workdir: Path, size: int, *, prefix: str = "node", settings: dict[str, Any] | None = None,
-               sync: dict[str, Any] | None = None) -> Cluster:
+               sync: dict[str, Any] | None = None, data: bool = False) -> Cluster:
+        """``data``: give every node a data directory (kept across its restarts) under ``workdir``."""
         nodes = [NodeProcess(f"{prefix}-{i}", workdir) for i in range(size)]
         for node in nodes:
             peers = [f"{other.name}={other.peer_address}" for other in nodes if other is not node]
@@ -168,6 +195,8 @@ class Cluster:
                     "leaderboard_sync": {"anti_entropy_interval": 0.5, "bootstrap_timeout": 20, **(sync or {})},
                 },
             }, settings or {})
+            if data:
+                node.settings = _merge(node.settings, {"node": {"data_dir": str(workdir / f"{node.name}-data")}})
         return cls(nodes)
 
     def start(self) -> Cluster:

@@ -11,22 +11,7 @@ import pytest
 
 from leaderboard_client import ApiError
 
-from ..harness import Cluster, NodeProcess, wait_until
-
-
-def _all_records(client, board):
-    held, cursor = {}, None
-    while True:
-        page = client.records(board, limit=1000, cursor=cursor)
-        held.update({r["owner_id"]: r["score"] for r in page["records"]})
-        cursor = page["next_cursor"]
-        if cursor is None:
-            return held
-
-
-def _info(node):
-    with node.client(timeout=5) as client:
-        return client.cluster()["node"]
+from ..harness import Cluster, NodeProcess, all_records, has_leaderboard, node_info, wait_until
 
 
 def _durable_node(tmp_path: Path, name: str, **durability) -> NodeProcess:
@@ -44,16 +29,16 @@ def test_a_single_node_keeps_its_records_across_a_sigkill(tmp_path):
             client.create_leaderboard("kept", operator="incr")
             for i in range(50):
                 client.write_record("kept", f"p{i % 5}", i)
-            before = _all_records(client, "kept")
+            before = all_records(client, "kept")
             digest = client.digest("kept")["digest"]
         node.kill()
         node.start()
         with node.client() as client:
-            assert _all_records(client, "kept") == before
+            assert all_records(client, "kept") == before
             assert client.digest("kept")["digest"] == digest
             client.write_record("kept", "p0", 1)  # and it keeps accepting writes in a new epoch
             assert client.record("kept", "p0")["score"] == before["p0"] + 1
-        assert _info(node)["durability"]["recovery"]["replayed_batches"] >= 1
+        assert node_info(node)["durability"]["recovery"]["replayed_batches"] >= 1
     finally:
         node.kill()
 
@@ -64,12 +49,12 @@ def test_a_snapshot_trims_the_log_and_recovery_starts_from_it(tmp_path):
         with node.client() as client:
             client.create_leaderboard("snap")
             client.write_batch("snap", [{"owner_id": f"p{i}", "score": i} for i in range(500)])
-        wait_until(lambda: _info(node)["durability"]["snapshots_written"] >= 1, message="a snapshot")
+        wait_until(lambda: node_info(node)["durability"]["snapshots_written"] >= 1, message="a snapshot")
         with node.client() as client:
             client.write_record("snap", "late", 10_000)
         node.kill()
         node.start()
-        recovery = _info(node)["durability"]["recovery"]
+        recovery = node_info(node)["durability"]["recovery"]
         assert recovery["snapshot"] is not None and recovery["snapshot_records"] >= 500
         with node.client() as client:
             assert client.record("snap", "late")["rank"] == 1
@@ -102,14 +87,12 @@ class Writer(threading.Thread):
 @pytest.mark.parametrize("fsync", ["always", "everysec"])
 def test_a_whole_cluster_killed_mid_load_comes_back_with_every_acknowledged_write(tmp_path, fsync):
     cluster = Cluster.create(tmp_path, 3, prefix=f"crash-{fsync}", settings={"durability": {"fsync": fsync}},
-                             sync={"bootstrap_timeout": 15})
-    for node in cluster.nodes:
-        node.settings["node"] = {"data_dir": str(tmp_path / f"{node.name}-data")}
+                             sync={"bootstrap_timeout": 15}, data=True)
     cluster.start()
     try:
         with cluster.nodes[0].client() as client:
             client.create_leaderboard("crash")
-        wait_until(lambda: all(_has(c, "crash") for c in cluster.clients()), message="the board everywhere")
+        wait_until(lambda: all(has_leaderboard(c, "crash") for c in cluster.clients()), message="the board everywhere")
         writers = [Writer(node, "crash", node.name) for node in cluster.nodes]
         for writer in writers:
             writer.start()
@@ -124,27 +107,17 @@ def test_a_whole_cluster_killed_mid_load_comes_back_with_every_acknowledged_writ
         cluster.wait_converged(["crash"], timeout=60)
         for node in cluster.nodes:
             with node.client() as client:
-                held = _all_records(client, "crash")
+                held = all_records(client, "crash")
             lost = [k for k, v in acknowledged.items() if held.get(k) != v]
             assert not lost, f"{node.name} lost {len(lost)} acknowledged writes (fsync={fsync})"
-            assert _info(node)["durability"]["recovery"]["replayed_batches"] > 0
+            assert node_info(node)["durability"]["recovery"]["replayed_batches"] > 0
     finally:
         cluster.stop()
     cluster.assert_logs_clean()
 
 
-def _has(client, board):
-    try:
-        client.get_leaderboard(board)
-        return True
-    except (ApiError, OSError):
-        return False
-
-
 def test_a_restarted_node_with_its_disk_catches_up_incrementally(tmp_path):
-    cluster = Cluster.create(tmp_path, 3, prefix="incr")
-    for node in cluster.nodes:
-        node.settings["node"] = {"data_dir": str(tmp_path / f"{node.name}-data")}
+    cluster = Cluster.create(tmp_path, 3, prefix="incr", data=True)
     cluster.start()
     try:
         first, _, restarted = cluster.nodes
@@ -157,7 +130,7 @@ def test_a_restarted_node_with_its_disk_catches_up_incrementally(tmp_path):
             client.write_batch("inc", [{"owner_id": f"q{i}", "score": i} for i in range(50)])
         restarted.start()
         cluster.wait_converged(["inc"])
-        info = _info(restarted)
+        info = node_info(restarted)
         assert info["full_syncs_taken"] == 0, info
         assert info["durability"]["recovery"]["replayed_batches"] > 0
         with restarted.client() as client:
@@ -172,9 +145,7 @@ def _segments(directory: Path) -> list[Path]:
 
 @pytest.mark.parametrize("damage", ["truncate", "flip"])
 def test_a_damaged_log_is_cut_reported_and_refilled_from_peers(tmp_path, damage):
-    cluster = Cluster.create(tmp_path, 2, prefix=f"dmg-{damage}")
-    for node in cluster.nodes:
-        node.settings["node"] = {"data_dir": str(tmp_path / f"{node.name}-data")}
+    cluster = Cluster.create(tmp_path, 2, prefix=f"dmg-{damage}", data=True)
     cluster.start()
     try:
         victim = cluster.nodes[1]
@@ -194,7 +165,7 @@ def test_a_damaged_log_is_cut_reported_and_refilled_from_peers(tmp_path, damage)
             data[offset] ^= 0x5A
             segment.write_bytes(bytes(data))
         victim.start()
-        recovery = _info(victim)["durability"]["recovery"]
+        recovery = node_info(victim)["durability"]["recovery"]
         assert recovery["damaged_log"], recovery
         cluster.wait_converged(["dmg"], timeout=30)
         with victim.client() as client:
@@ -204,9 +175,8 @@ def test_a_damaged_log_is_cut_reported_and_refilled_from_peers(tmp_path, damage)
 
 
 def test_a_damaged_snapshot_falls_back_to_the_previous_one_or_a_full_sync(tmp_path):
-    cluster = Cluster.create(tmp_path, 2, prefix="snapdmg", settings={"durability": {"snapshot_interval": 0.3}})
-    for node in cluster.nodes:
-        node.settings["node"] = {"data_dir": str(tmp_path / f"{node.name}-data")}
+    cluster = Cluster.create(tmp_path, 2, prefix="snapdmg", settings={"durability": {"snapshot_interval": 0.3}},
+                             data=True)
     cluster.start()
     try:
         victim = cluster.nodes[1]
@@ -214,14 +184,14 @@ def test_a_damaged_snapshot_falls_back_to_the_previous_one_or_a_full_sync(tmp_pa
             client.create_leaderboard("s")
             client.write_batch("s", [{"owner_id": f"p{i}", "score": i} for i in range(300)])
         cluster.wait_converged(["s"])
-        wait_until(lambda: _info(victim)["durability"]["snapshots_written"] >= 2, message="two snapshots")
+        wait_until(lambda: node_info(victim)["durability"]["snapshots_written"] >= 2, message="two snapshots")
         victim.kill()
         for snapshot in (tmp_path / f"{victim.name}-data").glob("snapshot-*.snap"):
             data = bytearray(snapshot.read_bytes())
             data[len(data) // 2] ^= 0xFF
             snapshot.write_bytes(bytes(data))
         victim.start()
-        recovery = _info(victim)["durability"]["recovery"]
+        recovery = node_info(victim)["durability"]["recovery"]
         assert len(recovery["damaged_snapshots"]) >= 1
         cluster.wait_converged(["s"], timeout=30)
         with victim.client() as client:

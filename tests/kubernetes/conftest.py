@@ -11,37 +11,23 @@ import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import kmock as kmock_lib
 import pytest
 
-from leaderboard_operator import OperatorConfig, resources
+from leaderboard_operator import OperatorConfig
 
-from ..operator.conftest import NAMESPACE, Cluster, kmock_key, operator  # noqa: F401 - operator: a fixture
+from ..operator.conftest import NAMESPACE, ApiServer, Cluster, emulated_api, operator  # noqa: F401 - operator: a fixture
 from .kubelet import Kubelet, WatchingApiServer
 
 
 @pytest.fixture()
-async def k8s() -> AsyncIterator[WatchingApiServer]:
+async def k8s() -> AsyncIterator[ApiServer]:
     """As ``tests/operator``'s ``k8s``, with watches that do not lose events (see kubelet.py)."""
-    async with WatchingApiServer() as server, kmock_lib.Server(server):
-        for res in resources.ALL:
-            server.resources[kmock_key(res)] = kmock_lib.ResourceInfo(
-                kind=res.kind,
-                singular=res.kind.lower(),
-                namespaced=res.namespaced,
-                verbs={"get", "list", "watch", "create", "patch", "update", "delete"},
-                shortnames={"lbc"} if res is resources.CLUSTERS else set(),
-                subresources={"status", "scale"} if res is resources.CLUSTERS else set(),
-            )
-        server.objects[kmock_key(resources.NAMESPACES), None, NAMESPACE] = {
-            "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
+    async with emulated_api(WatchingApiServer) as server:
         yield server
-        unexpected = [exc for exc in server.errors if not isinstance(exc, kmock_lib.KubernetesError)]
-        assert not unexpected, f"the emulated API failed to serve requests: {unexpected!r}"
 
 
 @pytest.fixture()
-def cluster(k8s: WatchingApiServer) -> Cluster:
+def cluster(k8s: ApiServer) -> Cluster:
     return Cluster(k8s)
 
 

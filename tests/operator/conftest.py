@@ -28,6 +28,7 @@ emulator's URL; the same credentials reach the operator's own API client.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime
 import itertools
@@ -78,10 +79,11 @@ class ApiServer(kmock_lib.KubernetesEmulator):
             raise kmock_lib.KubernetesError(status=422, reason="Invalid", message=str(exc)) from exc
 
 
-@pytest.fixture()
-async def k8s() -> AsyncIterator[ApiServer]:
-    """The emulated API with every resource the operator (and kopf) uses, and the test namespace."""
-    async with ApiServer() as server, kmock_lib.Server(server):
+@contextlib.asynccontextmanager
+async def emulated_api(server_class: type[ApiServer] = ApiServer) -> AsyncIterator[ApiServer]:
+    """The emulated API with every resource the operator (and kopf) uses, and the test namespace;
+    fails the test when the emulator itself failed to serve a request."""
+    async with server_class() as server, kmock_lib.Server(server):
         for res in resources.ALL:
             server.resources[kmock_key(res)] = kmock_lib.ResourceInfo(
                 kind=res.kind,
@@ -96,6 +98,12 @@ async def k8s() -> AsyncIterator[ApiServer]:
         yield server
         unexpected = [exc for exc in server.errors if not isinstance(exc, kmock_lib.KubernetesError)]
         assert not unexpected, f"the emulated API failed to serve requests: {unexpected!r}"
+
+
+@pytest.fixture()
+async def k8s() -> AsyncIterator[ApiServer]:
+    async with emulated_api() as server:
+        yield server
 
 
 class Cluster:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import threading
 
-from ..harness import wait_until
+from ..harness import has_leaderboard, wait_until
 
 
 def test_writes_on_every_node_show_up_on_all_nodes(cluster_factory):
     cluster = cluster_factory(3).start()
     clients = cluster.clients()
     clients[0].create_leaderboard("global")
-    wait_until(lambda: all(_has_board(c, "global") for c in clients), message="the leaderboard on every node")
+    wait_until(lambda: all(has_leaderboard(c, "global") for c in clients), message="the leaderboard on every node")
     for index, client in enumerate(clients):
         client.write_batch("global", [{"owner_id": f"n{index}-p{i}", "score": i * 10 + index} for i in range(100)])
     cluster.wait_converged(["global"])
@@ -37,19 +37,11 @@ def _metrics(client):
     return out
 
 
-def _has_board(client, leaderboard_id):
-    try:
-        client.get_leaderboard(leaderboard_id)
-        return True
-    except Exception:
-        return False
-
-
 def test_concurrent_increments_through_every_node_add_up(cluster_factory):
     cluster = cluster_factory(3).start()
     clients = cluster.clients()
     clients[0].create_leaderboard("kills", operator="incr")
-    wait_until(lambda: all(_has_board(c, "kills") for c in clients), message="the leaderboard on every node")
+    wait_until(lambda: all(has_leaderboard(c, "kills") for c in clients), message="the leaderboard on every node")
     acknowledged = [dict() for _ in clients]
 
     def hammer(index: int) -> None:
@@ -76,7 +68,7 @@ def test_concurrent_best_and_set_writes_agree_everywhere(cluster_factory):
     clients = cluster.clients()
     clients[0].create_leaderboard("best")
     clients[0].create_leaderboard("latest", operator="set")
-    wait_until(lambda: all(_has_board(c, "latest") for c in clients), message="leaderboards on every node")
+    wait_until(lambda: all(has_leaderboard(c, "latest") for c in clients), message="leaderboards on every node")
     for index, client in enumerate(clients):
         for owner in range(20):
             client.write_record("best", f"p{owner}", (owner * 7 + index * 13) % 50, subscore=index)
@@ -95,15 +87,15 @@ def test_deletes_replicate_and_a_recreated_board_starts_empty_everywhere(cluster
     cluster = cluster_factory(3).start()
     a, b, c = cluster.clients()
     a.create_leaderboard("season")
-    wait_until(lambda: all(_has_board(x, "season") for x in (a, b, c)), message="the board everywhere")
+    wait_until(lambda: all(has_leaderboard(x, "season") for x in (a, b, c)), message="the board everywhere")
     b.write_batch("season", [{"owner_id": f"p{i}", "score": i} for i in range(10)])
     cluster.wait_converged(["season"])
     c.delete_record("season", "p9")
     wait_until(lambda: a.records("season")["rank_count"] == 9, message="the record delete on node 0")
     b.delete_leaderboard("season")
-    wait_until(lambda: not _has_board(a, "season") and not _has_board(c, "season"), message="the board gone")
+    wait_until(lambda: not has_leaderboard(a, "season") and not has_leaderboard(c, "season"), message="the board gone")
     c.create_leaderboard("season")
-    wait_until(lambda: _has_board(a, "season"), message="the recreated board on node 0")
+    wait_until(lambda: has_leaderboard(a, "season"), message="the recreated board on node 0")
     cluster.wait_converged(["season"])
     for client in (a, b, c):
         assert client.records("season")["rank_count"] == 0
@@ -113,7 +105,7 @@ def test_a_write_acknowledged_as_replicated_is_on_a_peer_when_the_answer_comes(c
     cluster = cluster_factory(2).start()
     first, second = cluster.clients()
     first.create_leaderboard("acked")
-    wait_until(lambda: _has_board(second, "acked"), message="the board on the peer")
+    wait_until(lambda: has_leaderboard(second, "acked"), message="the board on the peer")
     record = first.request("POST", "/v1/leaderboards/acked/records", {"owner_id": "p1", "score": 7},
                            query={"ack": "replicated", "ack_timeout": 5})
     assert record["score"] == 7
@@ -129,7 +121,7 @@ def test_a_replicated_ack_times_out_with_a_clear_error_when_no_peer_answers(clus
     cluster = cluster_factory(2).start()
     first, second = cluster.clients()
     first.create_leaderboard("lonely")
-    wait_until(lambda: _has_board(second, "lonely"), message="the board on the peer")
+    wait_until(lambda: has_leaderboard(second, "lonely"), message="the board on the peer")
     os.kill(cluster.nodes[1].process.pid, signal.SIGSTOP)
     try:
         try:

@@ -3,7 +3,6 @@ write that a surviving node acknowledged."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import threading
@@ -13,20 +12,7 @@ import pytest
 
 from leaderboard_client import ApiError
 
-from ..harness import wait_until
-
-
-def _has_board(client, leaderboard_id):
-    try:
-        client.get_leaderboard(leaderboard_id)
-        return True
-    except (ApiError, OSError):
-        return False
-
-
-def _cluster_info(node):
-    with node.client(timeout=5) as client:
-        return client.cluster()["node"]
+from ..harness import all_records, has_leaderboard, node_info, wait_until
 
 
 class Writer(threading.Thread):
@@ -60,7 +46,7 @@ def test_a_node_killed_under_load_and_restarted_empty_resyncs_and_loses_nothing_
     first, second, victim = cluster.nodes
     with first.client() as client:
         client.create_leaderboard("load")
-    wait_until(lambda: all(_has_board(c, "load") for c in cluster.clients()), message="the board everywhere")
+    wait_until(lambda: all(has_leaderboard(c, "load") for c in cluster.clients()), message="the board everywhere")
     writers = [Writer(first, "load", "a"), Writer(second, "load", "b")]
     for writer in writers:
         writer.start()
@@ -72,7 +58,7 @@ def test_a_node_killed_under_load_and_restarted_empty_resyncs_and_loses_nothing_
 
     def ready() -> bool:
         try:
-            info = _cluster_info(victim)
+            info = node_info(victim)
         except OSError:
             return False
         states.add(info["state"])
@@ -83,7 +69,7 @@ def test_a_node_killed_under_load_and_restarted_empty_resyncs_and_loses_nothing_
     for writer in writers:
         writer.stopped.set()
         writer.join(timeout=30)
-    info = _cluster_info(victim)
+    info = node_info(victim)
     assert info["full_syncs_taken"] >= 1 and info["last_full_sync"]["reason"] == "bootstrap"
     assert "syncing" in states
     cluster.wait_converged(["load"], timeout=30)
@@ -93,14 +79,7 @@ def test_a_node_killed_under_load_and_restarted_empty_resyncs_and_loses_nothing_
         with node.client() as client:
             page = client.records("load", limit=1)
             assert page["rank_count"] >= len(acknowledged)
-            held = {}
-            cursor = None
-            while True:
-                page = client.records("load", limit=1000, cursor=cursor)
-                held.update({r["owner_id"]: r["score"] for r in page["records"]})
-                cursor = page["next_cursor"]
-                if cursor is None:
-                    break
+            held = all_records(client, "load")
             missing = {k: v for k, v in acknowledged.items() if held.get(k) != v}
             assert not missing, f"{node.name} lost {len(missing)} acknowledged writes"
 
@@ -120,8 +99,8 @@ def test_a_paused_peer_catches_up_incrementally_or_by_full_sync_beyond_the_backl
     writer, other, paused = cluster.nodes
     with writer.client() as client:
         client.create_leaderboard("gap")
-        wait_until(lambda: _has_board(paused.client(), "gap"), message="the board on the paused node")
-        before = _cluster_info(paused)
+        wait_until(lambda: has_leaderboard(paused.client(), "gap"), message="the board on the paused node")
+        before = node_info(paused)
         _pause(paused)
         try:
             for i in range(writes):
@@ -129,7 +108,7 @@ def test_a_paused_peer_catches_up_incrementally_or_by_full_sync_beyond_the_backl
         finally:
             _resume(paused)
     cluster.wait_converged(["gap"], timeout=30)
-    after = _cluster_info(paused)
+    after = node_info(paused)
     took_full_sync = after["full_syncs_taken"] > before["full_syncs_taken"]
     assert took_full_sync is expect_full_sync, after
     with paused.client() as client:
@@ -141,7 +120,7 @@ def test_lost_duplicated_and_reordered_batches_still_converge(cluster_factory):
     cluster = cluster_factory(3, sync={"faults": faults, "batch_size": 5}).start()
     clients = cluster.clients()
     clients[0].create_leaderboard("flaky", operator="incr")
-    wait_until(lambda: all(_has_board(c, "flaky") for c in clients), timeout=20, message="the board everywhere")
+    wait_until(lambda: all(has_leaderboard(c, "flaky") for c in clients), timeout=20, message="the board everywhere")
     for round_ in range(30):
         for index, client in enumerate(clients):
             client.write_record("flaky", f"p{round_ % 7}", index + 1)

@@ -113,9 +113,9 @@ def validate_definition(leaderboard: Leaderboard, *, now: int) -> None:
         validate_cron(leaderboard.reset_schedule)
     t = leaderboard.tournament
     if t is not None:
-        for field, value in (("start_time", t.start_time), ("end_time", t.end_time), ("duration", t.duration)):
+        for name, value in (("start_time", t.start_time), ("end_time", t.end_time), ("duration", t.duration)):
             if not 0 <= value <= MAX_UNIX_TIME:
-                raise InvalidArgument(f"{field} must be between 0 and {MAX_UNIX_TIME}", field=field)
+                raise InvalidArgument(f"{name} must be between 0 and {MAX_UNIX_TIME}", field=name)
         if not 0 <= t.category <= MAX_CATEGORY:
             raise InvalidArgument(f"category must be between 0 and {MAX_CATEGORY}", field="category")
         if t.end_time and t.end_time <= t.start_time:
@@ -125,9 +125,9 @@ def validate_definition(leaderboard: Leaderboard, *, now: int) -> None:
         try:
             period_of(leaderboard, moment)
         except (ArithmeticError, ValueError, OverflowError, OSError) as exc:  # croniter raises ValueErrors
-            field = "reset_schedule" if leaderboard.reset_schedule is not None else "start_time"
+            name = "reset_schedule" if leaderboard.reset_schedule is not None else "start_time"
             raise InvalidArgument(f"the reset periods of this definition cannot be computed: {exc}",
-                                  field=field) from None
+                                  field=name) from None
 
 
 @dataclass(slots=True)

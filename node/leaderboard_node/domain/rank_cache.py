@@ -164,9 +164,6 @@ class Bucket:
         """1-based rank of a record in this bucket."""
         return self._order.bisect_left(record.element) + 1
 
-    def at(self, index: int) -> Record:
-        return self._decode(self._order[index])
-
     def slice(self, start: int, stop: int) -> list[Record]:
         return [self._decode(element) for element in self._order.islice(start, stop)]
 

@@ -38,7 +38,7 @@ from .errors import (
 )
 from .leaderboards import Leaderboard, LeaderboardCache, RankBlacklist, period_of
 from .rank_cache import Bucket, Record
-from .records import Operator, Slot
+from .records import Operator
 from .schedule import NEVER, Period
 
 
@@ -259,10 +259,8 @@ class LeaderboardStore:
             self.clock.observe(change.slot.hlc)
             if self.leaderboards.is_dead(change.leaderboard_id, change.incarnation):
                 return False
-            buckets = self._buckets.setdefault((change.leaderboard_id, change.incarnation), {})
-            bucket = buckets.get(change.expiry)
-            if bucket is None:
-                bucket = buckets[change.expiry] = Bucket(descending=change.descending, expiry=change.expiry)
+            bucket = self._bucket_at(change.leaderboard_id, change.incarnation, change.expiry,
+                                     descending=change.descending)
             return bucket.apply_slot(change.owner, change.slot)
         if isinstance(change, LeaderboardPut):
             self.clock.observe(change.leaderboard.create_hlc)
@@ -285,19 +283,6 @@ class LeaderboardStore:
             joined.add(change.owner)
             return True
         raise TypeError(f"not a change: {change!r}")  # pragma: no cover
-
-    def apply_record_slots(self, leaderboard_id: str, incarnation: str, expiry: int, owner: str,
-                           slots: records.Slots, *, descending: bool) -> bool:
-        """Merge every slot of one record at once (full sync)."""
-        if self.leaderboards.is_dead(leaderboard_id, incarnation):
-            return False
-        for slot in slots:
-            self.clock.observe(slot.hlc)
-        buckets = self._buckets.setdefault((leaderboard_id, incarnation), {})
-        bucket = buckets.get(expiry)
-        if bucket is None:
-            bucket = buckets[expiry] = Bucket(descending=descending, expiry=expiry)
-        return bucket.apply_slots(owner, slots)
 
     def install_bucket(self, leaderboard_id: str, incarnation: str, bucket: Bucket) -> None:
         """Put a bucket built elsewhere (a full sync) in place, merging what is already here."""
@@ -345,17 +330,19 @@ class LeaderboardStore:
 
     # ---------------------------------------------------------------- reads
 
-    def _bucket(self, leaderboard: Leaderboard, expiry: int, *, create: bool) -> Bucket | None:
-        key = (leaderboard.id, leaderboard.incarnation)
-        by_expiry = self._buckets.get(key)
-        if by_expiry is None:
-            if not create:
-                return None
-            by_expiry = self._buckets[key] = {}
+    def _bucket_at(self, leaderboard_id: str, incarnation: str, expiry: int, *, descending: bool) -> Bucket:
+        """The bucket, created empty when it does not exist yet."""
+        by_expiry = self._buckets.setdefault((leaderboard_id, incarnation), {})
         bucket = by_expiry.get(expiry)
-        if bucket is None and create:
-            bucket = by_expiry[expiry] = Bucket(descending=leaderboard.descending, expiry=expiry)
+        if bucket is None:
+            bucket = by_expiry[expiry] = Bucket(descending=descending, expiry=expiry)
         return bucket
+
+    def _bucket(self, leaderboard: Leaderboard, expiry: int, *, create: bool) -> Bucket | None:
+        if create:
+            return self._bucket_at(leaderboard.id, leaderboard.incarnation, expiry,
+                                   descending=leaderboard.descending)
+        return self.bucket(leaderboard.id, leaderboard.incarnation, expiry)
 
     def _read_bucket(self, leaderboard: Leaderboard, expiry: int | None, now: int) -> Bucket | None:
         if expiry is None:

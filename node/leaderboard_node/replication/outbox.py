@@ -19,7 +19,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_never, wait_exponential_jitter
 
@@ -83,15 +82,6 @@ def build_batch(origin: OriginKey, sender: str, entries: list[tuple[int, str | N
     return encode_batch(origin, sender=sender, hlc=hlc, first_seq=first_seq, last_seq=last_seq, entries=kept)
 
 
-@dataclass
-class SenderStats:
-    entries: int = 0
-    batches: int = 0
-    coalesced: int = 0
-    rewinds: int = 0
-    failures: int = 0
-
-
 class PeerSender:
     """Ships the local log to one peer, from wherever that peer stands."""
 
@@ -107,6 +97,7 @@ class PeerSender:
         clock: Callable[[], int],
         retry_interval: float,
         on_batch: Callable[[Peer, EncodedBatch, int], None] | None = None,
+        on_retry: Callable[[Peer], None] | None = None,
     ) -> None:
         self.peer = peer
         self.node = node
@@ -117,9 +108,8 @@ class PeerSender:
         self.clock = clock
         self.retry_interval = retry_interval
         self.on_batch = on_batch
+        self.on_retry = on_retry
         self.position: int | None = None  # the peer's applied sequence of our origin
-        self.stats = SenderStats()
-        self.needs_full_sync = False
 
     def lag_entries(self) -> int:
         return max(0, self.local.last_seq - (self.position or 0))
@@ -139,7 +129,8 @@ class PeerSender:
                 try:
                     return await call()  # type: ignore[misc]
                 except PeerUnavailable:
-                    self.stats.failures += 1
+                    if self.on_retry is not None:
+                        self.on_retry(self.peer)
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -157,11 +148,9 @@ class PeerSender:
                 self.position = await self._locate()
             if not self.local.backlog.available_after(self.position):
                 # Too far behind for our backlog: the peer's anti-entropy takes a full sync.
-                self.needs_full_sync = True
                 await asyncio.sleep(self.retry_interval)
                 self.position = None
                 continue
-            self.needs_full_sync = False
             await self.local.wait_beyond(self.position)
             if self.local.last_seq - self.position < self.batch_size:
                 await self.local.wait_beyond(self.position + self.batch_size - 1, timeout=self.batch_timeout)
@@ -174,14 +163,8 @@ class PeerSender:
             return
         batch = build_batch(self.local.origin, self.node, entries, first_seq=position + 1, last_seq=covered,
                             hlc=self.clock())
-        self.stats.coalesced += len(entries) - batch.entries
         ack = await self._call(lambda: self.transport.send_batch(self.peer, batch))
         assert isinstance(ack, pb.BatchAck)
-        if ack.accepted:
-            self.stats.entries += batch.entries
-            self.stats.batches += 1
-            if self.on_batch is not None:
-                self.on_batch(self.peer, batch, len(entries))
-        else:
-            self.stats.rewinds += 1
-        self.position = ack.applied_seq
+        self.position = ack.applied_seq  # a refused batch (a gap) rewinds to where the peer stands
+        if ack.accepted and self.on_batch is not None:
+            self.on_batch(self.peer, batch, len(entries))

@@ -89,10 +89,11 @@ def read_frames(buffer: bytearray) -> Iterator[bytes]:
 # ------------------------------------------------------------------------------ slots
 
 
-def _text(value: str, *, what: str) -> str:
+def checked_text(value: str, *, what: str) -> str:
+    """A non-empty id or name without NUL (ids end at 0x00 in the rank cache's packed records)."""
     if not value:
         raise ProtocolError(f"{what} is empty")
-    if "\x00" in value:  # ids end at 0x00 inside the rank cache's packed records
+    if "\x00" in value:
         raise ProtocolError(f"{what} holds a NUL character")
     return value
 
@@ -129,11 +130,11 @@ def slot_from_pb(message: pb.Slot) -> Slot:
         if kind in (SlotKind.SET, SlotKind.DELETE):
             raise ProtocolError("a set or delete slot has no base")
         b = message.base
-        base = Base(b.hlc, _text(b.origin, what="base origin"), b.present, b.score, b.subscore, b.num_score,
+        base = Base(b.hlc, checked_text(b.origin, what="base origin"), b.present, b.score, b.subscore, b.num_score,
                     b.create_ms, b.username if b.HasField("username") else None,
                     b.metadata if b.HasField("metadata") else None)
     return Slot(
-        _text(message.origin, what="slot origin"), kind, message.hlc, message.score, message.subscore,
+        checked_text(message.origin, what="slot origin"), kind, message.hlc, message.score, message.subscore,
         message.num_score, message.create_ms, message.username if message.HasField("username") else None,
         message.metadata if message.HasField("metadata") else None, base,
     )
@@ -172,13 +173,13 @@ def definition_from_pb(message: pb.LeaderboardDefinition) -> Leaderboard:
         tournament = TournamentSettings(t.title, t.description, t.category, t.start_time, t.end_time, t.duration,
                                         t.max_size, t.max_num_score, t.join_required)
     leaderboard = Leaderboard(
-        id=_text(message.id, what="leaderboard id"),
+        id=checked_text(message.id, what="leaderboard id"),
         sort_order=SortOrder.ASC if message.sort_order == pb.SORT_ORDER_ASC else SortOrder.DESC,
         operator=operator,
         reset_schedule=message.reset_schedule if message.HasField("reset_schedule") else None,
         metadata=message.metadata or "{}", authoritative=message.authoritative, enable_ranks=message.enable_ranks,
         tournament=tournament, generation=message.generation, create_hlc=message.create_hlc,
-        origin=_text(message.origin, what="leaderboard origin"),
+        origin=checked_text(message.origin, what="leaderboard origin"),
     )
     try:  # the same checks as the client API: a peer cannot store what no client could
         validate_definition(leaderboard, now=int(time.time()))
@@ -194,7 +195,7 @@ def kill_to_pb(change: LeaderboardKill, out: pb.LeaderboardDelete) -> None:
 
 
 def kill_from_pb(message: pb.LeaderboardDelete) -> LeaderboardKill:
-    return LeaderboardKill(_text(message.leaderboard_id, what="leaderboard id"), tuple(message.incarnations),
+    return LeaderboardKill(checked_text(message.leaderboard_id, what="leaderboard id"), tuple(message.incarnations),
                            message.generation)
 
 
@@ -204,9 +205,9 @@ def join_to_pb(change: TournamentJoin, out: pb.TournamentJoin) -> None:
 
 
 def join_from_pb(message: pb.TournamentJoin) -> TournamentJoin:
-    return TournamentJoin(_text(message.leaderboard_id, what="leaderboard id"),
-                          _text(message.incarnation, what="incarnation"), message.expiry,
-                          _text(message.owner_id, what="owner id"))
+    return TournamentJoin(checked_text(message.leaderboard_id, what="leaderboard id"),
+                          checked_text(message.incarnation, what="incarnation"), message.expiry,
+                          checked_text(message.owner_id, what="owner id"))
 
 
 # ---------------------------------------------------------------------------- entries
@@ -238,17 +239,17 @@ def entry_from_pb(entry: pb.Entry) -> Change:
     kind = entry.WhichOneof("change")
     if kind == "record_update":
         key = entry.record_update.key
-        return RecordSlotPut(_text(key.leaderboard_id, what="leaderboard id"),
-                             _text(key.incarnation, what="incarnation"), key.expiry,
-                             _text(key.owner_id, what="owner id"), slot_from_pb(entry.record_update.slot),
+        return RecordSlotPut(checked_text(key.leaderboard_id, what="leaderboard id"),
+                             checked_text(key.incarnation, what="incarnation"), key.expiry,
+                             checked_text(key.owner_id, what="owner id"), slot_from_pb(entry.record_update.slot),
                              not key.ascending)
     if kind == "record_delete":
         d = entry.record_delete
         key = d.key
-        slot = Slot(_text(d.origin, what="origin"), SlotKind.DELETE, d.hlc, 0, 0, 0, 0, None, None)
-        return RecordSlotPut(_text(key.leaderboard_id, what="leaderboard id"),
-                             _text(key.incarnation, what="incarnation"), key.expiry,
-                             _text(key.owner_id, what="owner id"), slot, not key.ascending)
+        slot = Slot(checked_text(d.origin, what="origin"), SlotKind.DELETE, d.hlc, 0, 0, 0, 0, None, None)
+        return RecordSlotPut(checked_text(key.leaderboard_id, what="leaderboard id"),
+                             checked_text(key.incarnation, what="incarnation"), key.expiry,
+                             checked_text(key.owner_id, what="owner id"), slot, not key.ascending)
     if kind == "leaderboard_create":
         return LeaderboardPut(definition_from_pb(entry.leaderboard_create.leaderboard))
     if kind == "leaderboard_delete":

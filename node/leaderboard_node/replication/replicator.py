@@ -26,7 +26,7 @@ import hashlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -139,7 +139,8 @@ class Replicator:
         self.recovery: dict[str, Any] | None = None
         self._has_state = False
         self._durable_position = 0
-        self._acked = asyncio.Condition()
+        # Resolved (and replaced) whenever a peer confirms a batch: what ack=replicated waits on.
+        self._acked: asyncio.Future[None] | None = None
         node.on_publish(self._publish)
 
     # ------------------------------------------------------------------ publishing
@@ -168,8 +169,11 @@ class Replicator:
             return
         if not self.senders:  # alone: no peer will ever confirm
             raise TimeoutError("no peer to replicate to")
-        async with self._acked:
-            await asyncio.wait_for(self._acked.wait_for(lambda: self.replicated_seq() >= seq), timeout)
+        async with asyncio.timeout(timeout):
+            while self.replicated_seq() < seq:
+                if self._acked is None:
+                    self._acked = asyncio.get_running_loop().create_future()
+                await asyncio.shield(self._acked)
 
     def replicated_seq(self) -> int:
         """The highest sequence of this node's log that some peer has applied."""
@@ -177,11 +181,9 @@ class Replicator:
 
     def _batch_sent(self, peer: Peer, batch: EncodedBatch, entries_covered: int) -> None:
         self.events.batch_sent(peer, batch, entries_covered)
-        asyncio.get_running_loop().create_task(self._notify_acked())
-
-    async def _notify_acked(self) -> None:
-        async with self._acked:
-            self._acked.notify_all()
+        waiting, self._acked = self._acked, None
+        if waiting is not None and not waiting.done():
+            waiting.set_result(None)
 
     # ------------------------------------------------------------------- receiving
 
@@ -389,7 +391,7 @@ class Replicator:
             peer=member.peer, node=self.node.name, local=self.local, transport=self.transport,
             batch_size=self.settings.batch_size, batch_timeout=self.settings.batch_timeout,
             clock=self.store.clock.now, retry_interval=max(0.2, self.settings.anti_entropy_interval),
-            on_batch=self._batch_sent,
+            on_batch=self._batch_sent, on_retry=lambda peer: self.events.sync_failure(kind="send"),
         )
         task = asyncio.create_task(sender.run(), name=f"sender-{member.peer.address}")
         self.senders[member.peer.address] = (sender, task)

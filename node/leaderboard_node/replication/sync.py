@@ -26,6 +26,7 @@ from ..domain.store import LeaderboardStore
 from . import binarylog_pb2 as pb
 from .protocol import (
     ProtocolError,
+    checked_text,
     definition_from_pb,
     definition_to_pb,
     join_from_pb,
@@ -164,15 +165,16 @@ class SnapshotReceiver:
         elif part == "records":
             records = chunk.records
             target = (records.leaderboard_id, records.incarnation, records.expiry, not records.ascending)
-            if not records.leaderboard_id or not records.incarnation:
-                raise ProtocolError("a records chunk names no leaderboard")
+            checked_text(records.leaderboard_id, what="leaderboard id")
+            checked_text(records.incarnation, what="incarnation")
             if target != self._current:
                 self._install()
                 self._current = target
             for record in records.records:
-                if not record.owner_id or "\x00" in record.owner_id or not record.slots:
-                    raise ProtocolError("a synced record has no owner or no slots")
-                self._items.append((record.owner_id, tuple(slot_from_pb(s) for s in record.slots)))
+                if not record.slots:
+                    raise ProtocolError("a synced record has no slots")
+                owner = checked_text(record.owner_id, what="owner id")
+                self._items.append((owner, tuple(slot_from_pb(s) for s in record.slots)))
             self.records += len(records.records)
         elif part == "trailer":
             self._install()

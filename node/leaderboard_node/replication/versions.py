@@ -51,12 +51,6 @@ class VersionVector:
         """Origins where ``other`` is ahead of this vector: origin -> (mine, theirs)."""
         return {o: (self.get(o), s) for o, s in other.items() if s > self.get(o)}
 
-    def covers(self, other: VersionVector) -> bool:
-        return not self.missing_from(other)
-
-    def total(self) -> int:
-        return sum(self._seqs.values())
-
     def to_json(self) -> dict[str, dict[str, int]]:
         return {f"{node}@{epoch}": {"node": node, "epoch": epoch, "seq": seq}  # type: ignore[dict-item]
                 for (node, epoch), seq in sorted(self._seqs.items())}
@@ -123,7 +117,3 @@ class Backlog:
         """When the first entry after ``seq`` was appended (for lag in seconds)."""
         index = bisect.bisect_right(self._seqs, seq, lo=self._start)
         return self._times[index] if index < len(self._seqs) else None
-
-    @property
-    def last_seq(self) -> int:
-        return self.covered
