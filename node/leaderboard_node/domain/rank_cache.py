@@ -2,18 +2,23 @@
 
 A bucket holds the records of one leaderboard incarnation and one reset period. Each record
 is one packed ``bytes`` element (``record_codec``): a 16-byte sort prefix of its score and
-subscore, its owner id, and its slots. A ``SortedList`` of elements gives O(log n) insert,
+subscore, its owner key, and its slots. A ``SortedList`` of elements gives O(log n) insert,
 delete, rank lookup and rank-to-record; comparing two elements is one ``memcmp``, ties on
-(score, subscore) fall to the lower owner id for both sort orders, and ranks are unique.
+(score, subscore) fall to the lower owner key for both sort orders, and ranks are unique.
 
-Owners are found through a dict keyed by the *hash* of the owner id, not the id itself: the
-id is already inside the element, and a second copy as a dict key would cost more than the
-rest of the record. Two owners with the same 64-bit hash share a dict entry (a tuple of their
+Owners are found through a dict keyed by the *hash* of the owner key, not the key itself:
+the key is already inside the element, and a second copy as a dict key would cost more than
+the rest of the record. The hash is cut to 60 bits, which Python keeps in a 32-byte int
+instead of a 48-byte one (16 bytes per record). Two owners with the same hash share a dict entry (a tuple of their
 elements), so a collision costs time, never correctness.
 
 Every bucket keeps a digest of its visible content: the sum, modulo 2**128, of a hash of
 each record. Updating it costs one hash per change, and two replicas holding the same
-records have the same digest whatever order they applied changes in.
+records have the same digest whatever order they applied changes in. Because the digest is
+a sum, a bucket built at once (a full sync) need not hash its records before it serves:
+it keeps the list of elements it was built from, adds their hashes a slice at a time
+(``settle``), and meanwhile adds and subtracts the hashes of later changes as usual; the
+digest is exact once that list is consumed, and until then ``digest_settled`` is False.
 
 Deleted records leave their slots behind as tombstones so that late, older slots from other
 nodes cannot bring them back.
@@ -22,23 +27,36 @@ nodes cannot bring them back.
 from __future__ import annotations
 
 import hashlib
+import operator
+import struct
 from collections.abc import Iterator
+from itertools import islice
 
 from sortedcontainers import SortedList
 
-from .record_codec import compact_value, decode_slots, encode_slots, score_of, sort_prefix
+from .record_codec import (
+    PREFIX_SIZE,
+    compact_value,
+    decode_slots,
+    encode_slots,
+    key_end,
+    owner_key,
+    owner_of,
+    score_of,
+    sort_prefix,
+)
 from .records import Slot, Slots, Value, merge, merge_slot, merge_slots
 
-_PREFIX = 16
 _DIGEST_MOD = 1 << 128
 _LOAD = 1000  # SortedList sublist size: fewer, longer sublists save memory at 1M records
 SEPARATOR = b"\x00"
 AFTER = b"\x01"
+_HASHED = struct.Struct(">qqqqq")
 
 
 def sort_key(score: int, subscore: int, owner: str, *, descending: bool) -> bytes:
-    """The part of an element that orders it: prefix and owner id."""
-    return sort_prefix(score, subscore, descending=descending) + owner.encode()
+    """The part of an element that orders it: prefix and owner key."""
+    return sort_prefix(score, subscore, descending=descending) + owner_key(owner)
 
 
 class Record:
@@ -49,7 +67,7 @@ class Record:
     def __init__(self, owner: str, key: bytes, element: bytes, value: Value, slots: Slots | None,
                  descending: bool = True) -> None:
         self.owner = owner
-        self.key = key  # sort prefix + owner: a position for cursors
+        self.key = key  # sort prefix + owner key: a position for cursors
         self.element = element
         self.value = value
         self._slots = slots
@@ -63,18 +81,18 @@ class Record:
         return self._slots
 
 
-def record_hash(owner: str, value: Value) -> int:
-    text = "\x1f".join((
-        owner, str(value.score), str(value.subscore), str(value.num_score), str(value.create_ms),
-        str(value.update_ms), value.username or "", value.metadata or "",
-    ))
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=16).digest(), "big")
+def record_hash(key: bytes, value: Value) -> int:
+    """A record's share of its bucket's digest: its owner key and visible value."""
+    data = (_HASHED.pack(value.score, value.subscore, value.num_score, value.create_ms, value.update_ms) + key
+            + b"\x00" + (value.username or "").encode() + b"\x00" + (value.metadata or "").encode())
+    return int.from_bytes(hashlib.blake2b(data, digest_size=16).digest(), "big")
 
 
 class Bucket:
     """Records of one leaderboard incarnation in one reset period, in rank order."""
 
-    __slots__ = ("descending", "expiry", "_order", "_index", "_tombstones", "_digest", "_count", "last_stored")
+    __slots__ = ("descending", "expiry", "_order", "_index", "_tombstones", "_digest", "_unhashed", "_count",
+                 "last_stored")
 
     def __init__(self, *, descending: bool, expiry: int) -> None:
         self.descending = descending
@@ -84,6 +102,7 @@ class Bucket:
         self._index: dict[int, bytes | tuple[bytes, ...]] = {}
         self._tombstones: dict[str, Slots] = {}
         self._digest = 0
+        self._unhashed: list[bytes] = []  # elements whose hashes the digest still lacks
         self._count = 0
         self.last_stored: Record | None = None  # the record the latest write left (None: deleted)
 
@@ -92,47 +111,47 @@ class Bucket:
 
     # ------------------------------------------------------------------ elements
 
-    def _element(self, owner: str) -> bytes | None:
-        found = self._index.get(hash(owner))
+    def _element(self, key: bytes) -> bytes | None:
+        found = self._index.get(hash(key) >> 4)
         if found is None:
             return None
-        owner_bytes = owner.encode()
-        candidates = (found,) if isinstance(found, bytes) else found
-        end = _PREFIX + len(owner_bytes)
-        for element in candidates:
-            if element[_PREFIX:end] == owner_bytes and element[end:end + 1] == SEPARATOR:
+        end = PREFIX_SIZE + len(key)
+        if isinstance(found, bytes):
+            return found if found[PREFIX_SIZE:end] == key and found[end] == 0 else None
+        for element in found:
+            if element[PREFIX_SIZE:end] == key and element[end] == 0:
                 return element
         return None
 
-    def _index_put(self, owner: str, element: bytes, old: bytes | None) -> None:
-        key = hash(owner)
-        found = self._index.get(key)
+    def _index_put(self, key: bytes, element: bytes, old: bytes | None) -> None:
+        slot = hash(key) >> 4
+        found = self._index.get(slot)
         if found is None or (old is not None and found is old):
-            self._index[key] = element
+            self._index[slot] = element
             return
         others = tuple(e for e in ((found,) if isinstance(found, bytes) else found) if e is not old)
-        self._index[key] = others + (element,) if others else element
+        self._index[slot] = others + (element,) if others else element
 
-    def _index_drop(self, owner: str, old: bytes) -> None:
-        key = hash(owner)
-        found = self._index.get(key)
+    def _index_drop(self, key: bytes, old: bytes) -> None:
+        slot = hash(key) >> 4
+        found = self._index.get(slot)
         if found is old:
-            del self._index[key]
+            del self._index[slot]
         elif isinstance(found, tuple):
             others = tuple(e for e in found if e is not old)
-            self._index[key] = others[0] if len(others) == 1 else others
+            self._index[slot] = others[0] if len(others) == 1 else others
 
     def _decode(self, element: bytes) -> Record:
-        separator = element.index(0, _PREFIX)
-        owner = element[_PREFIX:separator].decode()
+        end = key_end(element)
+        owner = owner_of(element, end)
         score, subscore = score_of(element, descending=self.descending)
-        value = compact_value(element, separator + 1, score=score, subscore=subscore)
+        value = compact_value(element, end + 1, score=score, subscore=subscore)
         if value is not None:  # one node's set: the value is in the element, no slots to unpack
-            return Record(owner, element[:separator], element, value, None, self.descending)
-        slots = decode_slots(element, separator + 1, score=score, subscore=subscore)
+            return Record(owner, element[:end], element, value, None, self.descending)
+        slots = decode_slots(element, end + 1, score=score, subscore=subscore)
         merged = merge(slots, descending=self.descending)
         assert merged is not None
-        return Record(owner, element[:separator], element, merged, slots, self.descending)
+        return Record(owner, element[:end], element, merged, slots, self.descending)
 
     # --------------------------------------------------------------------- reads
 
@@ -142,10 +161,28 @@ class Bucket:
 
     @property
     def digest(self) -> str:
+        self.settle(len(self._unhashed))
         return f"{self._digest:032x}"
 
+    @property
+    def digest_settled(self) -> bool:
+        return not self._unhashed
+
+    def settle(self, budget: int) -> int:
+        """Hash up to ``budget`` records the digest still lacks; how many are left."""
+        if not self._unhashed or budget <= 0:
+            return len(self._unhashed)
+        taken = self._unhashed[-budget:]
+        del self._unhashed[-budget:]
+        total = self._digest
+        for element in taken:
+            record = self._decode(element)
+            total += record_hash(record.key[PREFIX_SIZE:], record.value)
+        self._digest = total % _DIGEST_MOD
+        return len(self._unhashed)
+
     def get(self, owner: str) -> Record | None:
-        element = self._element(owner)
+        element = self._element(owner_key(owner))
         return None if element is None else self._decode(element)
 
     def slots_of(self, owner: str) -> Slots:
@@ -175,17 +212,18 @@ class Bucket:
         """Index of the record at the position ``key``, or of the first one after it."""
         return self._order.bisect_left(key + SEPARATOR)
 
-    def records_after(self, key: bytes | None, limit: int) -> list[Record]:
-        """Up to ``limit`` records after ``key`` in rank order (keyset iteration for snapshots)."""
-        start = 0 if key is None else self.index_after(key)
-        return self.slice(start, start + limit)
+    def elements_after(self, element: bytes | None, limit: int) -> list[bytes]:
+        """Up to ``limit`` packed records after ``element`` in rank order (keyset iteration for
+        snapshots: a record moved meanwhile is skipped or seen twice, never shifts the rest)."""
+        start = 0 if element is None else self._order.bisect_right(element)
+        return list(self._order.islice(start, start + limit))
 
     def tombstones(self) -> list[tuple[str, Slots]]:
         return list(self._tombstones.items())
 
     def around(self, owner: str, limit: int) -> tuple[int, list[Record]]:
         """``min(limit, len)`` records centred on ``owner`` and the index of the first one."""
-        element = self._element(owner)
+        element = self._element(owner_key(owner))
         if element is None or limit <= 0:
             return 0, []
         total = self._count
@@ -217,20 +255,17 @@ class Bucket:
         self._store(owner, merged, record)
         return True
 
-    def _pack(self, owner: str, slots: Slots, value: Value) -> bytes:
-        return (sort_key(value.score, value.subscore, owner, descending=self.descending) + SEPARATOR
-                + encode_slots(slots, score=value.score, subscore=value.subscore))
-
     def _store(self, owner: str, slots: Slots, old_record: Record | None) -> None:
         value = merge(slots, descending=self.descending)
+        key = owner_key(owner)
         old = None
         if old_record is not None:
             old = old_record.element
-            self._digest -= record_hash(owner, old_record.value)
+            self._digest -= record_hash(key, old_record.value)
             self._order.remove(old)
             self._count -= 1
             if value is None:
-                self._index_drop(owner, old)
+                self._index_drop(key, old)
         if value is None:
             self._tombstones[owner] = slots
             self._digest %= _DIGEST_MOD
@@ -238,36 +273,42 @@ class Bucket:
             return
         if self._tombstones:
             self._tombstones.pop(owner, None)
-        element = self._pack(owner, slots, value)
+        sort_key = sort_prefix(value.score, value.subscore, descending=self.descending) + key
+        element = sort_key + SEPARATOR + encode_slots(slots, score=value.score, subscore=value.subscore)
         self._order.add(element)
-        self._index_put(owner, element, old)
+        self._index_put(key, element, old)
         self._count += 1
-        self._digest = (self._digest + record_hash(owner, value)) % _DIGEST_MOD
-        self.last_stored = Record(owner, element[:element.index(0, _PREFIX)], element, value, slots, self.descending)
+        self._digest = (self._digest + record_hash(key, value)) % _DIGEST_MOD
+        self.last_stored = Record(owner, sort_key, element, value, slots, self.descending)
 
     @classmethod
-    def from_ranked(cls, items: list[tuple[str, Slots]], *, descending: bool, expiry: int) -> Bucket:
-        """A bucket built at once from records (a full sync sends them in rank order, which makes
-        the sort below linear); tombstones may be among them."""
+    def from_sync(cls, elements: list[bytes], tombstones: list[tuple[str, Slots]], *, descending: bool,
+                  expiry: int) -> Bucket:
+        """A bucket built at once from packed records in rank order (a full sync, already
+        adopted by ``record_codec.adopt_elements``) and tombstones; ValueError when they are
+        out of order or name an owner twice. Its digest settles later (``settle``)."""
+        if not all(map(operator.lt, elements, islice(elements, 1, None))):
+            raise ValueError("synced records are not in strict rank order")
         bucket = cls(descending=descending, expiry=expiry)
-        elements: list[bytes] = []
-        digest = 0
-        seen: set[str] = set()
-        for owner, slots in items:
-            if owner in seen:
-                raise ValueError("an owner appears twice in one bucket")
-            seen.add(owner)
-            value = merge(slots, descending=descending)
-            if value is None:
-                bucket._tombstones[owner] = slots
-                continue
-            element = bucket._pack(owner, slots, value)
-            elements.append(element)
-            bucket._index_put(owner, element, None)
-            digest += record_hash(owner, value)
+        index = bucket._index
+        for element in elements:
+            key = element[PREFIX_SIZE:PREFIX_SIZE + 17] if element[PREFIX_SIZE] == 0 \
+                else element[PREFIX_SIZE:element.index(0, PREFIX_SIZE)]
+            slot = hash(key) >> 4
+            found = index.setdefault(slot, element)
+            if found is not element:
+                if bucket._element(key) is not None:
+                    raise ValueError("an owner appears twice in one bucket")
+                index[slot] = (found if isinstance(found, tuple) else (found,)) + (element,)
         bucket._order.update(elements)
         bucket._count = len(elements)
-        bucket._digest = digest % _DIGEST_MOD
+        bucket._unhashed = elements
+        for owner, slots in tombstones:
+            if owner in bucket._tombstones or bucket._element(owner_key(owner)) is not None:
+                raise ValueError("an owner appears twice in one bucket")
+            if merge(slots, descending=descending) is not None:
+                raise ValueError("a synced tombstone has a value")
+            bucket._tombstones[owner] = slots
         return bucket
 
     def absorb(self, other: Bucket) -> None:

@@ -4,11 +4,16 @@ A Python object per field would cost about 600 bytes per record; one ``bytes`` s
 its length plus 33. An element of the rank cache is::
 
     sort prefix (16 bytes: score and subscore, offset and inverted for descending boards)
-    owner id (UTF-8)  0x00  slots
+    owner key  0x00  slots
 
-Ordering elements orders records (the owner id ends at 0x00, below every character an id
-may hold, so a shorter id sorts first exactly as in string order, and the slots after it
-never decide). The slots are packed behind: a record written by a single node with ``set``
+The owner key is the owner id in UTF-8, or, for an id in the canonical lowercase UUID form
+(what Nakama's owner ids are), 0x00 and the UUID's 16 bytes: 17 bytes instead of 36, which
+puts a record with a short username in the next smaller allocation size. Ordering elements
+orders records: a text id ends at 0x00, below every character an id may hold, so a shorter
+id sorts first exactly as in string order; UUID keys start with 0x00 (a text id never does)
+and have a fixed length, and the bytes of a UUID order like its lowercase hex text, so among
+UUIDs, and among text ids, ties on score fall to the lower id; a UUID sorts before any text
+id. The slots after the key never decide. The slots are packed behind: a record written by a single node with ``set``
 (by far the most common) takes 27 bytes plus its username and metadata; any other record
 stores every slot in full.
 
@@ -18,11 +23,16 @@ indexes: a cluster has a handful of nodes.
 
 from __future__ import annotations
 
+import re
 import struct
+from array import array
 
-from .records import Base, Slot, Slots, SlotKind, Value
+from .records import Base, Slot, Slots, SlotKind, Value, merge
 
 PREFIX = struct.Struct(">QQ")
+PREFIX_SIZE = PREFIX.size
+UUID_KEY_END = PREFIX_SIZE + 17  # 0x00 and 16 bytes
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _OFFSET = 1 << 63
 _MASK = (1 << 64) - 1
 _COMPACT = struct.Struct(">BHQQQB")  # marker 0, origin, hlc, num_score, create_ms, flags
@@ -30,6 +40,8 @@ _SLOT = struct.Struct(">BHQqqQQB")  # kind, origin, hlc, score, subscore, num_sc
 _BASE = struct.Struct(">QHBqqQQB")  # hlc, origin, present, score, subscore, num_score, create_ms, flags
 _LEN = struct.Struct(">I")
 _HAS_USERNAME, _HAS_METADATA, _HAS_BASE = 1, 2, 4
+
+_BIG_ENDIAN = struct.pack("=H", 1) == b"\x00\x01"
 
 _origins: list[str] = []
 _origin_index: dict[str, int] = {}
@@ -43,6 +55,25 @@ def _intern(origin: str) -> int:
         index = _origin_index[origin] = len(_origins)
         _origins.append(origin)
     return index
+
+
+def owner_key(owner: str) -> bytes:
+    """The bytes that stand for ``owner`` in an element."""
+    if len(owner) == 36 and _UUID.fullmatch(owner):
+        return b"\x00" + bytes.fromhex(owner.replace("-", ""))
+    return owner.encode()
+
+
+def key_end(element: bytes) -> int:
+    """Where the owner key of an element ends (the 0x00 between key and slots)."""
+    return UUID_KEY_END if element[PREFIX_SIZE] == 0 else element.index(0, PREFIX_SIZE)
+
+
+def owner_of(element: bytes, end: int) -> str:
+    if element[PREFIX_SIZE] == 0:
+        h = element[PREFIX_SIZE + 1:UUID_KEY_END].hex()
+        return "-".join((h[:8], h[8:12], h[12:16], h[16:20], h[20:]))
+    return element[PREFIX_SIZE:end].decode()
 
 
 def sort_prefix(score: int, subscore: int, *, descending: bool) -> bytes:
@@ -121,11 +152,12 @@ def compact_value(data: bytes, offset: int, *, score: int, subscore: int) -> Val
     return Value(score, subscore, num_score, create_ms, hlc >> 16, username, metadata)
 
 
-def decode_slots(data: bytes, offset: int, *, score: int, subscore: int) -> Slots:
+def decode_slots(data: bytes, offset: int, *, score: int, subscore: int,
+                 origins: list[str] | tuple[str, ...] = _origins) -> Slots:
     if data[offset] == 0:
         _, origin, hlc, num_score, create_ms, flags = _COMPACT.unpack_from(data, offset)
         username, metadata, _ = _read_texts(flags, data, offset + _COMPACT.size)
-        return (Slot(_origins[origin], SlotKind.SET, hlc, score, subscore, num_score, create_ms, username, metadata),)
+        return (Slot(origins[origin], SlotKind.SET, hlc, score, subscore, num_score, create_ms, username, metadata),)
     count = data[offset]
     offset += 1
     slots = []
@@ -136,8 +168,127 @@ def decode_slots(data: bytes, offset: int, *, score: int, subscore: int) -> Slot
         if flags & _HAS_BASE:
             b_hlc, b_origin, present, b_score, b_subscore, b_num, b_create, b_flags = _BASE.unpack_from(data, offset)
             b_username, b_metadata, offset = _read_texts(b_flags, data, offset + _BASE.size)
-            base = Base(b_hlc, _origins[b_origin], bool(present), b_score, b_subscore, b_num, b_create,
+            base = Base(b_hlc, origins[b_origin], bool(present), b_score, b_subscore, b_num, b_create,
                         b_username, b_metadata)
-        slots.append(Slot(_origins[origin], SlotKind(kind), hlc, slot_score, slot_subscore, num_score, create_ms,
+        slots.append(Slot(origins[origin], SlotKind(kind), hlc, slot_score, slot_subscore, num_score, create_ms,
                           username, metadata, base))
     return tuple(slots)
+
+
+# ----------------------------------------------------------------- elements from elsewhere
+
+_ORIGIN = struct.Struct(">H")
+_LENGTHS_TYPE = "I"
+
+
+def origin_table() -> tuple[str, ...]:
+    """This process's node-name table: element origin indexes point into it."""
+    return tuple(_origins)
+
+
+def pack_lengths(elements: list[bytes]) -> bytes:
+    """The byte length of each element, as little-endian uint32s (a full sync's framing)."""
+    lengths = array(_LENGTHS_TYPE, map(len, elements))
+    if lengths.itemsize != 4:  # pragma: no cover - every platform we run on has 4-byte "I"
+        raise RuntimeError("array('I') is not 32-bit here")
+    if _BIG_ENDIAN:  # pragma: no cover
+        lengths.byteswap()
+    return lengths.tobytes()
+
+
+def split_elements(blob: bytes, lengths: bytes) -> list[bytes]:
+    """The elements ``pack_lengths`` framed; ValueError when the framing does not add up."""
+    if len(lengths) % 4:
+        raise ValueError("element lengths are not a whole number of uint32s")
+    sizes = array(_LENGTHS_TYPE)
+    sizes.frombytes(lengths)
+    if _BIG_ENDIAN:  # pragma: no cover
+        sizes.byteswap()
+    if sum(sizes) != len(blob):
+        raise ValueError("element lengths do not add up to the elements' bytes")
+    view = memoryview(blob)
+    out = []
+    start = 0
+    for size in sizes:
+        stop = start + size
+        out.append(view[start:stop].tobytes())
+        start = stop
+    return out
+
+
+def origin_mapping(origins: list[str] | tuple[str, ...]) -> list[int] | None:
+    """How another process's node indexes (its table is ``origins``) map onto this one's;
+    None when they agree (a fresh node interns the sender's names in the sender's order)."""
+    mapping = [_intern(origin) for origin in origins]
+    return None if all(index == mine for index, mine in enumerate(mapping)) else mapping
+
+
+def check_slots(element: bytes, end: int, *, origins: list[str] | tuple[str, ...], descending: bool) -> None:
+    """Check the slots of an element packed elsewhere (``end``: where its owner key ends);
+    ValueError when they do not decode to exactly the record its sort prefix claims."""
+    size = len(element)
+    offset = end + 1
+    if end >= size - 1 or element[end] != 0:
+        raise ValueError("a packed record has no slots")
+    if element[offset] == 0:  # one node's set: the score is the prefix's
+        if size < offset + _COMPACT.size:
+            raise ValueError("a packed record is cut short")
+        _, origin, _, _, _, flags = _COMPACT.unpack_from(element, offset)
+        if origin >= len(origins) or flags & ~(_HAS_USERNAME | _HAS_METADATA):
+            raise ValueError("a packed record is malformed")
+        try:
+            _, _, stop = _read_texts(flags, element, offset + _COMPACT.size)
+        except (struct.error, UnicodeDecodeError) as exc:
+            raise ValueError(f"a packed record is malformed: {exc}") from None
+        if stop != size:
+            raise ValueError("a packed record's length does not match its content")
+        return
+    try:
+        slots = decode_slots(element, offset, score=0, subscore=0, origins=origins)
+    except (IndexError, struct.error, ValueError) as exc:
+        raise ValueError(f"a packed record is malformed: {exc}") from None
+    value = merge(slots, descending=descending)
+    if value is None or (len(slots) == 1 and slots[0].kind is SlotKind.SET):
+        raise ValueError("a packed record is malformed: no value, or a lone set not packed compact")
+    packed = encode_slots(slots, score=value.score, subscore=value.subscore)
+    if len(packed) != size - offset or sort_prefix(value.score, value.subscore, descending=descending) != element[:PREFIX_SIZE]:
+        raise ValueError("a packed record does not match its content")
+
+
+def adopt(elements: list[bytes], origins: list[str] | tuple[str, ...], *, descending: bool) -> list[bytes]:
+    """Elements packed by another process (whose node-name table is ``origins``), checked and
+    pointed at this process's table; ValueError when one does not decode.
+
+    The common shape (a UUID or text owner, one node's set without username or metadata) is
+    checked inline; anything else by ``check_slots``.
+    """
+    known = len(origins)
+    compact_end = 1 + _COMPACT.size  # separator, then the compact slot
+    for element in elements:
+        if len(element) <= UUID_KEY_END:
+            raise ValueError("a packed record is too short")
+        if element[PREFIX_SIZE] == 0:
+            end = UUID_KEY_END
+        else:
+            end = element.find(0, PREFIX_SIZE)
+            if end < 0:
+                raise ValueError("a packed record has no end to its owner id")
+            element[PREFIX_SIZE:end].decode()  # UnicodeDecodeError is a ValueError
+        if not (len(element) == end + compact_end and element[end] == 0 and element[end + 1] == 0
+                and element[-1] == 0 and (element[end + 2] << 8 | element[end + 3]) < known):
+            check_slots(element, end, origins=origins, descending=descending)
+    mapping = origin_mapping(origins)
+    if mapping is None:
+        return elements
+    out = []
+    for element in elements:
+        end = key_end(element)
+        offset = end + 1
+        if element[offset] == 0:
+            (origin,) = _ORIGIN.unpack_from(element, offset + 1)
+            out.append(element[:offset + 1] + _ORIGIN.pack(mapping[origin]) + element[offset + 3:])
+            continue
+        score, subscore = score_of(element, descending=descending)
+        slots = decode_slots(element, offset, score=score, subscore=subscore, origins=origins)
+        out.append(element[:offset] + encode_slots(slots, score=score, subscore=subscore))
+    return out

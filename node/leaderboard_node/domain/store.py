@@ -297,6 +297,15 @@ class LeaderboardStore:
             bucket.absorb(existing)
         by_expiry[bucket.expiry] = bucket
 
+    def settle_digests(self, budget: int) -> bool:
+        """Hash up to ``budget`` records whose bucket was built at once (``Bucket.settle``);
+        True while some bucket's digest is still unsettled."""
+        for _, _, bucket in self.buckets():
+            if not bucket.digest_settled:
+                bucket.settle(budget)
+                break
+        return any(not bucket.digest_settled for _, _, bucket in self.buckets())
+
     def bucket(self, leaderboard_id: str, incarnation: str, expiry: int) -> Bucket | None:
         return self._buckets.get((leaderboard_id, incarnation), {}).get(expiry)
 

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from ..durability.journal import Journal
 
 log = logging.getLogger("leaderboard_node.replication")
+_SETTLE_SLICE = 2_000  # records hashed per turn of the event loop while a digest settles (a few ms)
 
 _STATES = {
     NodeState.STARTING: pb.NODE_STATE_STARTING,
@@ -236,7 +237,10 @@ class Replicator:
     # ------------------------------------------------------------------ serving peers
 
     def state_digest(self) -> str:
-        """A hash of every bucket's digest and every definition, to compare replicas."""
+        """A hash of every bucket's digest and every definition, to compare replicas; empty
+        while some bucket's digest is not settled yet (nothing to compare)."""
+        if any(not bucket.digest_settled for _, _, bucket in self.store.buckets()):
+            return ""
         horizon = self.node.seconds() - self.store.retention + 120
         parts = sorted(
             f"{lid}/{inc}/{bucket.expiry}/{bucket.digest}"
@@ -297,6 +301,7 @@ class Replicator:
             self.journal.start(self._snapshot_source)
         self.node.set_state(NodeState.SYNCING)
         self._tasks.append(asyncio.create_task(self._main(), name="replication"))
+        self._tasks.append(asyncio.create_task(self._settle_digests(), name="digests"))
 
     def _snapshot_source(self) -> AsyncIterator[bytes]:
         return snapshot_chunks(self.store, source=self.origin, vector=self.vector.copy(),
@@ -342,6 +347,14 @@ class Replicator:
         while True:
             await self.anti_entropy_round()
             await asyncio.sleep(self.settings.anti_entropy_interval)
+
+    async def _settle_digests(self) -> None:
+        """Hash the records of buckets built at once (full sync, recovery), a slice at a time."""
+        while True:
+            if self.store.settle_digests(_SETTLE_SLICE):
+                await asyncio.sleep(0)
+            else:
+                await asyncio.sleep(0.2)
 
     async def stop(self) -> None:
         """Flush what peers have not received (bounded in time), then stop every task."""
@@ -502,7 +515,10 @@ class Replicator:
         if missing:
             return
         if member.vector == self.vector and member.state == NodeState.READY.value and self.node.ready:
-            if member.state_digest != self.state_digest():
+            mine = self.state_digest()
+            if not member.state_digest or not mine:
+                return  # a digest is still settling after a full sync: nothing to compare yet
+            if member.state_digest != mine:
                 member.digest_mismatches += 1
                 if member.digest_mismatches >= 2:
                     log.warning("digest_mismatch", extra={"node": self.node.name, "peer": member.name})

@@ -7,9 +7,14 @@ a record that does not change during the stream is sent exactly once; one that d
 is also in the log after the recorded vector, and the receiver's catch-up from that vector
 brings its final state. Merges are idempotent, so receiving both is harmless.
 
-The receiver collects each bucket's records (they arrive in rank order, which makes building
-the sorted structure linear), builds the bucket once it is complete, and merges it with
-whatever arrived live in the meantime.
+Records travel as the rank cache holds them, packed elements (``record_codec``), so neither
+side decodes or re-packs a record: the sender joins a slice of its sorted list, the receiver
+checks each element's framing, re-points its node indexes when the two processes' name tables
+differ, and builds the bucket from the elements at once (they arrive in rank order, which
+makes the sort linear). The bucket's digest is settled afterwards, a slice at a time
+(``Bucket.settle``), so a node turns ready without hashing every record first. A bucket that
+already has records here (writes that arrived live meanwhile, or an anti-entropy sync of a
+node that is not empty) is merged record by record.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from dataclasses import dataclass
 
 from ..domain.changes import LeaderboardKill, LeaderboardPut, TournamentJoin
 from ..domain.rank_cache import Bucket
+from ..domain.record_codec import adopt, origin_table, pack_lengths, split_elements
 from ..domain.records import Slots
 from ..domain.store import LeaderboardStore
 from . import binarylog_pb2 as pb
@@ -86,40 +92,46 @@ async def snapshot_chunks(
     for leaderboard_id, incarnation, bucket in store.buckets():
         after: bytes | None = None
         while True:
-            batch = bucket.records_after(after, chunk_records)
-            if not batch:
+            elements = bucket.elements_after(after, chunk_records)
+            if not elements:
                 break
-            after = batch[-1].key
-            yield _records_chunk(leaderboard_id, incarnation, bucket, [(r.owner, r.slots) for r in batch])
+            after = elements[-1]
+            chunk = _records_chunk(leaderboard_id, incarnation, bucket)
+            chunk.records.elements = b"".join(elements)
+            chunk.records.lengths = pack_lengths(elements)
+            chunk.records.origins.extend(origin_table())
+            yield chunk.SerializeToString()
             chunks += 1
-            sent += len(batch)
+            sent += len(elements)
             await asyncio.sleep(0)
         tombstones = bucket.tombstones()
         for start in range(0, len(tombstones), chunk_records):
-            yield _records_chunk(leaderboard_id, incarnation, bucket, tombstones[start:start + chunk_records])
+            chunk = _records_chunk(leaderboard_id, incarnation, bucket)
+            for owner, slots in tombstones[start:start + chunk_records]:
+                record = chunk.records.records.add()
+                record.owner_id = owner
+                for slot in slots:
+                    slot_to_pb(slot, record.slots.add())
+            yield chunk.SerializeToString()
             chunks += 1
             await asyncio.sleep(0)
         if len(bucket) == 0 and not tombstones:  # an empty bucket still exists on the receiver
-            yield _records_chunk(leaderboard_id, incarnation, bucket, [])
+            yield _records_chunk(leaderboard_id, incarnation, bucket).SerializeToString()
             chunks += 1
     trailer = pb.SyncChunk()
     trailer.trailer.SetInParent()
     trailer.trailer.records, trailer.trailer.chunks = sent, chunks + 1
+    trailer.trailer.hlc = store.clock.now()
     yield trailer.SerializeToString()
 
 
-def _records_chunk(leaderboard_id: str, incarnation: str, bucket: Bucket, items: list[tuple[str, Slots]]) -> bytes:
+def _records_chunk(leaderboard_id: str, incarnation: str, bucket: Bucket) -> pb.SyncChunk:
     chunk = pb.SyncChunk()
     records = chunk.records
     records.SetInParent()
     records.leaderboard_id, records.incarnation, records.expiry = leaderboard_id, incarnation, bucket.expiry
     records.ascending = not bucket.descending
-    for owner, slots in items:
-        record = records.records.add()
-        record.owner_id = owner
-        for slot in slots:
-            slot_to_pb(slot, record.slots.add())
-    return chunk.SerializeToString()
+    return chunk
 
 
 @dataclass
@@ -140,7 +152,8 @@ class SnapshotReceiver:
         self.records = 0
         self.chunks = 0
         self._current: tuple[str, str, int, bool] | None = None
-        self._items: list[tuple[str, Slots]] = []
+        self._elements: list[bytes] = []
+        self._tombstones: list[tuple[str, Slots]] = []
 
     def feed(self, data: bytes) -> None:
         chunk = parse(pb.SyncChunk, data)
@@ -167,19 +180,28 @@ class SnapshotReceiver:
             target = (records.leaderboard_id, records.incarnation, records.expiry, not records.ascending)
             checked_text(records.leaderboard_id, what="leaderboard id")
             checked_text(records.incarnation, what="incarnation")
+            try:
+                elements = adopt(split_elements(records.elements, records.lengths), list(records.origins),
+                                 descending=not records.ascending)
+            except ValueError as exc:
+                raise ProtocolError(f"synced records of {records.leaderboard_id}: {exc}") from None
+            tombstones = []
+            for record in records.records:
+                if not record.slots:
+                    raise ProtocolError("a synced tombstone has no slots")
+                owner = checked_text(record.owner_id, what="owner id")
+                tombstones.append((owner, tuple(slot_from_pb(s) for s in record.slots)))
             if target != self._current:
                 self._install()
                 self._current = target
-            for record in records.records:
-                if not record.slots:
-                    raise ProtocolError("a synced record has no slots")
-                owner = checked_text(record.owner_id, what="owner id")
-                self._items.append((owner, tuple(slot_from_pb(s) for s in record.slots)))
-            self.records += len(records.records)
+            self._elements += elements
+            self._tombstones += tombstones
+            self.records += len(elements)
         elif part == "trailer":
             self._install()
             if chunk.trailer.chunks != self.chunks:
                 raise ProtocolError(f"the snapshot announced {chunk.trailer.chunks} chunks, {self.chunks} arrived")
+            self.store.clock.observe(chunk.trailer.hlc)
             self.done = True
         else:
             raise ProtocolError("an empty snapshot chunk")
@@ -188,12 +210,13 @@ class SnapshotReceiver:
         if self._current is None:
             return
         leaderboard_id, incarnation, expiry, descending = self._current
-        items, self._items, self._current = self._items, [], None
-        for _, slots in items:
+        elements, tombstones = self._elements, self._tombstones
+        self._current, self._elements, self._tombstones = None, [], []
+        for _, slots in tombstones:
             for slot in slots:
                 self.store.clock.observe(slot.hlc)
         try:
-            bucket = Bucket.from_ranked(items, descending=descending, expiry=expiry)
+            bucket = Bucket.from_sync(elements, tombstones, descending=descending, expiry=expiry)
         except ValueError as exc:
             raise ProtocolError(str(exc)) from None
         self.store.install_bucket(leaderboard_id, incarnation, bucket)

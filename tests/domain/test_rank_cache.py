@@ -1,0 +1,130 @@
+"""The rank cache's packed records: owner keys, buckets built from a full sync, lazy digests."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from leaderboard_node.domain import record_codec
+from leaderboard_node.domain.rank_cache import Bucket
+from leaderboard_node.domain.record_codec import adopt, owner_key, split_elements, pack_lengths
+from leaderboard_node.domain.records import Slot, SlotKind
+
+HLC = 1_700_000_000_000 << 16
+UUIDS = sorted(str(uuid.UUID(int=i * 0x1234_5678_9ABC_DEF0_1357_9BDF)) for i in range(1, 6))
+
+
+def _set(origin: str, score: int, *, username: str | None = None, hlc: int = HLC) -> tuple[Slot, ...]:
+    return (Slot(origin, SlotKind.SET, hlc, score, 0, 1, 1_000, username, None),)
+
+
+def _bucket(records: dict[str, int], *, origin: str = "n1") -> Bucket:
+    bucket = Bucket(descending=True, expiry=0)
+    for owner, score in records.items():
+        bucket.apply_slots(owner, _set(origin, score))
+    return bucket
+
+
+def _elements(bucket: Bucket) -> list[bytes]:
+    return bucket.elements_after(None, len(bucket))
+
+
+def test_a_canonical_uuid_owner_is_packed_into_17_bytes():
+    assert len(owner_key(UUIDS[0])) == 17
+    assert owner_key(UUIDS[0].upper()) == UUIDS[0].upper().encode()  # other spellings stay text
+    assert owner_key("player-42") == b"player-42"
+
+
+@pytest.mark.parametrize("owners", [UUIDS, ["p1", "p10", "p2", "q"]], ids=["uuids", "text"])
+def test_ties_on_score_fall_to_the_lower_owner_id_whatever_its_form(owners):
+    bucket = _bucket({owner: 7 for owner in reversed(owners)})
+    assert [record.owner for record in bucket] == sorted(owners)
+    for owner in owners:
+        assert bucket.get(owner).owner == owner
+
+
+def test_uuid_owners_rank_before_text_owners_on_the_same_score():
+    bucket = _bucket({"aaa": 7, UUIDS[-1]: 7})
+    assert [record.owner for record in bucket] == [UUIDS[-1], "aaa"]
+
+
+def test_a_bucket_built_from_a_sync_holds_the_same_records_and_digest():
+    source = _bucket({owner: index for index, owner in enumerate(UUIDS + ["text-owner"])})
+    built = Bucket.from_sync(_elements(source), [], descending=True, expiry=0)
+    assert not built.digest_settled
+    assert [(r.owner, r.value) for r in built] == [(r.owner, r.value) for r in source]
+    assert built.get("text-owner").value.score == 5
+    assert built.digest == source.digest and built.digest_settled
+
+
+def test_writes_while_a_digest_settles_keep_it_exact():
+    source = _bucket({owner: index for index, owner in enumerate(UUIDS)})
+    built = Bucket.from_sync(_elements(source), [], descending=True, expiry=0)
+    assert built.settle(2) == len(UUIDS) - 2
+    for bucket in (source, built):
+        bucket.apply_slots(UUIDS[0], _set("n1", 99, hlc=HLC + 1))
+        bucket.apply_slots("newcomer", _set("n1", 3, hlc=HLC + 1))
+    assert built.settle(100) == 0
+    assert built.digest == source.digest
+
+
+def test_records_out_of_rank_order_or_an_owner_twice_are_refused():
+    elements = _elements(_bucket({owner: index for index, owner in enumerate(UUIDS)}))
+    with pytest.raises(ValueError, match="order"):
+        Bucket.from_sync(list(reversed(elements)), [], descending=True, expiry=0)
+    twice = _elements(_bucket({UUIDS[0]: 1})) + _elements(_bucket({UUIDS[0]: 0}))
+    with pytest.raises(ValueError, match="twice"):
+        Bucket.from_sync(twice, [], descending=True, expiry=0)
+
+
+def test_elements_from_a_process_with_another_node_table_are_repointed():
+    record_codec._intern("sync-test-a")
+    record_codec._intern("sync-test-b")
+    source = _bucket({UUIDS[0]: 1}, origin="sync-test-b")
+    source.apply_slots("with-name", _set("sync-test-a", 2, username="ace"))
+    source.apply_slots("two-slots", (Slot("sync-test-a", SlotKind.BEST, HLC, 5, 0, 1, 1_000, None, None),
+                                     Slot("sync-test-b", SlotKind.BEST, HLC, 6, 0, 1, 1_000, None, None)))
+    table = record_codec.origin_table()
+    # the same names in another order, as another process may have interned them
+    swapped = list(table)
+    a, b = swapped.index("sync-test-a"), swapped.index("sync-test-b")
+    swapped[a], swapped[b] = swapped[b], swapped[a]
+    sent = [_swap_origins(e, a, b) for e in _elements(source)]
+    adopted = adopt(split_elements(b"".join(sent), pack_lengths(sent)), swapped, descending=True)
+    built = Bucket.from_sync(adopted, [], descending=True, expiry=0)
+    assert [(r.owner, r.slots) for r in built] == [(r.owner, r.slots) for r in source]
+
+
+def _swap_origins(element: bytes, a: int, b: int) -> bytes:
+    """Re-encode an element as a process whose table has entries ``a`` and ``b`` swapped would."""
+    end = record_codec.key_end(element)
+    if element[end + 1] == 0:
+        (origin,) = record_codec._ORIGIN.unpack_from(element, end + 2)
+        origin = {a: b, b: a}.get(origin, origin)
+        return element[:end + 2] + record_codec._ORIGIN.pack(origin) + element[end + 4:]
+    score, subscore = record_codec.score_of(element, descending=True)
+    slots = record_codec.decode_slots(element, end + 1, score=score, subscore=subscore)
+    table = list(record_codec.origin_table())
+    table[a], table[b] = table[b], table[a]
+    index = {name: i for i, name in enumerate(table)}
+    saved = dict(record_codec._origin_index)
+    record_codec._origin_index.clear()
+    record_codec._origin_index.update(index)
+    try:
+        return element[:end + 1] + record_codec.encode_slots(slots, score=score, subscore=subscore)
+    finally:
+        record_codec._origin_index.clear()
+        record_codec._origin_index.update(saved)
+
+
+@pytest.mark.parametrize("damage", [
+    pytest.param(lambda e: e[:-1], id="cut-short"),
+    pytest.param(lambda e: e + b"\x00", id="too-long"),
+    pytest.param(lambda e: e[:16] + b"\xff\xfe" + e[18:], id="owner-not-utf8"),
+    pytest.param(lambda e: e.replace(b"\x00", b"\x01"), id="no-separator"),
+])
+def test_a_damaged_element_is_refused(damage):
+    element = _elements(_bucket({"player-1": 5}))[0]
+    with pytest.raises(ValueError):
+        adopt([damage(element)], record_codec.origin_table(), descending=True)
