@@ -8,6 +8,7 @@ other change, so duplicates and reordering leave replicas equal.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .leaderboards import Leaderboard
 from .records import Slot
@@ -25,8 +26,7 @@ class LeaderboardKill:
     generation: int
 
 
-@dataclass(frozen=True, slots=True)
-class RecordSlotPut:
+class RecordSlotPut(NamedTuple):  # a tuple: made and taken apart for every record write on every node
     leaderboard_id: str
     incarnation: str
     expiry: int

@@ -185,10 +185,8 @@ class Bucket:
         element = self._element(owner_key(owner))
         return None if element is None else self._decode(element)
 
-    def slots_of(self, owner: str) -> Slots:
-        record = self.get(owner)
-        if record is not None:
-            return record.slots
+    def tombstone(self, owner: str) -> Slots:
+        """The slots a deleted record left behind (none when it never existed)."""
         return self._tombstones.get(owner, ())
 
     def owners_with_slots(self) -> Iterator[tuple[str, Slots]]:
@@ -239,25 +237,31 @@ class Bucket:
 
         ``current`` is the owner's record when the caller has just read it (False: look it up).
         """
-        record = self.get(owner) if current is False else current
+        key = owner_key(owner)
+        if current is False:
+            element = self._element(key)
+            record = None if element is None else self._decode(element)
+        else:
+            record = current
         assert not isinstance(record, bool)
         merged = merge_slot(record.slots if record is not None else self._tombstones.get(owner, ()), slot)
         if merged is None:
             return False
-        self._store(owner, merged, record)
+        self._store(owner, key, merged, record)
         return True
 
     def apply_slots(self, owner: str, slots: Slots) -> bool:
-        record = self.get(owner)
+        key = owner_key(owner)
+        element = self._element(key)
+        record = None if element is None else self._decode(element)
         merged = merge_slots(record.slots if record is not None else self._tombstones.get(owner, ()), slots)
         if merged is None:
             return False
-        self._store(owner, merged, record)
+        self._store(owner, key, merged, record)
         return True
 
-    def _store(self, owner: str, slots: Slots, old_record: Record | None) -> None:
+    def _store(self, owner: str, key: bytes, slots: Slots, old_record: Record | None) -> None:
         value = merge(slots, descending=self.descending)
-        key = owner_key(owner)
         old = None
         if old_record is not None:
             old = old_record.element

@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 import struct
 from array import array
+from functools import lru_cache
 
 from .records import Base, Slot, Slots, SlotKind, Value, merge
 
@@ -57,6 +58,7 @@ def _intern(origin: str) -> int:
     return index
 
 
+@lru_cache(maxsize=4096)  # a write looks its owner up, then stores it: the second call is free
 def owner_key(owner: str) -> bytes:
     """The bytes that stand for ``owner`` in an element."""
     if len(owner) == 36 and _UUID.fullmatch(owner):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from . import records
 from .changes import Change, LeaderboardKill, LeaderboardPut, RecordSlotPut, TournamentJoin
@@ -25,6 +26,7 @@ from .errors import (
     BucketExpired,
     CursorExpired,
     CursorInvalid,
+    DomainError,
     InvalidArgument,
     LeaderboardExists,
     LeaderboardNotFound,
@@ -42,8 +44,18 @@ from .records import Operator
 from .schedule import NEVER, Period
 
 
-@dataclass(frozen=True, slots=True)
-class RecordView:
+class RecordWrite(NamedTuple):
+    """One record write as a client asked for it (ids and metadata already checked)."""
+
+    owner: str
+    score: int
+    subscore: int = 0
+    username: str | None = None
+    metadata: str | None = None  # JSON text
+    operator: Operator | None = None  # None: the leaderboard's own
+
+
+class RecordView(NamedTuple):  # tuples: one is made per record written or read
     leaderboard_id: str
     owner_id: str
     username: str | None
@@ -160,34 +172,56 @@ class LeaderboardStore:
         now: int,
         server: bool = True,
     ) -> tuple[RecordView, list[Change]]:
+        (result,), changes = self.write_records(
+            leaderboard_id, [RecordWrite(owner, score, subscore, username, metadata, operator)], now=now, server=server)
+        if isinstance(result, DomainError):
+            raise result
+        return result, changes
+
+    def write_records(self, leaderboard_id: str, writes: Iterable[RecordWrite], *, now: int,
+                      server: bool = True) -> tuple[list[RecordView | DomainError], list[Change]]:
+        """Writes to one leaderboard in the reset period of ``now``, each on its own: a write
+        that breaks a rule (a full tournament, a negative ``decr``) leaves its error in place of
+        its record and the others still happen. An unknown leaderboard, or an authoritative one
+        written without the server key, refuses them all."""
         leaderboard = self.leaderboard(leaderboard_id)
         if leaderboard.authoritative and not server:
             raise AuthoritativeLeaderboard(
                 f"{leaderboard_id!r} is authoritative: only the server key may write to it", field="id")
-        effective = operator or leaderboard.operator
-        if effective is Operator.DECR and (score < 0 or subscore < 0):
-            raise InvalidArgument("decr takes a non-negative amount", field="score" if score < 0 else "subscore")
         period = self.period(leaderboard, now)
         bucket = self._bucket(leaderboard, period.expiry, create=True)
         assert bucket is not None
+        results: list[RecordView | DomainError] = []
+        changes: list[Change] = []
+        for write in writes:
+            try:
+                results.append(self._write(leaderboard, period, bucket, write, now, changes))
+            except DomainError as exc:
+                results.append(exc)
+        return results, changes
+
+    def _write(self, leaderboard: Leaderboard, period: Period, bucket: Bucket, write: RecordWrite, now: int,
+               changes: list[Change]) -> RecordView:
+        owner, score, subscore = write.owner, write.score, write.subscore
+        effective = write.operator or leaderboard.operator
+        if effective is Operator.DECR and (score < 0 or subscore < 0):
+            raise InvalidArgument("decr takes a non-negative amount", field="score" if score < 0 else "subscore")
         if leaderboard.tournament is not None:
             self._check_tournament_write(leaderboard, period, bucket, owner, now)
         record = bucket.get(owner)
         slot = records.write(
-            record.slots if record is not None else bucket.slots_of(owner), origin=self.node, hlc=self.clock.now(),
+            record.slots if record is not None else bucket.tombstone(owner), origin=self.node, hlc=self.clock.now(),
             leaderboard_operator=leaderboard.operator, operator=effective, descending=leaderboard.descending,
-            score=score, subscore=subscore, username=username, metadata=metadata,
+            score=score, subscore=subscore, username=write.username, metadata=write.metadata,
         )
-        changes: list[Change] = []
         if slot is not None:
-            change = RecordSlotPut(leaderboard.id, leaderboard.incarnation, period.expiry, owner, slot,
-                                   leaderboard.descending)
+            changes.append(RecordSlotPut(leaderboard.id, leaderboard.incarnation, period.expiry, owner, slot,
+                                         leaderboard.descending))
             if bucket.apply_slot(owner, slot, current=record):
                 record = bucket.last_stored
-            changes.append(change)
         if record is None:  # pragma: no cover - a write always leaves a record
             raise RecordNotFound(f"no record of {owner!r}", field="owner_id")
-        return self._view(leaderboard, bucket, record), changes
+        return self._view(leaderboard, bucket, record)
 
     def _check_tournament_write(
         self, leaderboard: Leaderboard, period: Period, bucket: Bucket, owner: str, now: int

@@ -5,7 +5,10 @@ how far its peer has got. A slow peer therefore costs no memory; one that falls 
 backlog is told so by its own anti-entropy (our backlog no longer reaches its position) and
 takes a full sync instead of losing entries.
 
-A batch holds at most ``batch_size`` entries and waits at most ``batch_timeout`` to fill.
+A batch holds at most ``batch_size`` entries. A sender that has sent nothing for
+``batch_timeout`` sends new entries at once (a quiet node's writes are not held back); a busy
+one waits until ``batch_timeout`` after its previous batch for the next to fill, so that a
+stream of single writes costs one request per peer per ``batch_timeout``, not one per write.
 Within a batch, updates of the same record coalesce to the latest (record changes carry the
 slot's whole state, so the latest one subsumes the others); the batch still declares the
 whole range of sequences it covers, so the receiver's position moves past the ones left
@@ -110,6 +113,7 @@ class PeerSender:
         self.on_batch = on_batch
         self.on_retry = on_retry
         self.position: int | None = None  # the peer's applied sequence of our origin
+        self._last_sent = 0.0
 
     def lag_entries(self) -> int:
         return max(0, self.local.last_seq - (self.position or 0))
@@ -152,8 +156,10 @@ class PeerSender:
                 self.position = None
                 continue
             await self.local.wait_beyond(self.position)
-            if self.local.last_seq - self.position < self.batch_size:
-                await self.local.wait_beyond(self.position + self.batch_size - 1, timeout=self.batch_timeout)
+            linger = self._last_sent + self.batch_timeout - time.monotonic()
+            if linger > 0 and self.local.last_seq - self.position < self.batch_size:
+                await self.local.wait_beyond(self.position + self.batch_size - 1, timeout=linger)
+            self._last_sent = time.monotonic()
             await self.send_once()
 
     async def send_once(self) -> None:

@@ -6,8 +6,10 @@
   that starts beyond the next expected sequence is refused (the answer names where this
   node stands, and the sender rewinds), a batch already applied is ignored.
 * **Anti-entropy.** Every ``anti_entropy_interval`` the node reads each peer's status. An
-  origin the peer is ahead on is caught up from that peer's backlog (so entries of a dead
-  node still arrive, from anyone who has them); when the backlog no longer reaches that
+  origin the peer was already ahead on at the previous round is caught up from that peer's
+  backlog (so entries of a dead node still arrive, from anyone who has them; entries newer
+  than a round are usually pushes in flight, and pulling them too would fetch and apply
+  everything twice under load); when the backlog no longer reaches that
   far, the node takes a full sync from the peer. When both vectors are equal but the
   content digests differ twice in a row, it merges a full snapshot too.
 * **Start.** A node that starts empty asks every peer for its status, full-syncs from a
@@ -88,6 +90,7 @@ class Member:
     state: str = "unknown"
     reachable: bool = False
     vector: VersionVector = field(default_factory=VersionVector)
+    previous_vector: VersionVector = field(default_factory=VersionVector)  # at the poll before
     state_digest: str = ""
     records: int = 0
     client_address: str = ""
@@ -217,16 +220,17 @@ class Replicator:
         decoded: list[tuple[int, Change, pb.Entry]] = []
         previous = 0
         for entry in batch.entries:
-            if entry.seq < batch.first_seq or entry.seq > batch.last_seq or entry.seq <= previous:
-                raise ProtocolError(f"entry {entry.seq} is out of order or outside its batch")
-            previous = entry.seq
-            decoded.append((entry.seq, entry_from_pb(entry), entry))
+            seq = entry.seq
+            if seq < batch.first_seq or seq > batch.last_seq or seq <= previous:
+                raise ProtocolError(f"entry {seq} is out of order or outside its batch")
+            previous = seq
+            if seq > applied:  # the rest overlaps what a catch-up brought already
+                decoded.append((seq, entry_from_pb(entry), entry))
         self.store.clock.observe(batch.sent_hlc)
         backlog = self._backlog(origin)
         for seq, change, entry in decoded:
-            if seq > applied:
-                self.store.apply(change)
-                backlog.append(seq, record_key(change), entry.SerializeToString())
+            self.store.apply(change)
+            backlog.append(seq, record_key(change), entry.SerializeToString())
         backlog.cover(batch.last_seq)
         self.vector.advance(origin, batch.last_seq)
         if record and self.journal is not None:
@@ -419,7 +423,7 @@ class Replicator:
         member.last_seen = time.monotonic()
         member.name = status.self.node
         member.state = STATE_NAMES.get(status.state, "unknown")
-        member.vector = vector_from_pb(status.vector)
+        member.previous_vector, member.vector = member.vector, vector_from_pb(status.vector)
         member.state_digest = status.state_digest
         member.records = status.records
         member.client_address = status.client_address
@@ -505,10 +509,11 @@ class Replicator:
                 log.info("repair_failed", extra={"node": self.node.name, "peer": member.name, "error": str(exc)})
 
     async def _repair_from(self, member: Member) -> None:
-        missing = {o: v for o, v in self.vector.missing_from(member.vector).items() if o != self.origin}
+        settled = member.previous_vector
+        missing = {o: v for o, v in self.vector.missing_from(settled).items() if o != self.origin}
         try:
             for origin in missing:
-                await self._catch_up_origin(member, origin)
+                await self._catch_up_origin(member, origin, target=settled.get(origin))
         except NeedFullSync:
             await self._full_sync(member, reason="behind_backlog")
             return
@@ -527,8 +532,10 @@ class Replicator:
             else:
                 member.digest_mismatches = 0
 
-    async def _catch_up_origin(self, member: Member, origin: OriginKey) -> None:
-        target = member.vector.get(origin)
+    async def _catch_up_origin(self, member: Member, origin: OriginKey, *, target: int | None = None) -> None:
+        """Pull ``origin``'s entries from ``member`` up to ``target`` (default: all it has)."""
+        if target is None:
+            target = member.vector.get(origin)
         while self.vector.get(origin) < target:
             request = pb.CatchUpRequest(after_seq=self.vector.get(origin), max_entries=self.settings.batch_size * 10)
             request.origin.node, request.origin.epoch = origin

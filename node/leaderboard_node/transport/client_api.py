@@ -26,7 +26,6 @@ from pydantic import BaseModel, ValidationError
 
 from ..domain.changes import Change
 from ..domain.errors import (
-    AuthoritativeLeaderboard,
     DomainError,
     InvalidArgument,
     LogUnavailable,
@@ -34,7 +33,7 @@ from ..domain.errors import (
 )
 from ..domain.leaderboards import Leaderboard, TournamentSettings, validate_definition
 from ..domain.records import Operator
-from ..domain.store import RecordPage, RecordView
+from ..domain.store import RecordPage, RecordView, RecordWrite
 from ..node import Node
 from . import openapi, schemas
 from .auth import Access, ApiKeys, auth_middleware, is_server, requires, warn_if_open
@@ -341,16 +340,10 @@ async def join_tournament(request: web.Request) -> web.Response:
 # ------------------------------------------------------------------------------ records
 
 
-def _write(node: Node, limits: Limits, leaderboard_id: str, owner: str, body: Any, *, server: bool,
-           changes: list[Change], field_prefix: str = "") -> dict[str, Any]:
-    view, made = node.store.write_record(
-        leaderboard_id, limits.identifier(owner, field=f"{field_prefix}owner_id"),
-        score=body.score, subscore=body.subscore, username=body.username,
-        metadata=limits.metadata(body.metadata, field=f"{field_prefix}metadata"),
-        operator=body.operator, now=node.seconds(), server=server,
-    )
-    changes.extend(made)
-    return render_record(view)
+def _record_write(limits: Limits, owner: str, body: Any, *, field_prefix: str = "") -> RecordWrite:
+    """A write as the store takes it, its owner id and metadata checked."""
+    return RecordWrite(limits.identifier(owner, field=f"{field_prefix}owner_id"), body.score, body.subscore,
+                       body.username, limits.metadata(body.metadata, field=f"{field_prefix}metadata"), body.operator)
 
 
 def _ack_mode(request: web.Request) -> tuple[bool, float]:
@@ -400,11 +393,13 @@ async def write_record(request: web.Request) -> web.Response:
     else:
         body = await _parse(request, schemas.RecordWrite)
         owner = body.owner_id
+    write = _record_write(_limits(request), owner, body)
     replicated, timeout = _ack_mode(request)
-    changes: list[Change] = []
-    record = _write(node, _limits(request), leaderboard_id, owner, body, server=is_server(request), changes=changes)
+    view, changes = node.store.write_record(
+        leaderboard_id, write.owner, score=write.score, subscore=write.subscore, username=write.username,
+        metadata=write.metadata, operator=write.operator, now=node.seconds(), server=is_server(request))
     await _commit(node, changes, replicated=replicated, timeout=timeout)
-    return web.json_response(record)
+    return web.json_response(render_record(view))
 
 
 async def write_batch(request: web.Request) -> web.Response:
@@ -415,27 +410,18 @@ async def write_batch(request: web.Request) -> web.Response:
     batch = await _parse(request, schemas.RecordBatch)
     limits.batch(len(batch.records))
     leaderboard = node.store.leaderboard(leaderboard_id)
-    server = is_server(request)
-    if leaderboard.authoritative and not server:  # refuse the batch, not each of its records
-        raise AuthoritativeLeaderboard(f"{leaderboard_id!r} is authoritative: only the server key may write to it",
-                                       field="id")
+    writes = []
     for index, item in enumerate(batch.records):  # check everything before changing anything
-        limits.identifier(item.owner_id, field=f"records[{index}].owner_id")
-        limits.metadata(item.metadata, field=f"records[{index}].metadata")
+        write = _record_write(limits, item.owner_id, item, field_prefix=f"records[{index}].")
         if (item.operator or leaderboard.operator) is Operator.DECR and (item.score < 0 or item.subscore < 0):
             field = "score" if item.score < 0 else "subscore"
             raise InvalidArgument("decr takes a non-negative amount", field=f"records[{index}].{field}")
+        writes.append(write)
     replicated, timeout = _ack_mode(request)
-    results: list[dict[str, Any]] = []
-    changes: list[Change] = []  # one log entry batch for the whole request
-    for index, item in enumerate(batch.records):
-        try:
-            results.append(_write(node, limits, leaderboard_id, item.owner_id, item, server=server, changes=changes,
-                                  field_prefix=f"records[{index}]."))
-        except DomainError as exc:
-            results.append(exc.to_json())
-    await _commit(node, changes, replicated=replicated, timeout=timeout)
-    return web.json_response({"records": results})
+    results, changes = node.store.write_records(leaderboard_id, writes, now=node.seconds(), server=is_server(request))
+    await _commit(node, changes, replicated=replicated, timeout=timeout)  # one log entry batch for the request
+    return web.json_response({"records": [render_record(r) if isinstance(r, RecordView) else r.to_json()
+                                          for r in results]})
 
 
 def _expiry(request: web.Request) -> int | None:
