@@ -26,6 +26,7 @@ from .transport.client_api import create_client_app
 from .durability.journal import Journal
 from .transport.discovery import StaticDiscovery, create_discovery
 from .transport.peer_api import create_peer_app
+from .transport.json_body import json_response
 from .transport.peer_client import HttpPeerTransport
 
 log = logging.getLogger("leaderboard_node.server")
@@ -38,6 +39,7 @@ class NodeServer:
         self.metrics = NodeMetrics(self.node)
         self._runners: list[web.AppRunner] = []
         self._tasks: list[asyncio.Task[Any]] = []
+        self._request_series: dict[tuple[str, int], tuple[Any, Any]] = {}
         self.client_app = create_client_app(self.node, extra_routes=self._extra_routes)
         self.client_app.middlewares.insert(0, self._measure)
         sync = settings.cluster.leaderboard_sync
@@ -79,9 +81,13 @@ class NodeServer:
         started = time.perf_counter()
         response = await handler(request)
         resource = request.match_info.route.resource
-        route = resource.canonical if resource is not None else "unmatched"
-        self.metrics.requests.labels(route, str(response.status)).inc()
-        self.metrics.request_seconds.labels(route).observe(time.perf_counter() - started)
+        key = (resource.canonical if resource is not None else "unmatched", response.status)
+        series = self._request_series.get(key)
+        if series is None:  # labels() takes a lock and builds a key: look each pair up once
+            series = self._request_series[key] = (self.metrics.requests.labels(key[0], str(key[1])),
+                                                  self.metrics.request_seconds.labels(key[0]))
+        series[0].inc()
+        series[1].observe(time.perf_counter() - started)
         return response
 
     async def _metrics(self, request: web.Request) -> web.Response:
@@ -89,7 +95,7 @@ class NodeServer:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _cluster(self, request: web.Request) -> web.Response:
-        return web.json_response(self.cluster_status())
+        return json_response(self.cluster_status())
 
     def cluster_status(self) -> dict[str, Any]:
         node = self.node

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import uuid
 
 import pytest
@@ -16,7 +17,7 @@ UUIDS = sorted(str(uuid.UUID(int=i * 0x1234_5678_9ABC_DEF0_1357_9BDF)) for i in 
 
 
 def _set(origin: str, score: int, *, username: str | None = None, hlc: int = HLC) -> tuple[Slot, ...]:
-    return (Slot(origin, SlotKind.SET, hlc, score, 0, 1, 1_000, username, None),)
+    return (Slot(origin, SlotKind.SET, hlc, score, 0, 1, hlc >> 16, username, None),)  # a first write
 
 
 def _bucket(records: dict[str, int], *, origin: str = "n1") -> Bucket:
@@ -28,6 +29,16 @@ def _bucket(records: dict[str, int], *, origin: str = "n1") -> Bucket:
 
 def _elements(bucket: Bucket) -> list[bytes]:
     return bucket.elements_after(None, len(bucket))
+
+
+def test_a_first_write_of_a_uuid_owner_packs_into_80_bytes():
+    bucket = _bucket({UUIDS[0]: 5})
+    (element,) = _elements(bucket)
+    assert sys.getsizeof(element) <= 80
+    assert bucket.get(UUIDS[0]).value.num_score == 1
+    bucket.apply_slots(UUIDS[0], (Slot("n1", SlotKind.SET, HLC + (5 << 16), 6, 0, 2, 1_000, None, None),))
+    record = bucket.get(UUIDS[0])
+    assert (record.value.score, record.value.num_score, record.value.create_ms) == (6, 2, 1_000)
 
 
 def test_a_canonical_uuid_owner_is_packed_into_17_bytes():
@@ -100,9 +111,9 @@ def _swap_origins(element: bytes, a: int, b: int) -> bytes:
     """Re-encode an element as a process whose table has entries ``a`` and ``b`` swapped would."""
     end = record_codec.key_end(element)
     if element[end + 1] == 0:
-        (origin,) = record_codec._ORIGIN.unpack_from(element, end + 2)
+        (origin,) = record_codec._ORIGIN.unpack_from(element, end + 3)
         origin = {a: b, b: a}.get(origin, origin)
-        return element[:end + 2] + record_codec._ORIGIN.pack(origin) + element[end + 4:]
+        return element[:end + 3] + record_codec._ORIGIN.pack(origin) + element[end + 5:]
     score, subscore = record_codec.score_of(element, descending=True)
     slots = record_codec.decode_slots(element, end + 1, score=score, subscore=subscore)
     table = list(record_codec.origin_table())

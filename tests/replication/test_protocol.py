@@ -111,3 +111,13 @@ def test_frames_split_a_stream_at_any_boundary():
             buffer.extend(stream[start:start + step])
             out.extend(read_frames(buffer))
         assert out == messages and not buffer
+
+
+def test_entries_whose_record_hashes_collide_are_all_kept():
+    def put(owner, score, hlc):
+        return RecordSlotPut("lb", "1.a", 0, owner, Slot("n", SlotKind.SET, hlc, score, 0, 1, 0, None, None), True)
+
+    entries = [(1, put("a", 1, 1)), (2, put("b", 1, 2)), (3, put("a", 2, 3))]
+    colliding = [(seq, 42, encode_entry(seq, change)) for seq, change in entries]  # one hash for every record
+    batch = pb.Batch.FromString(build_batch(("n", 7), "n", colliding, first_seq=1, last_seq=3, hlc=9).data)
+    assert [e.seq for e in batch.entries] == [2, 3]

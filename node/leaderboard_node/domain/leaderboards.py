@@ -17,6 +17,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
+from functools import lru_cache
 
 from .errors import InvalidArgument
 from .records import Operator, SortOrder, SlotKind, contribution_kind
@@ -224,4 +225,9 @@ class RankBlacklist:
     patterns: tuple[str, ...] = ()
 
     def matches(self, leaderboard_id: str) -> bool:
-        return any(fnmatchcase(leaderboard_id, pattern) for pattern in self.patterns)
+        return bool(self.patterns) and _blacklisted(self.patterns, leaderboard_id)
+
+
+@lru_cache(maxsize=4096)  # asked once per record read: match each leaderboard id once
+def _blacklisted(patterns: tuple[str, ...], leaderboard_id: str) -> bool:
+    return any(fnmatchcase(leaderboard_id, pattern) for pattern in patterns)

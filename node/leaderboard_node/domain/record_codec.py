@@ -13,9 +13,13 @@ orders records: a text id ends at 0x00, below every character an id may hold, so
 id sorts first exactly as in string order; UUID keys start with 0x00 (a text id never does)
 and have a fixed length, and the bytes of a UUID order like its lowercase hex text, so among
 UUIDs, and among text ids, ties on score fall to the lower id; a UUID sorts before any text
-id. The slots after the key never decide. The slots are packed behind: a record written by a single node with ``set``
-(by far the most common) takes 27 bytes plus its username and metadata; any other record
-stores every slot in full.
+id. The slots after the key never decide.
+
+The slots are packed behind. A record written by a single node with ``set`` (by far the
+most common) is *compact*: 12 bytes when it was written once (its ``num_score`` is 1 and it
+was created when written, so neither is stored), 28 otherwise, plus its username and
+metadata. A UUID-owned record written once is then 79 bytes, in Python's 80-byte size class
+(96 with the counts). Any other record stores every slot in full.
 
 Node names in slots are interned into a small per-process table and stored as 2-byte
 indexes: a cluster has a handful of nodes.
@@ -36,11 +40,14 @@ UUID_KEY_END = PREFIX_SIZE + 17  # 0x00 and 16 bytes
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _OFFSET = 1 << 63
 _MASK = (1 << 64) - 1
-_COMPACT = struct.Struct(">BHQQQB")  # marker 0, origin, hlc, num_score, create_ms, flags
+_COMPACT = struct.Struct(">BBHQ")  # marker 0, flags, origin, hlc; then num_score, create_ms unless _FRESH
+_COUNTS = struct.Struct(">QQ")  # num_score, create_ms
 _SLOT = struct.Struct(">BHQqqQQB")  # kind, origin, hlc, score, subscore, num_score, create_ms, flags
 _BASE = struct.Struct(">QHBqqQQB")  # hlc, origin, present, score, subscore, num_score, create_ms, flags
 _LEN = struct.Struct(">I")
 _HAS_USERNAME, _HAS_METADATA, _HAS_BASE = 1, 2, 4
+_TEXTS = _HAS_USERNAME | _HAS_METADATA
+_FRESH = 8  # compact only: num_score 1 and create_ms the hlc's milliseconds (a first write), both left out
 
 _BIG_ENDIAN = struct.pack("=H", 1) == b"\x00\x01"
 
@@ -128,8 +135,12 @@ def encode_slots(slots: Slots, *, score: int, subscore: int) -> bytes:
         slot = slots[0]
         if slot.kind is SlotKind.SET and slot.score == score and slot.subscore == subscore:
             flags = _flags(slot.username, slot.metadata)
-            return (_COMPACT.pack(0, _intern(slot.origin), slot.hlc, slot.num_score, slot.create_ms, flags)
-                    + _texts(flags, slot.username, slot.metadata))
+            if slot.num_score == 1 and slot.create_ms == slot.hlc >> 16:
+                head = _COMPACT.pack(0, flags | _FRESH, _intern(slot.origin), slot.hlc)
+            else:
+                head = (_COMPACT.pack(0, flags, _intern(slot.origin), slot.hlc)
+                        + _COUNTS.pack(slot.num_score, slot.create_ms))
+            return head + _texts(flags, slot.username, slot.metadata) if flags else head
     parts = [bytes([len(slots)])]
     for slot in slots:
         flags = _flags(slot.username, slot.metadata) | (_HAS_BASE if slot.base is not None else 0)
@@ -145,20 +156,30 @@ def encode_slots(slots: Slots, *, score: int, subscore: int) -> bytes:
     return b"".join(parts)
 
 
+def _compact(data: bytes, offset: int) -> tuple[int, int, int, int, int, int]:
+    """origin, hlc, num_score, create_ms, flags, and where the texts start, of a compact slot."""
+    _, flags, origin, hlc = _COMPACT.unpack_from(data, offset)
+    offset += _COMPACT.size
+    if flags & _FRESH:
+        return origin, hlc, 1, hlc >> 16, flags, offset
+    num_score, create_ms = _COUNTS.unpack_from(data, offset)
+    return origin, hlc, num_score, create_ms, flags, offset + _COUNTS.size
+
+
 def compact_value(data: bytes, offset: int, *, score: int, subscore: int) -> Value | None:
     """The visible value of a one-slot ``set`` record without building its slot; None otherwise."""
     if data[offset] != 0:
         return None
-    _, _origin, hlc, num_score, create_ms, flags = _COMPACT.unpack_from(data, offset)
-    username, metadata, _ = _read_texts(flags, data, offset + _COMPACT.size) if flags else (None, None, 0)
+    _, hlc, num_score, create_ms, flags, texts = _compact(data, offset)
+    username, metadata, _ = _read_texts(flags, data, texts) if flags & _TEXTS else (None, None, 0)
     return Value(score, subscore, num_score, create_ms, hlc >> 16, username, metadata)
 
 
 def decode_slots(data: bytes, offset: int, *, score: int, subscore: int,
                  origins: list[str] | tuple[str, ...] = _origins) -> Slots:
     if data[offset] == 0:
-        _, origin, hlc, num_score, create_ms, flags = _COMPACT.unpack_from(data, offset)
-        username, metadata, _ = _read_texts(flags, data, offset + _COMPACT.size)
+        origin, hlc, num_score, create_ms, flags, texts = _compact(data, offset)
+        username, metadata, _ = _read_texts(flags, data, texts)
         return (Slot(origins[origin], SlotKind.SET, hlc, score, subscore, num_score, create_ms, username, metadata),)
     count = data[offset]
     offset += 1
@@ -233,13 +254,11 @@ def check_slots(element: bytes, end: int, *, origins: list[str] | tuple[str, ...
     if end >= size - 1 or element[end] != 0:
         raise ValueError("a packed record has no slots")
     if element[offset] == 0:  # one node's set: the score is the prefix's
-        if size < offset + _COMPACT.size:
-            raise ValueError("a packed record is cut short")
-        _, origin, _, _, _, flags = _COMPACT.unpack_from(element, offset)
-        if origin >= len(origins) or flags & ~(_HAS_USERNAME | _HAS_METADATA):
-            raise ValueError("a packed record is malformed")
         try:
-            _, _, stop = _read_texts(flags, element, offset + _COMPACT.size)
+            origin, _, _, _, flags, texts = _compact(element, offset)
+            if origin >= len(origins) or flags & ~(_TEXTS | _FRESH):
+                raise ValueError("a packed record is malformed")
+            _, _, stop = _read_texts(flags, element, texts)
         except (struct.error, UnicodeDecodeError) as exc:
             raise ValueError(f"a packed record is malformed: {exc}") from None
         if stop != size:
@@ -265,7 +284,7 @@ def adopt(elements: list[bytes], origins: list[str] | tuple[str, ...], *, descen
     checked inline; anything else by ``check_slots``.
     """
     known = len(origins)
-    compact_end = 1 + _COMPACT.size  # separator, then the compact slot
+    fresh_end = 1 + _COMPACT.size  # separator, then a first write's compact slot
     for element in elements:
         if len(element) <= UUID_KEY_END:
             raise ValueError("a packed record is too short")
@@ -276,8 +295,8 @@ def adopt(elements: list[bytes], origins: list[str] | tuple[str, ...], *, descen
             if end < 0:
                 raise ValueError("a packed record has no end to its owner id")
             element[PREFIX_SIZE:end].decode()  # UnicodeDecodeError is a ValueError
-        if not (len(element) == end + compact_end and element[end] == 0 and element[end + 1] == 0
-                and element[-1] == 0 and (element[end + 2] << 8 | element[end + 3]) < known):
+        if not (len(element) == end + fresh_end and element[end] == 0 and element[end + 1] == 0
+                and element[end + 2] == _FRESH and (element[end + 3] << 8 | element[end + 4]) < known):
             check_slots(element, end, origins=origins, descending=descending)
     mapping = origin_mapping(origins)
     if mapping is None:
@@ -287,8 +306,8 @@ def adopt(elements: list[bytes], origins: list[str] | tuple[str, ...], *, descen
         end = key_end(element)
         offset = end + 1
         if element[offset] == 0:
-            (origin,) = _ORIGIN.unpack_from(element, offset + 1)
-            out.append(element[:offset + 1] + _ORIGIN.pack(mapping[origin]) + element[offset + 3:])
+            (origin,) = _ORIGIN.unpack_from(element, offset + 2)
+            out.append(element[:offset + 2] + _ORIGIN.pack(mapping[origin]) + element[offset + 4:])
             continue
         score, subscore = score_of(element, descending=descending)
         slots = decode_slots(element, offset, score=score, subscore=subscore, origins=origins)

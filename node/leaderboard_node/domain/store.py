@@ -481,12 +481,13 @@ class LeaderboardStore:
             return RecordPage([], [], None, None, 0, bucket_expiry)
         start, page = bucket.around(owner, limit)
         views = [self._view(leaderboard, bucket, record, start + i + 1) for i, record in enumerate(page)]
+        owner_view = next((view for view in views if view.owner_id == owner), None)  # the page is centred on it
+        self._count_lookup(leaderboard, owner_view is not None)
         next_cursor = prev_cursor = None
         if page and start + len(page) < len(bucket):
             next_cursor = Cursor(leaderboard.incarnation, bucket.expiry, True, page[-1].key).encode()
         if page and start > 0:
             prev_cursor = Cursor(leaderboard.incarnation, bucket.expiry, False, page[0].key).encode()
-        owner_view = self._owner_view(leaderboard, bucket, owner)
         return RecordPage(views, [owner_view] if owner_view else [], next_cursor, prev_cursor, len(bucket),
                           bucket.expiry)
 

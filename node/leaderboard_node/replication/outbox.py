@@ -28,7 +28,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_never, wait_ex
 from ..domain.changes import Change
 from . import binarylog_pb2 as pb
 from .peers import Peer, PeerTransport, PeerUnavailable
-from .protocol import EncodedBatch, encode_batch, encode_entry, record_key
+from .protocol import EncodedBatch, encode_batch, encode_entry, record_key, same_record
 from .versions import Backlog, OriginKey
 
 log = logging.getLogger("leaderboard_node.outbox")
@@ -74,14 +74,15 @@ class LocalLog:
         return True
 
 
-def build_batch(origin: OriginKey, sender: str, entries: list[tuple[int, str | None, bytes]], *, first_seq: int,
+def build_batch(origin: OriginKey, sender: str, entries: list[tuple[int, int, bytes]], *, first_seq: int,
                 last_seq: int, hlc: int) -> EncodedBatch:
     """A batch covering ``first_seq..last_seq``, with updates of one record coalesced."""
-    latest: dict[str, int] = {}
+    latest: dict[int, int] = {}
     for index, (_, key, _) in enumerate(entries):
-        if key is not None:
+        if key:
             latest[key] = index
-    kept = [entry for index, (_, key, entry) in enumerate(entries) if key is None or latest[key] == index]
+    kept = [entry for index, (_, key, entry) in enumerate(entries)
+            if not key or latest[key] == index or not same_record(entry, entries[latest[key]][2])]
     return encode_batch(origin, sender=sender, hlc=hlc, first_seq=first_seq, last_seq=last_seq, entries=kept)
 
 

@@ -259,11 +259,25 @@ def entry_from_pb(entry: pb.Entry) -> Change:
     raise ProtocolError(f"entry {entry.seq} carries no known change")
 
 
-def record_key(change: Change) -> str | None:
-    """The record a change is about, for coalescing; None for changes that never coalesce."""
+def record_key(change: Change) -> int:
+    """A hash of the record a change is about, for coalescing (0: never coalesces). Equal
+    hashes are confirmed with ``same_record`` before an entry is dropped."""
     if isinstance(change, RecordSlotPut):
-        return f"{change.leaderboard_id}\x00{change.incarnation}\x00{change.expiry}\x00{change.owner}"
-    return None
+        return hash((change.leaderboard_id, change.incarnation, change.expiry, change.owner)) or 1
+    return 0
+
+
+def same_record(entry: bytes, other: bytes) -> bool:
+    """Whether two serialized entries update the same record."""
+    keys = []
+    for data in (entry, other):
+        message = pb.Entry.FromString(data)
+        kind = message.WhichOneof("change")
+        if kind not in ("record_update", "record_delete"):
+            return False
+        key = getattr(message, kind).key
+        keys.append((key.leaderboard_id, key.incarnation, key.expiry, key.owner_id))
+    return keys[0] == keys[1]
 
 
 def encode_entry(seq: int, change: Change) -> bytes:

@@ -50,6 +50,7 @@ from pydantic import SecretStr
 
 from ..config import AuthSettings
 from ..domain.errors import DomainError
+from .json_body import json_response
 
 log = logging.getLogger("leaderboard_node.auth")
 
@@ -203,7 +204,7 @@ def presented_key(request: web.Request) -> str | None:
 
 def _refuse(error: DomainError) -> web.Response:
     headers = {"WWW-Authenticate": REALM} if error.status == 401 else None
-    return web.json_response(error.to_json(), status=error.status, headers=headers)
+    return json_response(error.to_json(), status=error.status, headers=headers)
 
 
 def auth_middleware(keys: ApiKeys) -> Middleware:

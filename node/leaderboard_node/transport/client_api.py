@@ -38,6 +38,7 @@ from ..node import Node
 from . import openapi, schemas
 from .auth import Access, ApiKeys, auth_middleware, is_server, requires, warn_if_open
 from .schemas import Limits, int_param
+from .json_body import json_response
 
 log = logging.getLogger("leaderboard_node.client_api")
 
@@ -49,7 +50,7 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
     body: dict[str, Any] = {"code": code, "message": message}
     if field is not None:
         body["field"] = field
-    return web.json_response({"error": body}, status=status)
+    return json_response({"error": body}, status=status)
 
 
 def _field_of(loc: tuple[Any, ...], prefix: str = "") -> str:
@@ -67,7 +68,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     try:
         return await handler(request)
     except DomainError as exc:
-        return web.json_response(exc.to_json(), status=exc.status)
+        return json_response(exc.to_json(), status=exc.status)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = _field_of(tuple(first["loc"]))
@@ -251,7 +252,7 @@ async def create_leaderboard(request: web.Request, *, tournament: bool = False) 
     definition = _definition(request, body, tournament=tournament)
     leaderboard, created, changes = node.store.create_leaderboard(definition)
     await _commit(node, changes)
-    return web.json_response(render_leaderboard(node, leaderboard), status=201 if created else 200)
+    return json_response(render_leaderboard(node, leaderboard), status=201 if created else 200)
 
 
 @requires(Access.SERVER)
@@ -270,7 +271,7 @@ def _paginate(items: list[Leaderboard], request: web.Request) -> tuple[list[Lead
 async def list_leaderboards(request: web.Request) -> web.Response:
     node = _node(request)
     page, cursor = _paginate(node.store.list_leaderboards(tournaments=False), request)
-    return web.json_response({"leaderboards": [render_leaderboard(node, lb) for lb in page], "cursor": cursor})
+    return json_response({"leaderboards": [render_leaderboard(node, lb) for lb in page], "cursor": cursor})
 
 
 async def list_tournaments(request: web.Request) -> web.Response:
@@ -292,7 +293,7 @@ async def list_tournaments(request: web.Request) -> web.Response:
             continue
         found.append(lb)
     page, cursor = _paginate(found, request)
-    return web.json_response({"tournaments": [render_leaderboard(node, lb) for lb in page], "cursor": cursor})
+    return json_response({"tournaments": [render_leaderboard(node, lb) for lb in page], "cursor": cursor})
 
 
 def _id(request: web.Request) -> str:
@@ -306,7 +307,7 @@ def _owner(request: web.Request) -> str:
 async def get_leaderboard(request: web.Request, *, tournament: bool = False) -> web.Response:
     node = _node(request)
     leaderboard = node.store.leaderboard(_id(request), tournament=tournament)
-    return web.json_response(render_leaderboard(node, leaderboard))
+    return json_response(render_leaderboard(node, leaderboard))
 
 
 async def get_tournament(request: web.Request) -> web.Response:
@@ -319,7 +320,7 @@ async def delete_leaderboard(request: web.Request, *, tournament: bool = False) 
     node.require_ready()
     changes = node.store.delete_leaderboard(_id(request), tournament=tournament)
     await _commit(node, changes)
-    return web.json_response({"deleted": request.match_info["id"]})
+    return json_response({"deleted": request.match_info["id"]})
 
 
 @requires(Access.SERVER)
@@ -334,7 +335,7 @@ async def join_tournament(request: web.Request) -> web.Response:
     owner = _limits(request).identifier(body.owner_id, field="owner_id")
     joined, changes = node.store.join_tournament(_id(request), owner, now=node.seconds())
     await _commit(node, changes)
-    return web.json_response({"tournament_id": request.match_info["id"], "owner_id": owner, "joined": joined})
+    return json_response({"tournament_id": request.match_info["id"], "owner_id": owner, "joined": joined})
 
 
 # ------------------------------------------------------------------------------ records
@@ -399,7 +400,7 @@ async def write_record(request: web.Request) -> web.Response:
         leaderboard_id, write.owner, score=write.score, subscore=write.subscore, username=write.username,
         metadata=write.metadata, operator=write.operator, now=node.seconds(), server=is_server(request))
     await _commit(node, changes, replicated=replicated, timeout=timeout)
-    return web.json_response(render_record(view))
+    return json_response(render_record(view))
 
 
 async def write_batch(request: web.Request) -> web.Response:
@@ -420,7 +421,7 @@ async def write_batch(request: web.Request) -> web.Response:
     replicated, timeout = _ack_mode(request)
     results, changes = node.store.write_records(leaderboard_id, writes, now=node.seconds(), server=is_server(request))
     await _commit(node, changes, replicated=replicated, timeout=timeout)  # one log entry batch for the request
-    return web.json_response({"records": [render_record(r) if isinstance(r, RecordView) else r.to_json()
+    return json_response({"records": [render_record(r) if isinstance(r, RecordView) else r.to_json()
                                           for r in results]})
 
 
@@ -438,13 +439,13 @@ async def list_records(request: web.Request) -> web.Response:
         leaderboard_id, limit=limits.page_limit(request.query.get("limit")), now=node.seconds(),
         cursor=request.query.get("cursor") or None, owner_ids=owner_ids, expiry=_expiry(request),
     )
-    return web.json_response(render_page(page))
+    return json_response(render_page(page))
 
 
 async def get_record(request: web.Request) -> web.Response:
     node = _node(request)
     view = node.store.get_record(_id(request), _owner(request), now=node.seconds(), expiry=_expiry(request))
-    return web.json_response(render_record(view))
+    return json_response(render_record(view))
 
 
 async def around_owner(request: web.Request) -> web.Response:
@@ -452,7 +453,7 @@ async def around_owner(request: web.Request) -> web.Response:
     limits = _limits(request)
     page = node.store.around_owner(_id(request), _owner(request), limit=limits.page_limit(request.query.get("limit")),
                                    now=node.seconds(), expiry=_expiry(request))
-    return web.json_response(render_page(page))
+    return json_response(render_page(page))
 
 
 @requires(Access.SERVER)
@@ -462,13 +463,13 @@ async def delete_record(request: web.Request) -> web.Response:
     changes = node.store.delete_record(_id(request), _owner(request), now=node.seconds(), expiry=_expiry(request),
                                        server=is_server(request))
     await _commit(node, changes)
-    return web.json_response({"deleted": request.match_info["owner_id"]})
+    return json_response({"deleted": request.match_info["owner_id"]})
 
 
 async def digest(request: web.Request) -> web.Response:
     node = _node(request)
     result = node.store.digest(_id(request), now=node.seconds(), expiry=_expiry(request))
-    return web.json_response({
+    return json_response({
         "leaderboard_id": result.leaderboard_id, "incarnation": result.incarnation,
         "expiry_time": result.expiry, "count": result.count, "digest": result.digest,
     })
@@ -479,14 +480,14 @@ async def digest(request: web.Request) -> web.Response:
 
 @requires(Access.OPEN)
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    return json_response({"status": "ok"})
 
 
 @requires(Access.OPEN)
 async def readyz(request: web.Request) -> web.Response:
     node = _node(request)
     status = 200 if node.ready else 503
-    return web.json_response({"ready": node.ready, "state": node.state.value}, status=status)
+    return json_response({"ready": node.ready, "state": node.state.value}, status=status)
 
 
 def add_record_routes(router: web.UrlDispatcher, prefix: str) -> None:

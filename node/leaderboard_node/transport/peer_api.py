@@ -21,6 +21,7 @@ from aiohttp import web
 from ..replication import binarylog_pb2 as pb
 from ..replication.protocol import COMPRESSION_HEADER, ZSTD_ENCODING, ProtocolError, decompress, frame, parse
 from ..replication.replicator import Replicator
+from .json_body import json_response
 
 log = logging.getLogger("leaderboard_node.peer_api")
 
@@ -46,20 +47,20 @@ def create_peer_app(
             given = request.headers.get("Authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
                 on_rejected("unauthorized")
-                return web.json_response({"error": {"code": "unauthorized", "message": "peer token missing or wrong"}},
+                return json_response({"error": {"code": "unauthorized", "message": "peer token missing or wrong"}},
                                          status=401)
         try:
             return await handler(request)
         except web.HTTPRequestEntityTooLarge:
             on_rejected("too_large")
-            return web.json_response({"error": {"code": "message_too_large",
+            return json_response({"error": {"code": "message_too_large",
                                                 "message": f"peer messages are at most {max_message_bytes} bytes"}},
                                      status=413)
         except ProtocolError as exc:
             on_rejected("malformed")
             log.warning("peer_message_rejected", extra={"path": request.path, "error": str(exc),
                                                         "remote": request.remote})
-            return web.json_response({"error": {"code": "malformed_message", "message": str(exc)}}, status=400)
+            return json_response({"error": {"code": "malformed_message", "message": str(exc)}}, status=400)
 
     async def body(request: web.Request) -> bytes:
         raw = await request.read()
