@@ -88,7 +88,7 @@ class LimitSettings(_Section):
 
 class LeaderboardSyncSettings(_Section):
     enabled: bool = Field(True, description="Replicate changes to peers.")
-    batch_size: int = Field(100, ge=1, le=100_000, description="Most entries in one batch sent to a peer.")
+    batch_size: int = Field(1000, ge=1, le=100_000, description="Most entries in one batch sent to a peer (or pulled in one catch-up).")
     batch_timeout: float = Field(0.005, gt=0, le=10, description="Seconds a busy sender waits after its previous batch for the next to fill (an idle one sends at once).")
     compression: bool = Field(True, description="Compress batches (zstd).")
     blacklist_cache: list[str] = Field(

@@ -97,7 +97,7 @@ class StorageSpec:
 class SyncSpec:
     """``spec.sync``; the defaults equal the node's own (``LeaderboardSyncSettings``)."""
 
-    batch_size: int = 100
+    batch_size: int = 1000
     batch_timeout: float = 0.005
     compression: bool = True
     blacklist_cache: tuple[str, ...] = ()
@@ -153,7 +153,7 @@ class ClusterSpec:
                 retain_on_delete=bool(storage.get("retainOnDelete", False)),
             ),
             sync=SyncSpec(
-                batch_size=int(sync.get("batchSize", 100)),
+                batch_size=int(sync.get("batchSize", 1000)),
                 batch_timeout=float(sync.get("batchTimeout", 0.005)),
                 compression=bool(sync.get("compression", True)),
                 blacklist_cache=tuple(sync.get("blacklistCache") or ()),

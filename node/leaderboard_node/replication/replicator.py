@@ -537,7 +537,7 @@ class Replicator:
         if target is None:
             target = member.vector.get(origin)
         while self.vector.get(origin) < target:
-            request = pb.CatchUpRequest(after_seq=self.vector.get(origin), max_entries=self.settings.batch_size * 10)
+            request = pb.CatchUpRequest(after_seq=self.vector.get(origin), max_entries=self.settings.batch_size)
             request.origin.node, request.origin.epoch = origin
             response = await self.transport.catch_up(member.peer, request)
             if not response.available:
