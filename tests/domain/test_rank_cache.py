@@ -139,3 +139,12 @@ def test_a_damaged_element_is_refused(damage):
     element = _elements(_bucket({"player-1": 5}))[0]
     with pytest.raises(ValueError):
         adopt([damage(element)], record_codec.origin_table(), descending=True)
+
+
+def test_records_sent_as_slots_by_an_older_build_are_taken_as_records():
+    source = _bucket({UUIDS[0]: 5, "text-owner": 3})
+    source.apply_slots("gone", (Slot("n1", SlotKind.DELETE, HLC, 0, 0, 0, 0, None, None),))
+    built = Bucket.from_sync([], list(source.owners_with_slots()), descending=True, expiry=0)
+    assert [(r.owner, r.value) for r in built] == [(r.owner, r.value) for r in source]
+    assert built.tombstones() == source.tombstones()
+    assert built.digest == source.digest

@@ -287,11 +287,12 @@ class Bucket:
         self.last_stored = Record(owner, sort_key, element, value, slots, self.descending)
 
     @classmethod
-    def from_sync(cls, elements: list[bytes], tombstones: list[tuple[str, Slots]], *, descending: bool,
+    def from_sync(cls, elements: list[bytes], slotted: list[tuple[str, Slots]], *, descending: bool,
                   expiry: int) -> Bucket:
         """A bucket built at once from packed records in rank order (a full sync, already
-        adopted by ``record_codec.adopt_elements``) and tombstones; ValueError when they are
-        out of order or name an owner twice. Its digest settles later (``settle``)."""
+        checked by ``record_codec.adopt``) and owners sent as slots (tombstones; records too, in
+        snapshots of older builds); ValueError when the records are out of order or an owner
+        appears twice. Its digest settles later (``settle``)."""
         if not all(map(operator.lt, elements, islice(elements, 1, None))):
             raise ValueError("synced records are not in strict rank order")
         bucket = cls(descending=descending, expiry=expiry)
@@ -308,12 +309,13 @@ class Bucket:
         bucket._order.update(elements)
         bucket._count = len(elements)
         bucket._unhashed = elements
-        for owner, slots in tombstones:
+        for owner, slots in slotted:
             if owner in bucket._tombstones or bucket._element(owner_key(owner)) is not None:
                 raise ValueError("an owner appears twice in one bucket")
-            if merge(slots, descending=descending) is not None:
-                raise ValueError("a synced tombstone has a value")
-            bucket._tombstones[owner] = slots
+            if merge(slots, descending=descending) is None:
+                bucket._tombstones[owner] = slots
+            else:  # a record sent as slots (snapshots written before records travelled packed)
+                bucket.apply_slots(owner, slots)
         return bucket
 
     def absorb(self, other: Bucket) -> None:

@@ -188,7 +188,7 @@ class SnapshotReceiver:
             tombstones = []
             for record in records.records:
                 if not record.slots:
-                    raise ProtocolError("a synced tombstone has no slots")
+                    raise ProtocolError("a record synced as slots has none")
                 owner = checked_text(record.owner_id, what="owner id")
                 tombstones.append((owner, tuple(slot_from_pb(s) for s in record.slots)))
             if target != self._current:
