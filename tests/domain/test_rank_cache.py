@@ -80,13 +80,37 @@ def test_writes_while_a_digest_settles_keep_it_exact():
     assert built.digest == source.digest
 
 
-def test_records_out_of_rank_order_or_an_owner_twice_are_refused():
+def test_records_out_of_rank_order_are_refused():
     elements = _elements(_bucket({owner: index for index, owner in enumerate(UUIDS)}))
     with pytest.raises(ValueError, match="order"):
         Bucket.from_sync(list(reversed(elements)), [], descending=True, expiry=0)
-    twice = _elements(_bucket({UUIDS[0]: 1})) + _elements(_bucket({UUIDS[0]: 0}))
-    with pytest.raises(ValueError, match="twice"):
-        Bucket.from_sync(twice, [], descending=True, expiry=0)
+
+
+def test_an_owner_sent_twice_merges_like_two_replicas_of_it():
+    older = _elements(_bucket({UUIDS[0]: 9}))  # moved while the snapshot streamed: sent at 9, then at 1
+    newer = _bucket({})
+    newer.apply_slots(UUIDS[0], _set("n1", 1, hlc=HLC + (1 << 16)))
+    built = Bucket.from_sync(older + _elements(newer), [], descending=True, expiry=0)
+    assert [(r.owner, r.value.score) for r in built] == [(UUIDS[0], 1)]
+    assert built.digest == newer.digest
+
+
+@pytest.mark.parametrize("owner", ["q", "p1", "abcd", "é"])
+def test_short_text_owners_travel_too(owner):
+    source = _bucket({owner: 3})
+    adopted = adopt(_elements(source), record_codec.origin_table(), descending=True)
+    built = Bucket.from_sync(adopted, [], descending=True, expiry=0)
+    assert built.get(owner).value == source.get(owner).value
+
+
+def test_a_record_rewritten_in_place_between_chunks_is_not_sent_again():
+    bucket = _bucket({owner: index for index, owner in enumerate(UUIDS)})
+    first = bucket.elements_after(None, 2)
+    # the chunk's last record gets a newer slot with the same score: its element sorts just after
+    bucket.apply_slots(bucket.get(UUIDS[-2]).owner, _set("n1", 3, username="x", hlc=HLC + (1 << 16)))
+    rest = bucket.elements_after(first[-1], 10)
+    assert UUIDS[-2] not in [bucket._decode(e).owner for e in rest]
+    assert len(first) + len(rest) == len(UUIDS)
 
 
 def test_elements_from_a_process_with_another_node_table_are_repointed():

@@ -202,3 +202,13 @@ def test_around_owner_is_filled_from_the_other_side_at_the_ends(store):
     assert [v.rank for v in bottom.records] == [3, 4, 5, 6]
     assert len(store.around_owner("lb", "p3", limit=50, now=NOW).records) == 6
     assert store.around_owner("lb", "nobody", limit=5, now=NOW).records == []
+
+
+def test_a_refused_write_leaves_no_bucket_behind(store):
+    """An empty bucket only this node had would make replica digests differ for good."""
+    store.create_leaderboard(leaderboard("lb", operator=Operator.DECR))
+    with pytest.raises(errors.InvalidArgument):
+        store.write_record("lb", "p1", score=-1, now=NOW)
+    assert list(store.buckets()) == []
+    store.write_record("lb", "p1", score=1, now=NOW)
+    assert len(list(store.buckets())) == 1

@@ -212,9 +212,10 @@ class Bucket:
         return self._order.bisect_left(key + SEPARATOR)
 
     def elements_after(self, element: bytes | None, limit: int) -> list[bytes]:
-        """Up to ``limit`` packed records after ``element`` in rank order (keyset iteration for
-        snapshots: a record moved meanwhile is skipped or seen twice, never shifts the rest)."""
-        start = 0 if element is None else self._order.bisect_right(element)
+        """Up to ``limit`` packed records after the position of ``element`` (its sort key) in
+        rank order: keyset iteration for snapshots. A record rewritten in place is not sent
+        again; one that moved meanwhile may be skipped or sent twice, never shifts the rest."""
+        start = 0 if element is None else self.index_after(element[:key_end(element)])
         return list(self._order.islice(start, start + limit))
 
     def tombstones(self) -> list[tuple[str, Slots]]:
@@ -291,30 +292,40 @@ class Bucket:
                   expiry: int) -> Bucket:
         """A bucket built at once from packed records in rank order (a full sync, already
         checked by ``record_codec.adopt``) and owners sent as slots (tombstones; records too, in
-        snapshots of older builds); ValueError when the records are out of order or an owner
-        appears twice. Its digest settles later (``settle``)."""
+        snapshots of older builds); ValueError when the records are out of rank order. An owner
+        sent twice (it moved or was deleted while the snapshot streamed) is merged, as replicas
+        merge. Its digest settles later (``settle``)."""
         if not all(map(operator.lt, elements, islice(elements, 1, None))):
             raise ValueError("synced records are not in strict rank order")
         bucket = cls(descending=descending, expiry=expiry)
         index = bucket._index
-        for element in elements:
+        again: list[int] = []  # positions of owners met before (a record that moved while the snapshot streamed)
+        for position, element in enumerate(elements):
             key = element[PREFIX_SIZE:PREFIX_SIZE + 17] if element[PREFIX_SIZE] == 0 \
                 else element[PREFIX_SIZE:element.index(0, PREFIX_SIZE)]
             slot = float(hash(key) >> 11)
             found = index.setdefault(slot, element)
             if found is not element:
                 if bucket._element(key) is not None:
-                    raise ValueError("an owner appears twice in one bucket")
+                    again.append(position)
+                    continue
                 index[slot] = (found if isinstance(found, tuple) else (found,)) + (element,)
+        if again:
+            skipped = set(again)
+            later = [elements[position] for position in again]
+            elements = [element for position, element in enumerate(elements) if position not in skipped]
         bucket._order.update(elements)
         bucket._count = len(elements)
         bucket._unhashed = elements
+        if again:  # merge each later copy into the record, as any two states of it merge
+            for element in later:
+                record = bucket._decode(element)
+                bucket.apply_slots(record.owner, record.slots)
         for owner, slots in slotted:
-            if owner in bucket._tombstones or bucket._element(owner_key(owner)) is not None:
-                raise ValueError("an owner appears twice in one bucket")
-            if merge(slots, descending=descending) is None:
+            if owner not in bucket._tombstones and bucket._element(owner_key(owner)) is None \
+                    and merge(slots, descending=descending) is None:
                 bucket._tombstones[owner] = slots
-            else:  # a record sent as slots (snapshots written before records travelled packed)
+            else:  # a record sent as slots (older builds), or an owner sent twice: merge
                 bucket.apply_slots(owner, slots)
         return bucket
 

@@ -286,10 +286,12 @@ def adopt(elements: list[bytes], origins: list[str] | tuple[str, ...], *, descen
     known = len(origins)
     fresh_end = 1 + _COMPACT.size  # separator, then a first write's compact slot
     for element in elements:
-        if len(element) <= UUID_KEY_END:
+        if len(element) <= PREFIX_SIZE:
             raise ValueError("a packed record is too short")
         if element[PREFIX_SIZE] == 0:
             end = UUID_KEY_END
+            if len(element) <= end:
+                raise ValueError("a packed record is too short")
         else:
             end = element.find(0, PREFIX_SIZE)
             if end < 0:

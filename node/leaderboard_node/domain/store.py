@@ -189,42 +189,46 @@ class LeaderboardStore:
             raise AuthoritativeLeaderboard(
                 f"{leaderboard_id!r} is authoritative: only the server key may write to it", field="id")
         period = self.period(leaderboard, now)
-        bucket = self._bucket(leaderboard, period.expiry, create=True)
-        assert bucket is not None
+        bucket = self._bucket(leaderboard, period.expiry, create=False)  # made by the first write that lands
         results: list[RecordView | DomainError] = []
         changes: list[Change] = []
         for write in writes:
             try:
-                results.append(self._write(leaderboard, period, bucket, write, now, changes))
+                view, bucket = self._write(leaderboard, period, bucket, write, now, changes)
+                results.append(view)
             except DomainError as exc:
                 results.append(exc)
         return results, changes
 
-    def _write(self, leaderboard: Leaderboard, period: Period, bucket: Bucket, write: RecordWrite, now: int,
-               changes: list[Change]) -> RecordView:
+    def _write(self, leaderboard: Leaderboard, period: Period, bucket: Bucket | None, write: RecordWrite, now: int,
+               changes: list[Change]) -> tuple[RecordView, Bucket]:
         owner, score, subscore = write.owner, write.score, write.subscore
         effective = write.operator or leaderboard.operator
         if effective is Operator.DECR and (score < 0 or subscore < 0):
             raise InvalidArgument("decr takes a non-negative amount", field="score" if score < 0 else "subscore")
+        record = bucket.get(owner) if bucket is not None else None
         if leaderboard.tournament is not None:
-            self._check_tournament_write(leaderboard, period, bucket, owner, now)
-        record = bucket.get(owner)
+            self._check_tournament_write(leaderboard, period, record, owner, now)
         slot = records.write(
-            record.slots if record is not None else bucket.tombstone(owner), origin=self.node, hlc=self.clock.now(),
-            leaderboard_operator=leaderboard.operator, operator=effective, descending=leaderboard.descending,
-            score=score, subscore=subscore, username=write.username, metadata=write.metadata,
+            record.slots if record is not None else bucket.tombstone(owner) if bucket is not None else (),
+            origin=self.node, hlc=self.clock.now(), leaderboard_operator=leaderboard.operator, operator=effective,
+            descending=leaderboard.descending, score=score, subscore=subscore, username=write.username,
+            metadata=write.metadata,
         )
         if slot is not None:
+            if bucket is None:
+                bucket = self._bucket_at(leaderboard.id, leaderboard.incarnation, period.expiry,
+                                         descending=leaderboard.descending)
             changes.append(RecordSlotPut(leaderboard.id, leaderboard.incarnation, period.expiry, owner, slot,
                                          leaderboard.descending))
             if bucket.apply_slot(owner, slot, current=record):
                 record = bucket.last_stored
-        if record is None:  # pragma: no cover - a write always leaves a record
+        if record is None or bucket is None:  # pragma: no cover - a write always leaves a record
             raise RecordNotFound(f"no record of {owner!r}", field="owner_id")
-        return self._view(leaderboard, bucket, record)
+        return self._view(leaderboard, bucket, record), bucket
 
     def _check_tournament_write(
-        self, leaderboard: Leaderboard, period: Period, bucket: Bucket, owner: str, now: int
+        self, leaderboard: Leaderboard, period: Period, record: Record | None, owner: str, now: int
     ) -> None:
         t = leaderboard.tournament
         assert t is not None
@@ -238,7 +242,6 @@ class LeaderboardStore:
         if t.join_required and owner not in joined:
             raise TournamentJoinRequired(f"{owner!r} must join tournament {leaderboard.id!r} first",
                                          field="owner_id")
-        record = bucket.get(owner)
         if record is not None and t.max_num_score and record.value.num_score >= t.max_num_score:
             raise TournamentMaxNumScore(
                 f"{owner!r} has used all {t.max_num_score} score attempts in this period", field="owner_id")

@@ -509,7 +509,8 @@ class Replicator:
                 log.info("repair_failed", extra={"node": self.node.name, "peer": member.name, "error": str(exc)})
 
     async def _repair_from(self, member: Member) -> None:
-        settled = member.previous_vector
+        # What the peer held both at the previous poll and now (it may have restarted empty since)
+        settled = VersionVector({o: min(s, member.vector.get(o)) for o, s in member.previous_vector.items()})
         missing = {o: v for o, v in self.vector.missing_from(settled).items() if o != self.origin}
         try:
             for origin in missing:
