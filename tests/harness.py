@@ -11,6 +11,7 @@ import ssl
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,19 +117,27 @@ class NodeProcess:
         return self.process.returncode
 
     def log_errors(self) -> list[str]:
-        """Log lines of unexpected failures (an unhandled exception, a request the server choked on)."""
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return []
-        return [line for line in text.splitlines()
-                if '"level": "ERROR"' in line or "Traceback" in line and '"level": "WARNING"' not in line]
+        return log_errors(self.log_path)
 
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        return log_tail(self.log_path, lines)
+
+
+def log_errors(path: Path) -> list[str]:
+    """Log lines of unexpected failures (an unhandled exception, a request the server choked on)."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return []
+    return [line for line in text.splitlines()
+            if '"level": "ERROR"' in line or "Traceback" in line and '"level": "WARNING"' not in line]
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
 
 
 def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
@@ -237,3 +246,11 @@ class Cluster:
             return True
 
         wait_until(converged, timeout=timeout, message=f"digests of {leaderboard_ids} to agree on every node")
+
+
+def board_with_a_record(client: LeaderboardClient, prefix: str) -> str:
+    """A new leaderboard holding one record ("keeper", 42): what a refused request must leave alone."""
+    board = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    client.create_leaderboard(board)
+    client.write_record(board, "keeper", 42)
+    return board

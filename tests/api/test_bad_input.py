@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import json
-import uuid
 
 import pytest
 
 from leaderboard_client import ApiError
 
+from ..harness import board_with_a_record
+
 
 @pytest.fixture
 def board(client):
-    board = f"lb-{uuid.uuid4().hex[:8]}"
-    client.create_leaderboard(board)
-    client.write_record(board, "keeper", 42)
-    return board
+    return board_with_a_record(client, "lb")
 
 
 def _error(client, method, path, body=None):

@@ -87,7 +87,7 @@ import yaml
 from leaderboard_client import ApiError, LeaderboardClient
 from leaderboard_operator import resources
 
-from ..harness import loopback_host
+from ..harness import log_errors, log_tail, loopback_host
 from ..operator.conftest import ApiServer, Cluster
 
 log = logging.getLogger("tests.kubernetes.kubelet")
@@ -176,19 +176,10 @@ class Pod:
                 f"exits={self.exits}; log tail:\n{self.log_tail(10)}")
 
     def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        return log_tail(self.log_path, lines)
 
     def log_errors(self) -> list[str]:
-        """Log lines of unexpected failures, as ``tests.harness.NodeProcess.log_errors`` finds them."""
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return []
-        return [line for line in text.splitlines()
-                if '"level": "ERROR"' in line or "Traceback" in line and '"level": "WARNING"' not in line]
+        return log_errors(self.log_path)
 
 
 class Kubelet:

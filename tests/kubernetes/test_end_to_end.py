@@ -18,6 +18,7 @@ from leaderboard_client import LeaderboardClient
 from leaderboard_operator import resources
 from leaderboard_operator.status import PHASES
 
+from ..harness import all_records
 from ..operator.conftest import NAMESPACE, Cluster, RunningOperator, kmock_key
 from .kubelet import Kubelet, call, wait_for
 
@@ -66,17 +67,6 @@ async def scale(cluster: Cluster, replicas: int) -> None:
                           json={"spec": {"replicas": replicas}},
                           headers={"Content-Type": "application/merge-patch+json"})
     assert cr(cluster)["spec"]["replicas"] == replicas
-
-
-def all_records(client: LeaderboardClient, board: str) -> dict[str, int]:
-    held: dict[str, int] = {}
-    cursor = None
-    while True:
-        page = client.records(board, limit=1000, cursor=cursor)
-        held.update({r["owner_id"]: r["score"] for r in page["records"]})
-        cursor = page["next_cursor"]
-        if cursor is None:
-            return held
 
 
 async def holdings(kubelet: Kubelet, pod: str) -> dict[str, dict[str, int]]:

@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from ..harness import NodeProcess
+from ..harness import NodeProcess, board_with_a_record
 from .conftest import unexpected_errors
 
 LIMITS = {"max_body_bytes": 65536, "max_metadata_bytes": 256, "max_batch_records": 50, "max_owner_ids": 5,
@@ -35,10 +35,7 @@ def client(node):
 
 @pytest.fixture
 def board(client):
-    board = f"lim-{uuid.uuid4().hex[:8]}"
-    client.create_leaderboard(board)
-    client.write_record(board, "keeper", 42)
-    return board
+    return board_with_a_record(client, "lim")
 
 
 def _refused(client, method: str, path: str, body: bytes | dict | None = None, *,
