@@ -37,6 +37,7 @@ from sortedcontainers import SortedList
 
 from .record_codec import (
     PREFIX_SIZE,
+    UUID_KEY_END,
     compact_value,
     decode_slots,
     encode_slots,
@@ -55,9 +56,9 @@ AFTER = b"\x01"
 _HASHED = struct.Struct(">qqqqq")
 
 
-def sort_key(score: int, subscore: int, owner: str, *, descending: bool) -> bytes:
-    """The part of an element that orders it: prefix and owner key."""
-    return sort_prefix(score, subscore, descending=descending) + owner_key(owner)
+def _index_key(key: bytes) -> float:
+    """Where the owner index keeps the owner with this owner key (see the module docstring)."""
+    return float(hash(key) >> 11)
 
 
 class Record:
@@ -113,7 +114,7 @@ class Bucket:
     # ------------------------------------------------------------------ elements
 
     def _element(self, key: bytes) -> bytes | None:
-        found = self._index.get(float(hash(key) >> 11))
+        found = self._index.get(_index_key(key))
         if found is None:
             return None
         end = PREFIX_SIZE + len(key)
@@ -125,7 +126,7 @@ class Bucket:
         return None
 
     def _index_put(self, key: bytes, element: bytes, old: bytes | None) -> None:
-        slot = float(hash(key) >> 11)
+        slot = _index_key(key)
         found = self._index.get(slot)
         if found is None or (old is not None and found is old):
             self._index[slot] = element
@@ -134,7 +135,7 @@ class Bucket:
         self._index[slot] = others + (element,) if others else element
 
     def _index_drop(self, key: bytes, old: bytes) -> None:
-        slot = float(hash(key) >> 11)
+        slot = _index_key(key)
         found = self._index.get(slot)
         if found is old:
             del self._index[slot]
@@ -246,7 +247,7 @@ class Bucket:
         else:
             record = current
         assert not isinstance(record, bool)
-        merged = merge_slot(record.slots if record is not None else self._tombstones.get(owner, ()), slot)
+        merged = merge_slot(record.slots if record is not None else self.tombstone(owner), slot)
         if merged is None:
             return False
         self._store(owner, key, merged, record)
@@ -256,7 +257,7 @@ class Bucket:
         key = owner_key(owner)
         element = self._element(key)
         record = None if element is None else self._decode(element)
-        merged = merge_slots(record.slots if record is not None else self._tombstones.get(owner, ()), slots)
+        merged = merge_slots(record.slots if record is not None else self.tombstone(owner), slots)
         if merged is None:
             return False
         self._store(owner, key, merged, record)
@@ -301,7 +302,8 @@ class Bucket:
         index = bucket._index
         again: list[int] = []  # positions of owners met before (a record that moved while the snapshot streamed)
         for position, element in enumerate(elements):
-            key = element[PREFIX_SIZE:PREFIX_SIZE + 17] if element[PREFIX_SIZE] == 0 \
+            # key_end and _index_key, inlined: this loop runs once per record of a full sync
+            key = element[PREFIX_SIZE:UUID_KEY_END] if element[PREFIX_SIZE] == 0 \
                 else element[PREFIX_SIZE:element.index(0, PREFIX_SIZE)]
             slot = float(hash(key) >> 11)
             found = index.setdefault(slot, element)

@@ -288,10 +288,8 @@ def adopt(elements: list[bytes], origins: list[str] | tuple[str, ...], *, descen
     for element in elements:
         if len(element) <= PREFIX_SIZE:
             raise ValueError("a packed record is too short")
-        if element[PREFIX_SIZE] == 0:
+        if element[PREFIX_SIZE] == 0:  # key_end, inlined (once per record of a full sync) and checked
             end = UUID_KEY_END
-            if len(element) <= end:
-                raise ValueError("a packed record is too short")
         else:
             end = element.find(0, PREFIX_SIZE)
             if end < 0:

@@ -55,6 +55,14 @@ class RecordWrite(NamedTuple):
     operator: Operator | None = None  # None: the leaderboard's own
 
 
+def check_write(leaderboard: Leaderboard, write: RecordWrite) -> Operator:
+    """The operator a write applies with; InvalidArgument when it cannot apply (a negative decr)."""
+    effective = write.operator or leaderboard.operator
+    if effective is Operator.DECR and (write.score < 0 or write.subscore < 0):
+        raise InvalidArgument("decr takes a non-negative amount", field="score" if write.score < 0 else "subscore")
+    return effective
+
+
 class RecordView(NamedTuple):  # tuples: one is made per record written or read
     leaderboard_id: str
     owner_id: str
@@ -203,9 +211,7 @@ class LeaderboardStore:
     def _write(self, leaderboard: Leaderboard, period: Period, bucket: Bucket | None, write: RecordWrite, now: int,
                changes: list[Change]) -> tuple[RecordView, Bucket]:
         owner, score, subscore = write.owner, write.score, write.subscore
-        effective = write.operator or leaderboard.operator
-        if effective is Operator.DECR and (score < 0 or subscore < 0):
-            raise InvalidArgument("decr takes a non-negative amount", field="score" if score < 0 else "subscore")
+        effective = check_write(leaderboard, write)
         record = bucket.get(owner) if bucket is not None else None
         if leaderboard.tournament is not None:
             self._check_tournament_write(leaderboard, period, record, owner, now)
@@ -341,7 +347,10 @@ class LeaderboardStore:
             if not bucket.digest_settled:
                 bucket.settle(budget)
                 break
-        return any(not bucket.digest_settled for _, _, bucket in self.buckets())
+        return not self.digests_settled()
+
+    def digests_settled(self) -> bool:
+        return all(bucket.digest_settled for _, _, bucket in self.buckets())
 
     def bucket(self, leaderboard_id: str, incarnation: str, expiry: int) -> Bucket | None:
         return self._buckets.get((leaderboard_id, incarnation), {}).get(expiry)

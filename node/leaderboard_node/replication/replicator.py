@@ -243,7 +243,7 @@ class Replicator:
     def state_digest(self) -> str:
         """A hash of every bucket's digest and every definition, to compare replicas; empty
         while some bucket's digest is not settled yet (nothing to compare)."""
-        if any(not bucket.digest_settled for _, _, bucket in self.store.buckets()):
+        if not self.store.digests_settled():
             return ""
         horizon = self.node.seconds() - self.store.retention + 120
         parts = sorted(

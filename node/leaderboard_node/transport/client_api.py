@@ -32,8 +32,7 @@ from ..domain.errors import (
     ReplicationTimeout,
 )
 from ..domain.leaderboards import Leaderboard, TournamentSettings, validate_definition
-from ..domain.records import Operator
-from ..domain.store import RecordPage, RecordView, RecordWrite
+from ..domain.store import RecordPage, RecordView, RecordWrite, check_write
 from ..node import Node
 from . import openapi, schemas
 from .auth import Access, ApiKeys, auth_middleware, is_server, requires, warn_if_open
@@ -414,9 +413,10 @@ async def write_batch(request: web.Request) -> web.Response:
     writes = []
     for index, item in enumerate(batch.records):  # check everything before changing anything
         write = _record_write(limits, item.owner_id, item, field_prefix=f"records[{index}].")
-        if (item.operator or leaderboard.operator) is Operator.DECR and (item.score < 0 or item.subscore < 0):
-            field = "score" if item.score < 0 else "subscore"
-            raise InvalidArgument("decr takes a non-negative amount", field=f"records[{index}].{field}")
+        try:
+            check_write(leaderboard, write)
+        except InvalidArgument as exc:  # refuse the batch, naming the record
+            raise InvalidArgument(exc.message, field=f"records[{index}].{exc.field}") from None
         writes.append(write)
     replicated, timeout = _ack_mode(request)
     results, changes = node.store.write_records(leaderboard_id, writes, now=node.seconds(), server=is_server(request))
