@@ -45,6 +45,7 @@ _COUNTS = struct.Struct(">QQ")  # num_score, create_ms
 _SLOT = struct.Struct(">BHQqqQQB")  # kind, origin, hlc, score, subscore, num_score, create_ms, flags
 _BASE = struct.Struct(">QHBqqQQB")  # hlc, origin, present, score, subscore, num_score, create_ms, flags
 _LEN = struct.Struct(">I")
+_COMPACT_UNPACK, _COMPACT_SIZE, _COUNTS_UNPACK = _COMPACT.unpack_from, _COMPACT.size, _COUNTS.unpack_from
 _HAS_USERNAME, _HAS_METADATA, _HAS_BASE = 1, 2, 4
 _TEXTS = _HAS_USERNAME | _HAS_METADATA
 _FRESH = 8  # compact only: num_score 1 and create_ms the hlc's milliseconds (a first write), both left out
@@ -76,6 +77,11 @@ def owner_key(owner: str) -> bytes:
 def key_end(element: bytes) -> int:
     """Where the owner key of an element ends (the 0x00 between key and slots)."""
     return UUID_KEY_END if element[PREFIX_SIZE] == 0 else element.index(0, PREFIX_SIZE)
+
+
+def sort_key(element: bytes) -> bytes:
+    """The sort prefix and owner key of an element: its position, which cursors carry."""
+    return element[:key_end(element)]
 
 
 def owner_of(element: bytes, end: int) -> str:
@@ -167,12 +173,24 @@ def _compact(data: bytes, offset: int) -> tuple[int, int, int, int, int, int]:
 
 
 def compact_value(data: bytes, offset: int, *, score: int, subscore: int) -> Value | None:
-    """The visible value of a one-slot ``set`` record without building its slot; None otherwise."""
+    """The visible value of a one-slot ``set`` record without building its slot; None otherwise.
+
+    Every page read comes through here once per record: it unpacks the slot itself rather
+    than through ``_compact``.
+    """
     if data[offset] != 0:
         return None
-    _, hlc, num_score, create_ms, flags, texts = _compact(data, offset)
-    username, metadata, _ = _read_texts(flags, data, texts) if flags & _TEXTS else (None, None, 0)
-    return Value(score, subscore, num_score, create_ms, hlc >> 16, username, metadata)
+    _, flags, _, hlc = _COMPACT_UNPACK(data, offset)
+    update_ms = hlc >> 16
+    if flags & _FRESH:
+        num_score, create_ms, texts = 1, update_ms, offset + _COMPACT_SIZE
+    else:
+        num_score, create_ms = _COUNTS_UNPACK(data, offset + _COMPACT_SIZE)
+        texts = offset + _COMPACT_SIZE + _COUNTS.size
+    if flags & _TEXTS:
+        username, metadata, _ = _read_texts(flags, data, texts)
+        return Value(score, subscore, num_score, create_ms, update_ms, username, metadata)
+    return Value(score, subscore, num_score, create_ms, update_ms, None, None)
 
 
 def decode_slots(data: bytes, offset: int, *, score: int, subscore: int,

@@ -40,6 +40,7 @@ from .errors import (
 )
 from .leaderboards import Leaderboard, LeaderboardCache, RankBlacklist, period_of
 from .rank_cache import Bucket, Record
+from .record_codec import sort_key
 from .records import Operator
 from .schedule import NEVER, Period
 
@@ -420,6 +421,25 @@ class LeaderboardStore:
             expiry=bucket.expiry, rank=rank,
         )
 
+    def _views(self, leaderboard: Leaderboard, bucket: Bucket, elements: list[bytes], first_rank: int,
+               ) -> list[RecordView]:
+        """Views of consecutive elements of ``bucket``, the first at rank ``first_rank``.
+
+        A page is read once per request and is most of one: this is ``_view`` for many records,
+        with what they share looked up once.
+        """
+        ranked = self.ranks_enabled(leaderboard)
+        t = leaderboard.tournament
+        max_num_score = t.max_num_score if t else 0
+        leaderboard_id, expiry, visible = leaderboard.id, bucket.expiry, bucket.visible
+        views = []
+        for rank, element in enumerate(elements, first_rank):
+            owner, value = visible(element)
+            views.append(RecordView(leaderboard_id, owner, value.username, value.score, value.subscore,
+                                    value.num_score, max_num_score, value.metadata, value.create_ms,
+                                    value.update_ms, expiry, rank if ranked else 0))
+        return views
+
     def get_record(self, leaderboard_id: str, owner: str, *, now: int, expiry: int | None = None) -> RecordView:
         leaderboard = self.leaderboard(leaderboard_id)
         bucket = self._read_bucket(leaderboard, expiry, now)
@@ -466,13 +486,13 @@ class LeaderboardStore:
         else:
             start = max(0, bucket.index_before(position.key) - limit)
         stop = min(total, start + limit) if position is None or position.forward else bucket.index_before(position.key)
-        page = bucket.slice(start, stop)
-        views = [self._view(leaderboard, bucket, record, start + i + 1) for i, record in enumerate(page)]
+        page = bucket.elements(start, stop)
+        views = self._views(leaderboard, bucket, page, start + 1)
         next_cursor = prev_cursor = None
         if page and stop < total:
-            next_cursor = Cursor(leaderboard.incarnation, bucket.expiry, True, page[-1].key).encode()
+            next_cursor = Cursor(leaderboard.incarnation, bucket.expiry, True, sort_key(page[-1])).encode()
         if page and start > 0:
-            prev_cursor = Cursor(leaderboard.incarnation, bucket.expiry, False, page[0].key).encode()
+            prev_cursor = Cursor(leaderboard.incarnation, bucket.expiry, False, sort_key(page[0])).encode()
         return RecordPage(views, owner_records, next_cursor, prev_cursor, total, bucket.expiry)
 
     def _count_lookup(self, leaderboard: Leaderboard, found: bool) -> None:
@@ -492,14 +512,14 @@ class LeaderboardStore:
         if bucket is None:
             return RecordPage([], [], None, None, 0, bucket_expiry)
         start, page = bucket.around(owner, limit)
-        views = [self._view(leaderboard, bucket, record, start + i + 1) for i, record in enumerate(page)]
+        views = self._views(leaderboard, bucket, page, start + 1)
         owner_view = next((view for view in views if view.owner_id == owner), None)  # the page is centred on it
         self._count_lookup(leaderboard, owner_view is not None)
         next_cursor = prev_cursor = None
         if page and start + len(page) < len(bucket):
-            next_cursor = Cursor(leaderboard.incarnation, bucket.expiry, True, page[-1].key).encode()
+            next_cursor = Cursor(leaderboard.incarnation, bucket.expiry, True, sort_key(page[-1])).encode()
         if page and start > 0:
-            prev_cursor = Cursor(leaderboard.incarnation, bucket.expiry, False, page[0].key).encode()
+            prev_cursor = Cursor(leaderboard.incarnation, bucket.expiry, False, sort_key(page[0])).encode()
         return RecordPage(views, [owner_view] if owner_view else [], next_cursor, prev_cursor, len(bucket),
                           bucket.expiry)
 
