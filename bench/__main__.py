@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         if any(w != "rank_cache" for w in chosen):
             loader = LoadClient(workdir.path)
             meta["machine"].update({"client_loop": loader.info.get("loop"), "client_process": "separate",
-                                    "client_library": "aiohttp (node), redis.asyncio (Redis)"})
+                                    "client_library": "AsyncLeaderboardClient (node), redis.asyncio (Redis)"})
         steps: list[tuple[tuple[str, ...], Any]] = []
         if "rank_cache" in chosen:
             def rank_step() -> dict[str, Any]:

@@ -7,7 +7,12 @@ one variadic ZADD of as many members; 2 in flight), the memory it grew by (node:
 from the client process, with the server process's CPU time per operation (/proc/PID/stat)
 and the client process's:
 
-| op | node (aiohttp, JSON parsed) | Redis (redis-py asyncio) |
+Each system is driven through its own Python client, asyncio, answers parsed: the node
+through the project's ``AsyncLeaderboardClient``, Redis through redis-py's asyncio client
+(hiredis parser). ``around_aiohttp`` repeats ``around`` on the node through aiohttp, a
+general-purpose HTTP client, for reference (not a target).
+
+| op | node (AsyncLeaderboardClient) | Redis (redis-py asyncio) |
 |---|---|---|
 | write | POST /records, an existing owner's new score | ZADD |
 | batch | POST /records/batch of ``api_batch`` records | pipeline of ``api_batch`` ZADD |
@@ -26,6 +31,7 @@ from .plan import Plan
 from .procs import LoadClient, Node, Redis, cpu_seconds
 
 OPS = ("write", "batch", "lookup", "around", "top")
+REFERENCE_OPS = {"around_aiohttp": ("around", "aiohttp")}  # node only: (op, client)
 
 
 def _redis_used_memory(server: Redis) -> tuple[int, int]:
@@ -74,19 +80,23 @@ def run(plan: Plan, workdir: Path, loader: LoadClient, systems: list[str], *, ap
                 log(f"  {system} round {round_no + 1}: loaded {n:,} records at {load['records_per_s']:,.0f}/s")
                 if not api:
                     continue
-                for op in OPS:
+                passes = [(op, op, target) for op in OPS]
+                if system == "node":
+                    passes += [(name, op, {**target, "client": client})
+                               for name, (op, client) in REFERENCE_OPS.items()]
+                for name, op, spec in passes:
                     for concurrency in plan.api_concurrency:
                         assert server.process is not None
                         cpu = cpu_seconds(server.process.pid)
                         result = loader.call({
-                            "cmd": "ops", "target": target, "board": BOARD, "op": op, "concurrency": concurrency,
+                            "cmd": "ops", "target": spec, "board": BOARD, "op": op, "concurrency": concurrency,
                             "population": n, "duration": plan.api_op_seconds, "max_ops": plan.api_op_max,
                             "batch": plan.api_batch, "seed": round_no * 100 + concurrency,
                         })
                         if result["errors"]:
-                            raise RuntimeError(f"{system} {op} c{concurrency}: {result['errors']} errors, "
+                            raise RuntimeError(f"{system} {name} c{concurrency}: {result['errors']} errors, "
                                                f"e.g. {result['error_samples']}")
-                        prefix = f"{op}.c{concurrency}."
+                        prefix = f"{name}.c{concurrency}."
                         ops = max(1, result["ops"])
                         api_figures.add(system, prefix + "server_cpu_us_per_op",
                                         (cpu_seconds(server.process.pid) - cpu) / ops * 1e6)
@@ -102,7 +112,8 @@ def run(plan: Plan, workdir: Path, loader: LoadClient, systems: list[str], *, ap
                 server.stop()
     out: dict[str, Any] = {}
     if api:
-        out["client_api"] = {"method": "separate client process, asyncio (uvloop): aiohttp for the node, "
+        out["client_api"] = {"method": "separate client process, asyncio (uvloop): the project's "
+                                       "AsyncLeaderboardClient for the node (around_aiohttp: aiohttp), "
                                        "redis.asyncio for Redis; N concurrent tasks with one connection each",
                              "figures": api_figures, "records": n, "batch": plan.api_batch,
                              "load_batch": plan.api_load_batch, "concurrency": list(plan.api_concurrency),

@@ -4,7 +4,7 @@
     python -m bench.durability [--records 1000000] [--seconds 5]
 
 One node on 127.0.0.1 with a data directory in a temporary folder; load comes from the
-bench's separate client process (aiohttp). Results are printed as JSON lines and written to
+bench's separate client process (AsyncLeaderboardClient). Results are printed as JSON lines and written to
 ``bench/results/durability.json``.
 """
 

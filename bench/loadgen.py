@@ -1,6 +1,7 @@
-"""The bench's client process: it drives load against the nodes (aiohttp) and against Redis
-(redis-py's asyncio client) from one asyncio event loop (uvloop when installed, for both),
-so both systems are driven by the same code style and the same concurrency.
+"""The bench's client process: it drives load against the nodes (the project's asyncio
+client) and against Redis (redis-py's asyncio client, hiredis parser) from one asyncio event
+loop (uvloop when installed, for both): each system through its own Python client, with the
+same code style and the same concurrency.
 
 It is started by the bench driver (``bench.procs.LoadClient``) and reads one JSON command
 per line from stdin, answering one JSON line on stdout. Every loop is bounded in time and
@@ -18,6 +19,8 @@ import traceback
 from typing import Any
 
 import aiohttp
+
+from leaderboard_client import ApiError, AsyncLeaderboardClient
 
 from .common import owner_id, percentile
 
@@ -40,41 +43,38 @@ def _redis_client(port: int, connections: int) -> Any:
 
 
 class Target:
-    """One node (``url``) or one redis-server (``port``)."""
+    """One node (``url``) or one redis-server (``port``).
+
+    A node is driven through the project's asyncio client (``AsyncLeaderboardClient``), as
+    Redis is through its own (redis-py); ``"client": "aiohttp"`` in a node's spec makes its
+    reads (``around``) go through aiohttp instead, to show what a general-purpose HTTP client
+    costs on top.
+    """
 
     def __init__(self, spec: dict[str, Any], board: str, connections: int) -> None:
         self.kind = spec["kind"]
         self.board = board
+        self.session: aiohttp.ClientSession | None = None
         if self.kind == "node":
             self.url = spec["url"].rstrip("/")
-            self.session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=max(1, connections), force_close=False),
-                timeout=aiohttp.ClientTimeout(total=60),
-            )
-            self.base = f"{self.url}/v1/leaderboards/{board}"
+            self.client = AsyncLeaderboardClient(self.url, connections=max(1, connections), timeout=60)
+            if spec.get("client") == "aiohttp":
+                self.session = aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(limit=max(1, connections)),
+                    timeout=aiohttp.ClientTimeout(total=60),
+                )
+                self.base = f"{self.url}/v1/leaderboards/{board}"
         else:
             self.port = int(spec["port"])
             self.redis = _redis_client(self.port, connections)
 
     async def close(self) -> None:
         if self.kind == "node":
-            await self.session.close()
+            await self.client.close()
+            if self.session is not None:
+                await self.session.close()
         else:
             await self.redis.aclose()
-
-    # ----------------------------------------------------------------- node requests
-
-    async def _get(self, path: str) -> tuple[int, Any]:
-        async with self.session.get(self.base + path) as response:
-            raw = await response.read()
-            return response.status, json.loads(raw) if raw else None
-
-    async def _post(self, path: str, payload: Any) -> tuple[int, Any]:
-        body = json.dumps(payload).encode()
-        async with self.session.post(self.base + path, data=body,
-                                     headers={"Content-Type": "application/json"}) as response:
-            raw = await response.read()
-            return response.status, json.loads(raw) if raw else None
 
     # ----------------------------------------------------------------- operations
 
@@ -82,10 +82,7 @@ class Target:
         """Node: one POST of the batch API; Redis: one pipeline of one ZADD per record, or with
         ``variadic`` one ZADD of every record (used to load data, not to measure writes)."""
         if self.kind == "node":
-            status, body = await self._post("/records/batch", {"records": [{"owner_id": o, "score": s}
-                                                                           for o, s in records]})
-            if status != 200:
-                raise RuntimeError(f"batch write answered {status}: {str(body)[:200]}")
+            body = await self.client.write_batch(self.board, [{"owner_id": o, "score": s} for o, s in records])
             bad = [r for r in body["records"] if "error" in r]
             if bad:
                 raise RuntimeError(f"batch write refused {len(bad)} records: {bad[0]}")
@@ -99,18 +96,14 @@ class Target:
 
     async def write_one(self, owner: str, score: int) -> None:
         if self.kind == "node":
-            status, body = await self._post("/records", {"owner_id": owner, "score": score})
-            if status != 200:
-                raise RuntimeError(f"write answered {status}: {str(body)[:200]}")
+            await self.client.write_record(self.board, owner, score)
         else:
             await self.redis.zadd(self.board, {owner: score})
 
     async def lookup(self, owner: str) -> None:
         """Node: GET one record with its rank; Redis: ZSCORE + ZREVRANK in one pipeline."""
         if self.kind == "node":
-            status, body = await self._get(f"/records/{owner}")
-            if status != 200:
-                raise RuntimeError(f"lookup answered {status}")
+            await self.client.record(self.board, owner)
         else:
             pipe = self.redis.pipeline(transaction=False)
             pipe.zscore(self.board, owner)
@@ -120,7 +113,12 @@ class Target:
     async def around(self, owner: str, limit: int = 10) -> None:
         """Node: GET around-owner; Redis: ZREVRANK, then ZREVRANGE WITHSCORES (two round trips)."""
         if self.kind == "node":
-            status, body = await self._get(f"/records/around/{owner}?limit={limit}")
+            if self.session is not None:
+                async with self.session.get(f"{self.base}/records/around/{owner}?limit={limit}") as response:
+                    raw = await response.read()
+                    status, body = response.status, json.loads(raw)
+            else:
+                status, body = 200, await self.client.around(self.board, owner, limit=limit)
             if status != 200 or len(body["records"]) != limit:
                 raise RuntimeError(f"around answered {status}")
         else:
@@ -130,30 +128,33 @@ class Target:
 
     async def top(self, limit: int = 100) -> None:
         if self.kind == "node":
-            status, body = await self._get(f"/records?limit={limit}")
-            if status != 200:
-                raise RuntimeError(f"top answered {status}")
+            await self.client.records(self.board, limit=limit)
         else:
             await self.redis.zrevrange(self.board, 0, limit - 1, withscores=True)
 
     async def score_of(self, owner: str) -> int | float | None:
         if self.kind == "node":
-            status, body = await self._get(f"/records/{owner}")
-            return body["score"] if status == 200 else None
+            try:
+                return (await self.client.record(self.board, owner))["score"]
+            except ApiError as exc:
+                if exc.status == 404:
+                    return None
+                raise
         return await self.redis.zscore(self.board, owner)
 
     async def count(self) -> int:
         if self.kind == "node":
-            status, body = await self._get("/records?limit=1")
-            return int(body["rank_count"]) if status == 200 else -1
+            try:
+                return int((await self.client.records(self.board, limit=1))["rank_count"])
+            except ApiError as exc:
+                if exc.status == 404:
+                    return -1
+                raise
         return int(await self.redis.zcard(self.board))
 
     async def create_board(self) -> None:
         if self.kind == "node":
-            async with self.session.post(f"{self.url}/v1/leaderboards",
-                                         json={"id": self.board, "sort_order": "desc", "operator": "set"}) as r:
-                if r.status not in (200, 201):
-                    raise RuntimeError(f"create answered {r.status}: {await r.text()}")
+            await self.client.create_leaderboard(self.board, sort_order="desc", operator="set")
         else:
             await self.redis.delete(self.board)
 

@@ -140,7 +140,7 @@ def _run(plan: Plan, workdir: Path, loader: LoadClient, prober: LoadClient, syst
                 for server in servers:
                     server.stop()
             time.sleep(0.2)
-    return {"method": "writer: separate client process, aiohttp batch API round robin over 3 nodes / redis.asyncio "
+    return {"method": "writer: separate client process, AsyncLeaderboardClient batch API round robin over 3 nodes / redis.asyncio "
                       "pipelines of ZADD to the master; prober: a second client process polling the other nodes "
                       "(GET record / ZSCORE on replicas)",
             "figures": figures, "timeline": timeline, "batches_per_s": plan.repl_batches_per_s,

@@ -7,8 +7,13 @@ Used by ``leaderboardctl``, by the tests and by users alike::
     client.create_leaderboard("weekly", reset_schedule="0 0 * * 1")
     client.write_record("weekly", "player-1", score=100)
     client.top("weekly", limit=10)
+
+``AsyncLeaderboardClient`` has the same operations for asyncio code (a pool of keep-alive
+connections; ``await client.around("weekly", "player-1")``).
 """
 
-from .client import ApiError, LeaderboardClient
+from .async_client import AsyncLeaderboardClient
+from .client import LeaderboardClient
+from .operations import ApiError
 
-__all__ = ["ApiError", "LeaderboardClient"]
+__all__ = ["ApiError", "AsyncLeaderboardClient", "LeaderboardClient"]

@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 from pydantic import ValidationError
 
-from leaderboard_client import ApiError, LeaderboardClient
+from leaderboard_client import ApiError, AsyncLeaderboardClient, LeaderboardClient
 from leaderboard_node.config import Settings, TlsSettings
 from leaderboard_node.node import Node, NodeState
 from leaderboard_node.transport.auth import ApiKeys
@@ -102,6 +102,22 @@ def test_the_client_api_is_served_over_tls_to_a_client_that_trusts_the_certifica
         with pytest.raises(ApiError) as raised:
             client.delete_leaderboard("over-tls")
         assert raised.value.status == 403
+
+
+async def test_the_async_client_speaks_tls_and_sends_its_key(site, certificate):
+    cert, _ = certificate
+    url = f"https://127.0.0.1:{site.port}"
+    async with AsyncLeaderboardClient(url, api_key=SERVER_KEY, ssl_context=_trusting(cert)) as admin:
+        await admin.create_leaderboard("async-over-tls")
+        assert (await admin.write_record("async-over-tls", "p1", 7))["rank"] == 1
+    async with AsyncLeaderboardClient(url, api_key=CLIENT_KEY, ssl_context=_trusting(cert)) as client:
+        assert (await client.record("async-over-tls", "p1"))["score"] == 7
+        with pytest.raises(ApiError) as raised:
+            await client.delete_leaderboard("async-over-tls")
+        assert raised.value.status == 403
+    async with AsyncLeaderboardClient(url, ssl_context=ssl.create_default_context()) as stranger:
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await stranger.ready()
 
 
 def test_a_client_that_does_not_trust_the_certificate_is_refused(site, tmp_path):

@@ -1,0 +1,162 @@
+"""What each operation of the client API sends, written once for both clients.
+
+``Operations`` builds the method, path, query and body of every call; a client supplies
+``request_raw`` (send it, give back the status and the body) and ``_then`` (reshape what
+``request_raw`` gives). The blocking ``LeaderboardClient`` returns answers, the asyncio
+``AsyncLeaderboardClient`` awaitables of them; everything else is here, once.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable
+from typing import Any, Generic, TypeVar
+from urllib.parse import quote, urlencode
+
+import orjson
+
+R = TypeVar("R")
+
+
+class ApiError(Exception):
+    """A 4xx or 5xx answer: ``status``, and the body's ``code``, ``field`` and ``message``."""
+
+    def __init__(self, status: int, body: Any) -> None:
+        error = body.get("error", {}) if isinstance(body, dict) else {}
+        self.status = status
+        self.code: str = error.get("code", "http_error")
+        self.field: str | None = error.get("field")
+        self.message: str = error.get("message", str(body))
+        self.body = body
+        super().__init__(f"{status} {self.code}: {self.message}" + (f" (field {self.field})" if self.field else ""))
+
+
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]+")
+_LONG_NUMBER = re.compile(rb"[0-9]{20}")
+
+
+def segment(text: str) -> str:
+    """``text`` as one path segment (percent-encoded where it must be)."""
+    return text if _UNRESERVED.fullmatch(text) else quote(text, safe="")
+
+
+def target(path: str, query: dict[str, Any] | None) -> str:
+    """``path`` with the query's set values appended."""
+    if not query:
+        return path
+    parts = []
+    for name, value in query.items():
+        if value is None:
+            continue
+        # integers (limits, expiries) need no encoding; urlencode is most of a read's own cost
+        parts.append(f"{name}={value}" if type(value) is int else urlencode({name: value}, doseq=True))
+    return f"{path}?{'&'.join(parts)}" if parts else path
+
+
+def encode(payload: Any) -> bytes | None:
+    if payload is None:
+        return None
+    try:
+        return orjson.dumps(payload)
+    except TypeError:  # an integer beyond 64 bits: the node will say which field is out of range
+        return json.dumps(payload).encode()
+
+
+def decode(status: int, raw: bytes) -> Any:
+    """The answer's JSON; ``ApiError`` for a 4xx or 5xx (a body that is not JSON kept as text)."""
+    try:
+        # orjson reads integers beyond 64 bits (only metadata holds them) as floats: such a
+        # body, or anything with 20 digits in a row, goes to the exact, slower parser
+        data = None if not raw else json.loads(raw) if _LONG_NUMBER.search(raw) else orjson.loads(raw)
+    except (json.JSONDecodeError, orjson.JSONDecodeError, UnicodeDecodeError):
+        data = raw.decode(errors="replace")
+    if status >= 400:
+        raise ApiError(status, data)
+    return data
+
+
+def _board(leaderboard_id: str) -> str:
+    return f"/v1/leaderboards/{segment(leaderboard_id)}"
+
+
+class Operations(Generic[R]):
+    """The client API's operations; ``R`` is what a call returns (an answer or an awaitable)."""
+
+    def request_raw(self, method: str, path: str, body: bytes | None = None,
+                    headers: dict[str, str] | None = None) -> R:
+        """Send one request; (status, body bytes), whatever the status."""
+        raise NotImplementedError
+
+    def _then(self, result: R, reshape: Callable[[Any], Any]) -> R:
+        """``reshape`` applied to what ``result`` holds (or will)."""
+        raise NotImplementedError
+
+    def request(self, method: str, path: str, payload: Any = None, *, query: dict[str, Any] | None = None) -> R:
+        """The decoded JSON answer; ``ApiError`` for a 4xx or 5xx."""
+        return self._then(self.request_raw(method, target(path, query), encode(payload)),
+                          lambda answer: decode(*answer))
+
+    # -------------------------------------------------------------------- leaderboards
+
+    def create_leaderboard(self, leaderboard_id: str, **settings: Any) -> R:
+        return self.request("POST", "/v1/leaderboards", {"id": leaderboard_id, **settings})
+
+    def create_tournament(self, tournament_id: str, **settings: Any) -> R:
+        return self.request("POST", "/v1/tournaments", {"id": tournament_id, **settings})
+
+    def get_leaderboard(self, leaderboard_id: str) -> R:
+        return self.request("GET", _board(leaderboard_id))
+
+    def list_leaderboards(self, *, limit: int | None = None, cursor: str | None = None) -> R:
+        return self.request("GET", "/v1/leaderboards", query={"limit": limit, "cursor": cursor})
+
+    def list_tournaments(self, **filters: Any) -> R:
+        return self.request("GET", "/v1/tournaments", query=filters)
+
+    def delete_leaderboard(self, leaderboard_id: str) -> R:
+        return self.request("DELETE", _board(leaderboard_id))
+
+    def join_tournament(self, tournament_id: str, owner_id: str) -> R:
+        return self.request("POST", f"/v1/tournaments/{segment(tournament_id)}/join", {"owner_id": owner_id})
+
+    # ------------------------------------------------------------------------- records
+
+    def write_record(self, leaderboard_id: str, owner_id: str, score: int, **fields: Any) -> R:
+        return self.request("POST", f"{_board(leaderboard_id)}/records", {"owner_id": owner_id, "score": score, **fields})
+
+    def write_batch(self, leaderboard_id: str, records: Iterable[dict[str, Any]]) -> R:
+        return self.request("POST", f"{_board(leaderboard_id)}/records/batch", {"records": list(records)})
+
+    def records(self, leaderboard_id: str, *, limit: int | None = None, cursor: str | None = None,
+                owner_ids: Iterable[str] | None = None, expiry: int | None = None) -> R:
+        owners = ",".join(owner_ids) if owner_ids else None
+        return self.request("GET", f"{_board(leaderboard_id)}/records",
+                            query={"limit": limit, "cursor": cursor, "owner_ids": owners, "expiry": expiry})
+
+    def top(self, leaderboard_id: str, *, limit: int = 10) -> R:
+        """The first ``limit`` records (the list alone)."""
+        return self._then(self.records(leaderboard_id, limit=limit), lambda page: page["records"])
+
+    def record(self, leaderboard_id: str, owner_id: str, *, expiry: int | None = None) -> R:
+        return self.request("GET", f"{_board(leaderboard_id)}/records/{segment(owner_id)}",
+                            query={"expiry": expiry})
+
+    def around(self, leaderboard_id: str, owner_id: str, *, limit: int = 10, expiry: int | None = None) -> R:
+        return self.request("GET", f"{_board(leaderboard_id)}/records/around/{segment(owner_id)}",
+                            query={"limit": limit, "expiry": expiry})
+
+    def delete_record(self, leaderboard_id: str, owner_id: str) -> R:
+        return self.request("DELETE", f"{_board(leaderboard_id)}/records/{segment(owner_id)}")
+
+    def digest(self, leaderboard_id: str, *, expiry: int | None = None) -> R:
+        return self.request("GET", f"{_board(leaderboard_id)}/digest", query={"expiry": expiry})
+
+    # ------------------------------------------------------------------------- cluster
+
+    def cluster(self) -> R:
+        return self.request("GET", "/v1/cluster")
+
+    def ready(self) -> R:
+        """True when the node answers /readyz with 200 (it holds a full copy and takes writes)."""
+        return self._then(self.request_raw("GET", "/readyz"), lambda answer: answer[0] == 200)
