@@ -39,6 +39,7 @@ from .record_codec import (
     PREFIX,
     PREFIX_SIZE,
     UUID_KEY_END,
+    compact_fields,
     compact_value,
     decode_slots,
     encode_slots,
@@ -59,6 +60,10 @@ _LOAD = 1000  # SortedList sublist size: fewer, longer sublists save memory at 1
 SEPARATOR = b"\x00"
 AFTER = b"\x01"
 _HASHED = struct.Struct(">qqqqq")
+
+
+Visible = tuple[str, int, int, int, int, int, "str | None", "str | None"]
+"""owner, score, subscore, num_score, create_ms, update_ms, username, metadata"""
 
 
 def _index_key(key: bytes) -> float:
@@ -160,12 +165,13 @@ class Bucket:
         assert merged is not None
         return Record(owner, element[:end], element, merged, slots, self.descending)
 
-    def visible(self, element: bytes) -> tuple[str, Value]:
-        """The owner and visible value of an element: what pages are made of.
+    def visible(self, element: bytes) -> Visible:
+        """What a reader sees of an element, as a plain tuple: what pages are made of.
 
         The common element (one node's ``set``, a UUID or text owner) is read here in one
-        pass, without the ``Record`` that ``_decode`` builds for writers; anything else takes
-        the general path. A page of 100 records spends most of its time here.
+        pass, without the ``Record`` and ``Value`` that ``_decode`` builds for writers;
+        anything else takes the general path. A page of 100 records spends most of its time
+        here.
         """
         if element[PREFIX_SIZE] == 0:
             h = element[_UUID_START:UUID_KEY_END].hex()
@@ -179,10 +185,10 @@ class Bucket:
             score, subscore = _OFFSET_DESCENDING - high, _OFFSET_DESCENDING - low
         else:
             score, subscore = high - _OFFSET, low - _OFFSET
-        value = compact_value(element, end + 1, score=score, subscore=subscore)
-        if value is None:
-            value = self._decode(element).value
-        return owner, value
+        fields = compact_fields(element, end + 1)
+        if fields is None:
+            return (owner, *self._decode(element).value)
+        return (owner, score, subscore, *fields)
 
     # --------------------------------------------------------------------- reads
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import NamedTuple
 
 from . import records
@@ -77,6 +78,11 @@ class RecordView(NamedTuple):  # tuples: one is made per record written or read
     update_ms: int
     expiry: int
     rank: int  # 0 when ranks are off for this leaderboard
+
+
+# A RecordView from a tuple of its fields in order, without NamedTuple's Python-level
+# __new__ (a page makes one per record)
+_new_view = partial(tuple.__new__, RecordView)
 
 
 @dataclass(frozen=True, slots=True)
@@ -434,10 +440,9 @@ class LeaderboardStore:
         leaderboard_id, expiry, visible = leaderboard.id, bucket.expiry, bucket.visible
         views = []
         for rank, element in enumerate(elements, first_rank):
-            owner, value = visible(element)
-            views.append(RecordView(leaderboard_id, owner, value.username, value.score, value.subscore,
-                                    value.num_score, max_num_score, value.metadata, value.create_ms,
-                                    value.update_ms, expiry, rank if ranked else 0))
+            owner, score, subscore, num_score, create_ms, update_ms, username, metadata = visible(element)
+            views.append(_new_view((leaderboard_id, owner, username, score, subscore, num_score, max_num_score,
+                                    metadata, create_ms, update_ms, expiry, rank if ranked else 0)))
         return views
 
     def get_record(self, leaderboard_id: str, owner: str, *, now: int, expiry: int | None = None) -> RecordView:
