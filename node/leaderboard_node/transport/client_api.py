@@ -62,9 +62,25 @@ def _field_of(loc: tuple[Any, ...], prefix: str = "") -> str:
     return ".".join(parts) or "body"
 
 
+class BodyTimeout(DomainError):
+    status = 408
+    code = "body_timeout"
+
+
+class QueryTooLong(DomainError):
+    status = 414
+    code = "query_too_long"
+
+
 @web.middleware
-async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def guard_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Errors as JSON answers that name the field, and the bounds checked before any handler
+    (or the key check) runs; the body's are checked as it is read. One middleware, not two:
+    each layer costs every request a coroutine."""
     try:
+        limit = request.app[NODE_KEY].settings.limits.max_query_bytes
+        if len(request.rel_url.raw_query_string) > limit:  # as sent, percent-encoded
+            raise QueryTooLong(f"the query string is longer than {limit} bytes", field="query")
         return await handler(request)
     except DomainError as exc:
         return json_response(exc.to_json(), status=exc.status)
@@ -87,25 +103,6 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except Exception:
         log.exception("request_failed", extra={"method": request.method, "path": request.path})
         return error_response(500, "internal", "the node failed to handle this request")
-
-
-class BodyTimeout(DomainError):
-    status = 408
-    code = "body_timeout"
-
-
-class QueryTooLong(DomainError):
-    status = 414
-    code = "query_too_long"
-
-
-@web.middleware
-async def limits_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Bounds checked before any handler runs (the body's are checked as it is read)."""
-    limit = request.app[NODE_KEY].settings.limits.max_query_bytes
-    if len(request.rel_url.raw_query_string) > limit:  # as sent, percent-encoded
-        raise QueryTooLong(f"the query string is longer than {limit} bytes", field="query")
-    return await handler(request)
 
 
 async def _parse(request: web.Request, model: type[BaseModel]) -> Any:
@@ -516,7 +513,7 @@ def create_client_app(node: Node, *, extra_routes: Callable[[web.Application], N
     async def openapi_json(request: web.Request) -> web.Response:
         return web.Response(body=spec, content_type="application/json")
 
-    app = web.Application(middlewares=[errors_middleware, auth_middleware(keys), limits_middleware],
+    app = web.Application(middlewares=[guard_middleware, auth_middleware(keys)],
                            client_max_size=node.settings.limits.max_body_bytes)
     app[NODE_KEY] = node
     router = app.router
