@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -78,14 +79,20 @@ def main(argv: list[str] | None = None) -> None:
         print(f"leaderboard-node: invalid settings: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging(level=settings.log.level, fmt=settings.log.format)
+    from .durability.journal import RecoveryRefused
     from .server import serve_forever
 
-    if importlib.util.find_spec("uvloop") is not None:
-        import uvloop
+    try:
+        if importlib.util.find_spec("uvloop") is not None:
+            import uvloop
 
-        uvloop.run(serve_forever(settings))
-    else:  # pragma: no cover - uvloop is a dependency; this keeps odd platforms working
-        asyncio.run(serve_forever(settings))
+            uvloop.run(serve_forever(settings))
+        else:  # pragma: no cover - uvloop is a dependency; this keeps odd platforms working
+            asyncio.run(serve_forever(settings))
+    except RecoveryRefused as exc:
+        logging.getLogger("leaderboard_node").error("recovery_refused", extra={"problem": str(exc)})
+        print(f"leaderboard-node: {exc}", file=sys.stderr)
+        raise SystemExit(3) from None
 
 
 if __name__ == "__main__":

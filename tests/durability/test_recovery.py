@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 
 from leaderboard_client import ApiError
+from leaderboard_node.durability import frames
+from leaderboard_node.replication import binarylog_pb2 as pb
+from leaderboard_node.replication.sync import SYNC_FORMAT
 
 from ..harness import Cluster, NodeProcess, all_records, has_leaderboard, node_info, wait_until
 
@@ -198,3 +201,29 @@ def test_a_damaged_snapshot_falls_back_to_the_previous_one_or_a_full_sync(tmp_pa
             assert client.records("s", limit=1)["rank_count"] == 300
     finally:
         cluster.stop()
+
+
+def test_a_snapshot_a_newer_build_wrote_stops_the_node_and_stays_on_disk(tmp_path):
+    node = _durable_node(tmp_path, "newer", snapshot_interval=0.3).start()
+    try:
+        with node.client() as client:
+            client.create_leaderboard("kept")
+            client.write_batch("kept", [{"owner_id": f"p{i}", "score": i} for i in range(100)])
+        wait_until(lambda: node_info(node)["durability"]["snapshots_written"] >= 1, message="a snapshot")
+    finally:
+        node.kill()
+    data_dir = tmp_path / "newer-data"
+    newest = max(data_dir.glob("snapshot-*.snap"))
+    chunks = list(frames.scan(newest.read_bytes(), frames.ScanResult()))
+    header = pb.SyncChunk.FromString(chunks[0])
+    header.header.format = SYNC_FORMAT + 1  # as a later build would write it
+    chunks[0] = header.SerializeToString()
+    newest.write_bytes(b"".join(frames.encode(chunk) for chunk in chunks))
+    on_disk = {path.name: path.read_bytes() for path in data_dir.iterdir()}
+
+    node.start(wait_ready=False)
+    assert node.process is not None
+    assert node.process.wait(timeout=30) == 3
+    assert any("recovery_refused" in line for line in node.log_errors()), node.log_tail()
+    # Nothing was discarded: a build that reads the format finds the disk as it was.
+    assert {path.name: path.read_bytes() for path in data_dir.iterdir()} == on_disk

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from leaderboard_node.domain.changes import LeaderboardKill, LeaderboardPut, RecordSlotPut, TournamentJoin
+from leaderboard_node.domain.clock import HybridLogicalClock
 from leaderboard_node.domain.leaderboards import Leaderboard, TournamentSettings
 from leaderboard_node.domain.records import Base, Operator, Slot, SlotKind, SortOrder
+from leaderboard_node.domain.store import LeaderboardStore
 from leaderboard_node.replication import binarylog_pb2 as pb
 from leaderboard_node.replication import protocol_codegen
 from leaderboard_node.replication.outbox import build_batch
 from leaderboard_node.replication.protocol import (
+    FormatTooNew,
     ProtocolError,
     encode_entry,
     record_key,
@@ -20,6 +25,8 @@ from leaderboard_node.replication.protocol import (
     frame,
     read_frames,
 )
+from leaderboard_node.replication.sync import SYNC_FORMAT, SnapshotReceiver, snapshot_chunks
+from leaderboard_node.replication.versions import VersionVector
 
 
 def test_the_generated_code_matches_the_proto_file():
@@ -121,3 +128,57 @@ def test_entries_whose_record_hashes_collide_are_all_kept():
     colliding = [(seq, 42, encode_entry(seq, change)) for seq, change in entries]  # one hash for every record
     batch = pb.Batch.FromString(build_batch(("n", 7), "n", colliding, first_seq=1, last_seq=3, hlc=9).data)
     assert [e.seq for e in batch.entries] == [2, 3]
+
+
+# ------------------------------------------------------------------ sync stream format
+
+
+def _snapshot_of_a_board(*, format_number: int | None) -> list[bytes]:
+    store = LeaderboardStore(node="sender", clock=HybridLogicalClock())
+    store.create_leaderboard(Leaderboard(id="lb", operator=Operator.SET))
+    for i in range(5):
+        store.write_record("lb", f"p{i}", score=i, now=1_700_000_000)
+
+    async def collect() -> list[bytes]:
+        return [c async for c in snapshot_chunks(store, source=("sender", 1), vector=VersionVector(),
+                                                   chunk_records=2)]
+
+    chunks = asyncio.run(collect())
+    if format_number is not None:
+        header = pb.SyncChunk.FromString(chunks[0])
+        if format_number:
+            header.header.format = format_number
+        else:
+            header.header.ClearField("format")
+        chunks[0] = header.SerializeToString()
+    return chunks
+
+
+def _receiving_store() -> LeaderboardStore:
+    return LeaderboardStore(node="receiver", clock=HybridLogicalClock())
+
+
+def test_a_snapshot_says_which_format_it_is_in():
+    assert pb.SyncChunk.FromString(_snapshot_of_a_board(format_number=None)[0]).header.format == SYNC_FORMAT
+
+
+def test_a_snapshot_in_a_newer_format_is_refused_before_anything_is_applied():
+    store = _receiving_store()
+    receiver = SnapshotReceiver(store)
+    chunks = _snapshot_of_a_board(format_number=SYNC_FORMAT + 1)
+    try:
+        receiver.feed(chunks[0])
+    except FormatTooNew as exc:
+        assert f"format {SYNC_FORMAT + 1}" in str(exc)
+    else:
+        raise AssertionError("a newer format was read")
+    assert isinstance(FormatTooNew("x"), ProtocolError)  # a peer's such snapshot is retried elsewhere
+    assert not store.leaderboards and store.record_count() == 0
+
+
+def test_a_snapshot_of_a_build_before_formats_were_numbered_is_read():
+    store = _receiving_store()
+    receiver = SnapshotReceiver(store)
+    for chunk in _snapshot_of_a_board(format_number=0):
+        receiver.feed(chunk)
+    assert receiver.result().records == 5 and store.record_count() == 5

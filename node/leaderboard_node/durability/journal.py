@@ -27,11 +27,15 @@ from typing import Any
 
 from ..config import DurabilitySettings
 from ..replication import binarylog_pb2 as pb
-from ..replication.protocol import ProtocolError, parse
+from ..replication.protocol import FormatTooNew, ProtocolError, parse
 from .snapshots import read_snapshot, snapshots, write_snapshot
 from .wal import WriteAheadLog
 
 log = logging.getLogger("leaderboard_node.journal")
+
+
+class RecoveryRefused(RuntimeError):
+    """The data directory holds state this build must not read or discard: the node stops."""
 
 
 @dataclass
@@ -87,6 +91,11 @@ class Journal:
                 continue
             try:
                 report.snapshot_records = await load_snapshot(chunks)
+            except FormatTooNew as exc:
+                # Sound, but a newer build's: falling back would start from less than the disk
+                # holds, and the next snapshot would delete the log this one covers.
+                raise RecoveryRefused(f"snapshot {index} in {self.directory}: {exc}. Run the build that wrote "
+                                      "it, or move the data directory aside to start empty and full-sync") from None
             except ProtocolError as exc:
                 report.damaged_snapshots.append({"snapshot": index, "problem": str(exc)})
                 log.warning("snapshot_unreadable", extra={"snapshot": index, "problem": str(exc)})

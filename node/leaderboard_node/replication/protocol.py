@@ -41,6 +41,10 @@ class ProtocolError(ValueError):
     """A peer message that does not decode to valid changes."""
 
 
+class FormatTooNew(ProtocolError):
+    """A sync stream or snapshot in a format a newer build wrote: sound, but not ours to read."""
+
+
 # ------------------------------------------------------------------------ compression
 
 

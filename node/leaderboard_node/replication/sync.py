@@ -31,6 +31,7 @@ from ..domain.records import Slots
 from ..domain.store import LeaderboardStore
 from . import binarylog_pb2 as pb
 from .protocol import (
+    FormatTooNew,
     ProtocolError,
     checked_text,
     definition_from_pb,
@@ -65,6 +66,9 @@ def vector_from_pb(message: pb.VersionVector) -> VersionVector:
     return vector
 
 
+SYNC_FORMAT = 1  # of the snapshots and full syncs this build writes (SyncHeader.format)
+
+
 async def snapshot_chunks(
     store: LeaderboardStore, *, source: tuple[str, int], vector: VersionVector, chunk_records: int
 ) -> AsyncIterator[bytes]:
@@ -74,6 +78,7 @@ async def snapshot_chunks(
     header.header.source.node, header.header.source.epoch = source
     vector_to_pb(vector, header.header.vector)
     header.header.records = store.record_count()
+    header.header.format = SYNC_FORMAT
     yield header.SerializeToString()
 
     definitions = pb.SyncChunk()
@@ -162,6 +167,9 @@ class SnapshotReceiver:
         if part == "header":
             if self.header is not None:
                 raise ProtocolError("a snapshot has two headers")
+            if chunk.header.format > SYNC_FORMAT:
+                raise FormatTooNew(f"the snapshot is in format {chunk.header.format}, which a newer build wrote; "
+                                   f"this build reads formats up to {SYNC_FORMAT}")
             self.header = chunk.header
             return
         if self.header is None:
