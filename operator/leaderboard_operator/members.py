@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -45,6 +46,10 @@ class PodInfo:
     terminating: bool
     phase: str | None = None
     port: int | None = None  # the container port named "http"
+    # On its first start and nothing has failed yet (no restart, no container terminated or
+    # waiting for a reason other than being created): not answering is expected for a while.
+    fresh: bool = False
+    started_at: datetime.datetime | None = None  # status.startTime, else metadata.creationTimestamp
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -79,6 +84,10 @@ def pod_info(pod: Mapping[str, Any]) -> PodInfo:
     restarts = sum(int(cs.get("restartCount") or 0) for cs in status.get("containerStatuses") or [])
     ports = [port.get("containerPort") for container in (pod.get("spec") or {}).get("containers") or []
              for port in container.get("ports") or [] if port.get("name") == "http"]
+    containers = status.get("containerStatuses") or []
+    failed = any("terminated" in (cs.get("state") or {}) or "terminated" in (cs.get("lastState") or {})
+                 or ((cs.get("state") or {}).get("waiting") or {}).get("reason") not in (None, *STARTING_REASONS)
+                 for cs in containers)
     return PodInfo(
         name=str(metadata.get("name")),
         ip=status.get("podIP") or None,
@@ -87,7 +96,23 @@ def pod_info(pod: Mapping[str, Any]) -> PodInfo:
         terminating=bool(metadata.get("deletionTimestamp")),
         phase=status.get("phase"),
         port=int(ports[0]) if ports and ports[0] else None,
+        fresh=restarts == 0 and not failed,
+        started_at=_time(status.get("startTime") or metadata.get("creationTimestamp")),
     )
+
+
+STARTING_REASONS = ("ContainerCreating", "PodInitializing")
+
+
+def _time(value: Any) -> datetime.datetime | None:
+    """A Kubernetes timestamp (RFC 3339), or None when absent or unreadable."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=datetime.UTC)
 
 
 async def list_pods(kube: Kube, *, namespace: str, cluster: str) -> list[PodInfo]:

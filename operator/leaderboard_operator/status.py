@@ -7,8 +7,11 @@ The phase is the first of these that holds:
 Pending       no member is ready yet (a new cluster, or all pods down)
 Scaling       the number of live pods differs from ``spec.replicas`` (or pods are terminating)
 Resyncing     a member is catching up (reports state ``starting``/``syncing``, or not synced, or
-              its node is ready but its pod has not passed the readiness probe yet)
-Degraded      fewer ready members than wanted, or a ready pod's node does not answer
+              its node is ready but its pod has not passed the readiness probe yet), or a pod on
+              its first start has not answered yet (for up to ``STARTUP_GRACE``: a new pod of a
+              scale-up, or a replacement, is starting, not failing)
+Degraded      fewer ready members than wanted, or a pod's node does not answer (it crashed, restarted,
+              or has been starting for longer than ``STARTUP_GRACE``)
 Ready         all wanted members are ready and synced
 ============  ================================================================================
 
@@ -35,13 +38,22 @@ from leaderboard_operator.members import MemberReport, PodInfo
 PENDING, SCALING, RESYNCING, DEGRADED, READY = "Pending", "Scaling", "Resyncing", "Degraded", "Ready"
 PHASES = (PENDING, SCALING, RESYNCING, DEGRADED, READY)
 CATCHING_UP_STATES = frozenset({"starting", "syncing"})
+STARTUP_GRACE = datetime.timedelta(minutes=10)  # as a Deployment's progressDeadlineSeconds
+
+
+def starting(pod: PodInfo, *, now: datetime.datetime) -> bool:
+    """The pod is on its first start, nothing has failed, and it is not late: not answering yet
+    is expected."""
+    return (pod.fresh and not pod.ready and not pod.terminating
+            and (pod.started_at is None or now - pod.started_at < STARTUP_GRACE))
 
 
 def timestamp(now: datetime.datetime) -> str:
     return now.astimezone(datetime.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def member_status(pod: PodInfo, report: MemberReport | None, *, lag_entries: int | None) -> dict[str, Any]:
+def member_status(pod: PodInfo, report: MemberReport | None, *, lag_entries: int | None,
+                  now: datetime.datetime) -> dict[str, Any]:
     """One entry of ``status.members``."""
     node = report.node if report is not None else {}
     if pod.terminating:
@@ -49,7 +61,7 @@ def member_status(pod: PodInfo, report: MemberReport | None, *, lag_entries: int
     elif report is not None and report.reachable:
         state = str(node.get("state") or "unknown")
     elif pod.ip:
-        state = "unreachable"
+        state = "starting" if starting(pod, now=now) else "unreachable"
     else:
         state = "pending"
     reachable = report is not None and report.reachable
@@ -84,7 +96,7 @@ def peer_lags(reports: Mapping[str, MemberReport]) -> dict[str, int]:
 
 
 def compute_phase(
-    *, desired: int, pods: Sequence[PodInfo], members: Sequence[Mapping[str, Any]],
+    *, desired: int, pods: Sequence[PodInfo], members: Sequence[Mapping[str, Any]], now: datetime.datetime,
 ) -> tuple[str, str, str]:
     """The phase, with a reason and a human message (see the module docstring)."""
     live = [pod for pod in pods if not pod.terminating]
@@ -95,9 +107,10 @@ def compute_phase(
         terminating = len(pods) - len(live)
         extra = f", {terminating} terminating" if terminating else ""
         return SCALING, "Scaling", f"{len(live)} pods for {desired} replicas{extra}"
-    catching_up = [m["pod"] for m in members if m["state"] in CATCHING_UP_STATES
+    catching_up = [m["pod"] for pod, m in zip(pods, members) if m["state"] in CATCHING_UP_STATES
                    or (m["ready"] and not m["synced"] and m["state"] not in ("unreachable", "pending"))
-                   or (not m["ready"] and m["state"] == "ready")]  # synced; its readiness probe is due
+                   or (not m["ready"] and m["state"] == "ready")  # synced; its readiness probe is due
+                   or (m["state"] == "pending" and starting(pod, now=now))]  # being scheduled or created
     if catching_up:
         return RESYNCING, "Resyncing", f"resyncing: {', '.join(catching_up)}"
     unreachable = [m["pod"] for m in members if m["state"] == "unreachable"]
@@ -130,8 +143,8 @@ def compute_status(
 ) -> dict[str, Any]:
     """The observed part of the status: everything except ``observedGeneration``/``lastError``."""
     lags = peer_lags(reports)
-    members = [member_status(pod, reports.get(pod.name), lag_entries=lags.get(pod.name)) for pod in pods]
-    phase, reason, message = compute_phase(desired=desired, pods=pods, members=members)
+    members = [member_status(pod, reports.get(pod.name), lag_entries=lags.get(pod.name), now=now) for pod in pods]
+    phase, reason, message = compute_phase(desired=desired, pods=pods, members=members, now=now)
     ready = sum(1 for m in members if m["ready"])
     synced = sum(1 for m in members if m["synced"])
     old_conditions = list((previous or {}).get("conditions") or [])

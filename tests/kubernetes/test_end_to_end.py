@@ -161,6 +161,7 @@ async def test_a_user_applies_scales_crashes_and_shrinks_a_cluster_without_losin
         assert held == writes.expected
 
     # 2. kubectl scale --replicas=5: the new pods full-sync from a ready peer, then turn ready.
+    scale_mark = len(statuses_seen(cluster))
     await scale(cluster, 5)
     await wait_for(lambda: kubelet.ready("lb-3", "lb-4"), timeout=40, kubelet=kubelet,
                    what="pods lb-3 and lb-4 to run and pass their readiness probe")
@@ -170,6 +171,9 @@ async def test_a_user_applies_scales_crashes_and_shrinks_a_cluster_without_losin
         assert await holdings(kubelet, pod) == writes.expected, f"{pod} after its full sync"
     status = await wait_for(lambda: settled(cluster, 5), timeout=20, kubelet=kubelet,
                             what="status: 5 members, readyReplicas 5, phase Ready")
+    # Starting pods are progress, not trouble: the scale-up never showed the cluster Degraded.
+    scale_phases = _phases(statuses_seen(cluster)[scale_mark:])
+    assert "Degraded" not in scale_phases and scale_phases[-1] == "Ready", scale_phases
     for pod in [f"{NAME}-{i}" for i in range(5)]:  # each node found the new pods through its watch
         await wait_for(lambda pod=pod: _sees(kubelet, pod, {f"{NAME}-{i}" for i in range(5)} - {pod}),
                        timeout=10, kubelet=kubelet, what=f"{pod} to list the four others as reachable members")

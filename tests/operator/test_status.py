@@ -8,15 +8,16 @@ from typing import Any
 import pytest
 
 from leaderboard_operator import status
-from leaderboard_operator.members import MemberReport, PodInfo
+from leaderboard_operator.members import MemberReport, PodInfo, pod_info
 
 NOW = datetime.datetime(2025, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
 LATER = NOW + datetime.timedelta(minutes=5)
 
 
-def pod(i: int, *, ready: bool = True, ip: str | None = "ip", terminating: bool = False, restarts: int = 0) -> PodInfo:
+def pod(i: int, *, ready: bool = True, ip: str | None = "ip", terminating: bool = False, restarts: int = 0,
+        fresh: bool = False, started_at: datetime.datetime | None = None) -> PodInfo:
     return PodInfo(name=f"lb-{i}", ip=f"10.0.0.{i}" if ip else None, ready=ready, restarts=restarts,
-                   terminating=terminating)
+                   terminating=terminating, fresh=fresh, started_at=started_at)
 
 
 def report(i: int, *, state: str = "ready", ready: bool = True, synced: bool = True,
@@ -101,6 +102,57 @@ def test_a_crashed_member_is_degraded() -> None:
     assert result["phase"] == "Degraded"
     assert result["members"][2]["restarts"] == 4
     assert result["readyReplicas"] == 2
+
+
+def test_a_new_pod_whose_node_does_not_answer_yet_is_starting_not_degraded() -> None:
+    new = pod(2, ready=False, fresh=True, started_at=NOW - datetime.timedelta(seconds=30))
+    result = compute(3, [pod(0), pod(1), new], [report(0), report(1), unreachable(2)])
+    assert result["phase"] == "Resyncing"
+    assert result["members"][2]["state"] == "starting"
+    assert conditions(result) == {"Ready": "False", "Synced": "False", "Progressing": "True", "Degraded": "False"}
+
+
+def test_a_new_pod_not_scheduled_yet_is_starting_not_degraded() -> None:
+    new = pod(2, ready=False, ip=None, fresh=True, started_at=NOW)
+    result = compute(3, [pod(0), pod(1), new], [report(0), report(1)])
+    assert result["phase"] == "Resyncing"
+    assert result["members"][2]["state"] == "pending"
+
+
+def test_a_pod_starting_for_longer_than_the_grace_is_degraded() -> None:
+    late = pod(2, ready=False, fresh=True, started_at=NOW - status.STARTUP_GRACE - datetime.timedelta(seconds=1))
+    result = compute(3, [pod(0), pod(1), late], [report(0), report(1), unreachable(2)])
+    assert result["phase"] == "Degraded"
+    assert result["members"][2]["state"] == "unreachable"
+
+
+def _manifest(container_status: dict[str, Any], **status_fields: Any) -> dict[str, Any]:
+    return {"metadata": {"name": "lb-2", "creationTimestamp": "2025-01-02T03:00:00Z"},
+            "status": {"podIP": "10.0.0.2", "containerStatuses": [container_status], **status_fields}}
+
+
+@pytest.mark.parametrize("container, fresh", [
+    ({"restartCount": 0, "state": {"waiting": {"reason": "ContainerCreating"}}}, True),
+    ({"restartCount": 0, "state": {"running": {"startedAt": "2025-01-02T03:01:00Z"}}}, True),
+    ({"restartCount": 0, "state": {"terminated": {"exitCode": 137}}}, False),  # killed, not restarted yet
+    ({"restartCount": 0, "state": {"waiting": {"reason": "ImagePullBackOff"}}}, False),
+    ({"restartCount": 1, "state": {"running": {}}, "lastState": {"terminated": {"exitCode": 1}}}, False),
+])
+def test_a_pod_is_fresh_only_until_something_fails(container: dict[str, Any], fresh: bool) -> None:
+    assert pod_info(_manifest(container)).fresh is fresh
+
+
+def test_a_pod_started_at_is_its_start_time_else_its_creation() -> None:
+    container = {"restartCount": 0, "state": {"running": {}}}
+    started = pod_info(_manifest(container, startTime="2025-01-02T03:00:30Z")).started_at
+    assert started == datetime.datetime(2025, 1, 2, 3, 0, 30, tzinfo=datetime.UTC)
+    assert pod_info(_manifest(container)).started_at == datetime.datetime(2025, 1, 2, 3, 0, tzinfo=datetime.UTC)
+
+
+def test_a_crashed_pod_is_degraded_even_before_its_restart() -> None:
+    crashed = pod_info(_manifest({"restartCount": 0, "state": {"terminated": {"exitCode": 137}}}))
+    result = compute(3, [pod(0), pod(1), crashed], [report(0), report(1), unreachable(2)], now=NOW)
+    assert result["phase"] == "Degraded"
 
 
 def test_a_member_lag_is_the_largest_its_peers_report() -> None:
