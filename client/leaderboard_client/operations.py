@@ -33,7 +33,8 @@ class ApiError(Exception):
 
 
 _UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]+")
-_LONG_NUMBER = re.compile(rb"[0-9]{20}")
+_DIGITS_AS_ZERO = bytes(48 if 48 <= b <= 57 else 32 for b in range(256))  # every digit "0", the rest " "
+_LONG_NUMBER = b"0" * 20
 
 
 def segment(text: str) -> str:
@@ -63,12 +64,17 @@ def encode(payload: Any) -> bytes | None:
         return json.dumps(payload).encode()
 
 
+def _has_long_number(raw: bytes) -> bool:
+    return _LONG_NUMBER in raw.translate(_DIGITS_AS_ZERO)
+
+
 def decode(status: int, raw: bytes) -> Any:
     """The answer's JSON; ``ApiError`` for a 4xx or 5xx (a body that is not JSON kept as text)."""
     try:
         # orjson reads integers beyond 64 bits (only metadata holds them) as floats: such a
-        # body, or anything with 20 digits in a row, goes to the exact, slower parser
-        data = None if not raw else json.loads(raw) if _LONG_NUMBER.search(raw) else orjson.loads(raw)
+        # body, or anything with 20 digits in a row, goes to the exact, slower parser (found by
+        # a translate and a substring search: a regular expression cost 5x orjson's parse)
+        data = None if not raw else json.loads(raw) if _has_long_number(raw) else orjson.loads(raw)
     except (json.JSONDecodeError, orjson.JSONDecodeError, UnicodeDecodeError):
         data = raw.decode(errors="replace")
     if status >= 400:
