@@ -1,12 +1,18 @@
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import pytest
+from croniter import croniter
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from leaderboard_node.domain.errors import InvalidArgument
 from leaderboard_node.domain.schedule import (
     leaderboard_period,
     next_reset,
     prev_reset,
+    reset_interval,
     tournament_period,
     validate_cron,
 )
@@ -50,3 +56,29 @@ def test_a_tournament_period_never_runs_past_its_end():
     after = tournament_period(reset_schedule="0 0 * * *", start_time=NOW - 86400 * 3, end_time=NOW + 60,
                               duration=86400, now=NOW + 1000)
     assert not after.is_active(NOW + 1000)
+
+
+def _uncached(expression: str, now: int) -> tuple[int, int]:
+    following = int(croniter(expression, datetime.fromtimestamp(now, tz=timezone.utc)).get_next(float))
+    return int(croniter(expression, datetime.fromtimestamp(following, tz=timezone.utc)).get_prev(float)), following
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["0 0 * * 1", "*/5 * * * *", "0 12 1 * *", "30 2 * * *"]),
+                          st.integers(NOW - 40 * 86400, NOW + 40 * 86400) | st.sampled_from([NOW, NOW + 1])),
+                min_size=1, max_size=20))
+def test_remembered_reset_intervals_answer_as_croniter_does_in_any_order_of_questions(questions):
+    for expression, now in questions:
+        previous, following = reset_interval(expression, now)
+        assert (previous, following) == _uncached(expression, now)
+        assert previous <= now < following
+        assert (prev_reset(expression, now), next_reset(expression, now)) == (previous, following)
+
+
+def test_a_period_asked_for_at_its_last_second_and_at_its_end_changes_at_the_reset():
+    weekly = "0 0 * * 1"
+    start, end = reset_interval(weekly, NOW)
+    assert leaderboard_period(weekly, end - 1).expiry == end
+    assert leaderboard_period(weekly, end).start == end  # the reset itself begins the next period
+    assert leaderboard_period(weekly, start).start == start
+    assert leaderboard_period(weekly, start - 1).expiry == start
