@@ -420,12 +420,9 @@ class LeaderboardStore:
         elif rank is None:
             rank = bucket.rank(record)
         t = leaderboard.tournament
-        return RecordView(
-            leaderboard_id=leaderboard.id, owner_id=record.owner, username=value.username, score=value.score,
-            subscore=value.subscore, num_score=value.num_score, max_num_score=t.max_num_score if t else 0,
-            metadata=value.metadata, create_ms=value.create_ms, update_ms=value.update_ms,
-            expiry=bucket.expiry, rank=rank,
-        )
+        return _new_view((leaderboard.id, record.owner, value.username, value.score, value.subscore,
+                          value.num_score, t.max_num_score if t else 0, value.metadata, value.create_ms,
+                          value.update_ms, bucket.expiry, rank))
 
     def _views(self, leaderboard: Leaderboard, bucket: Bucket, elements: list[bytes], first_rank: int,
                ) -> list[RecordView]:
