@@ -152,3 +152,18 @@ async def test_a_closed_client_refuses_requests(node):
     await client.close()
     with pytest.raises(RuntimeError, match="closed"):
         await client.ready()
+
+
+async def test_a_refused_oversized_body_leaves_the_client_usable(tmp_path):
+    node = NodeProcess("async-limits", tmp_path, settings={"limits": {"max_body_bytes": 4096}}).start()
+    try:
+        board = _board()
+        async with AsyncLeaderboardClient(node.url, connections=1) as client:
+            await client.create_leaderboard(board)
+            with pytest.raises(ApiError) as too_big:
+                await client.write_batch(board, [{"owner_id": f"p{i}", "score": i} for i in range(500)])
+            assert too_big.value.status == 413 and too_big.value.field == "body"
+            assert (await client.write_record(board, "p1", score=4))["score"] == 4
+            assert (await client.record(board, "p1"))["rank"] == 1
+    finally:
+        node.terminate()
