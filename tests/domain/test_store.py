@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from leaderboard_node.domain import errors
+from leaderboard_node.domain.changes import LeaderboardKill, LeaderboardPut
 from leaderboard_node.domain.leaderboards import TournamentSettings
+from leaderboard_node.domain.rank_cache import Bucket
 from leaderboard_node.domain.records import Operator, SortOrder
 from leaderboard_node.domain.schedule import next_reset
 
@@ -212,3 +214,44 @@ def test_a_refused_write_leaves_no_bucket_behind(store):
     assert list(store.buckets()) == []
     store.write_record("lb", "p1", score=1, now=NOW)
     assert len(list(store.buckets())) == 1
+
+
+def _synced_copy(source_store, leaderboard_id: str, *, now: int) -> Bucket:  # type: ignore[no-untyped-def]
+    """A bucket built at once from ``source_store``'s current bucket, as a full sync builds it."""
+    definition = source_store.leaderboard(leaderboard_id)
+    source = source_store.bucket(definition.id, definition.incarnation, source_store.period(definition, now).expiry)
+    return Bucket.from_sync(source.elements_after(None, len(source)), [], descending=source.descending,
+                            expiry=source.expiry)
+
+
+def test_a_bucket_built_at_once_is_unsettled_until_its_digest_is_hashed_or_it_is_gone():
+    source = make_store("n2")
+    source.create_leaderboard(leaderboard("daily", reset_schedule="0 0 * * *"))
+    source.create_leaderboard(leaderboard("kept"))
+    for i in range(50):
+        source.write_record("daily", f"p{i}", score=i, now=NOW)
+        source.write_record("kept", f"p{i}", score=i, now=NOW)
+    store = make_store(retention=3600)
+    for definition in source.leaderboards.definitions():
+        store.apply(LeaderboardPut(definition))
+    daily, kept = source.leaderboard("daily"), source.leaderboard("kept")
+    store.install_bucket("daily", daily.incarnation, _synced_copy(source, "daily", now=NOW))
+    store.install_bucket("kept", kept.incarnation, _synced_copy(source, "kept", now=NOW))
+    assert not store.digests_settled()
+    while store.settle_digests(7):  # a slice at a time, as the replicator does
+        pass
+    assert store.digests_settled()
+    assert store.digest("kept", now=NOW) == source.digest("kept", now=NOW)
+
+    store.install_bucket("daily", daily.incarnation, _synced_copy(source, "daily", now=NOW))
+    assert not store.digests_settled()  # a second full sync of the same bucket replaces it
+    assert store.trim(next_reset("0 0 * * *", NOW) + 3601) == 1  # the period ended: dropped unsettled
+    assert store.digests_settled()
+
+    store.apply(LeaderboardKill("kept", (kept.incarnation,), 1))
+    fresh = make_store()
+    fresh.apply(LeaderboardPut(kept))
+    fresh.install_bucket("kept", kept.incarnation, _synced_copy(source, "kept", now=NOW))
+    assert not fresh.digests_settled()
+    fresh.apply(LeaderboardKill("kept", (kept.incarnation,), 1))  # dropped before it settled
+    assert fresh.digests_settled() and not fresh.settle_digests(100)

@@ -122,6 +122,7 @@ class LeaderboardStore:
         self.retention = retention
         self.leaderboards = LeaderboardCache()
         self._buckets: dict[BucketKey, dict[int, Bucket]] = {}
+        self._unsettled: set[Bucket] = set()  # buckets built at once whose digest is not settled yet
         self._joins: dict[tuple[str, str, int], set[str]] = {}
         # Owner lookups by outcome (exported as a metric): hit (ranked), miss (no record), off (no ranks)
         self.rank_lookups = {"hit": 0, "miss": 0, "off": 0}
@@ -320,7 +321,8 @@ class LeaderboardStore:
         if isinstance(change, LeaderboardKill):
             killed = self.leaderboards.kill(change.leaderboard_id, list(change.incarnations), change.generation)
             for incarnation in killed:
-                self._buckets.pop((change.leaderboard_id, incarnation), None)
+                for bucket in self._buckets.pop((change.leaderboard_id, incarnation), {}).values():
+                    self._unsettled.discard(bucket)
                 for key in [k for k in self._joins if k[:2] == (change.leaderboard_id, incarnation)]:
                     del self._joins[key]
             return bool(killed)
@@ -345,19 +347,23 @@ class LeaderboardStore:
             return
         if existing is not None:
             bucket.absorb(existing)
+            self._unsettled.discard(existing)
         by_expiry[bucket.expiry] = bucket
+        if not bucket.digest_settled:
+            self._unsettled.add(bucket)
 
     def settle_digests(self, budget: int) -> bool:
         """Hash up to ``budget`` records whose bucket was built at once (``Bucket.settle``);
         True while some bucket's digest is still unsettled."""
-        for _, _, bucket in self.buckets():
-            if not bucket.digest_settled:
-                bucket.settle(budget)
-                break
-        return not self.digests_settled()
+        bucket = next(iter(self._unsettled), None)
+        if bucket is not None and bucket.settle(budget) == 0:
+            self._unsettled.discard(bucket)
+        return bool(self._unsettled)
 
     def digests_settled(self) -> bool:
-        return all(bucket.digest_settled for _, _, bucket in self.buckets())
+        # Only a bucket built at once (install_bucket) starts unsettled; each is kept here until
+        # settled or dropped, so asking costs nothing however many buckets there are.
+        return not self._unsettled
 
     def bucket(self, leaderboard_id: str, incarnation: str, expiry: int) -> Bucket | None:
         return self._buckets.get((leaderboard_id, incarnation), {}).get(expiry)
@@ -381,7 +387,7 @@ class LeaderboardStore:
         dropped = 0
         for key, by_expiry in list(self._buckets.items()):
             for expiry in [e for e in by_expiry if e != NEVER and e < horizon]:
-                del by_expiry[expiry]
+                self._unsettled.discard(by_expiry.pop(expiry))
                 self._joins.pop((key[0], key[1], expiry), None)
                 dropped += 1
             if not by_expiry:
