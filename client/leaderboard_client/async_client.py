@@ -66,6 +66,9 @@ class _Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
 
     def data_received(self, data: bytes) -> None:
+        if self._answer is None:  # bytes nobody asked for: whatever follows cannot be trusted
+            self.close()
+            return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -87,6 +90,8 @@ class _Connection(asyncio.Protocol):
     # httptools callbacks
 
     def on_message_begin(self) -> None:
+        if self._answer is None:  # a second answer in the same bytes as the first
+            self.close()
         self._begun = True
         self._body = []
 
@@ -94,6 +99,9 @@ class _Connection(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        if self.parser.get_status_code() < 200:  # an interim answer (100 Continue): the real one follows
+            self._begun = False
+            return
         if not self.parser.should_keep_alive():
             self.close()
         answer, self._answer = self._answer, None
@@ -119,7 +127,9 @@ class AsyncLeaderboardClient(Operations[Awaitable[Any]]):
         self._ssl: ssl.SSLContext | None = None
         if self._endpoint.tls:
             self._ssl = ssl_context if ssl_context is not None else ssl.create_default_context()
-        fixed = {"Host": self._endpoint.url.split("://", 1)[1], **self._endpoint.headers(api_key)}
+        host = self._endpoint.host
+        fixed = {"Host": f"{f'[{host}]' if ':' in host else host}:{self._endpoint.port}",
+                 **self._endpoint.headers(api_key)}
         self._fixed_headers = "".join(f"{name}: {value}\r\n" for name, value in fixed.items())
         self._idle: list[_Connection] = []
         self._open: set[_Connection] = set()
@@ -159,6 +169,8 @@ class AsyncLeaderboardClient(Operations[Awaitable[Any]]):
         return data + body if body is not None else data
 
     async def _send(self, message: bytes) -> tuple[int, bytes]:
+        if self._closed:  # closed while this request waited for a connection
+            raise RuntimeError("the client is closed")
         connection = None
         while self._idle and connection is None:
             connection = self._idle.pop()
@@ -170,6 +182,8 @@ class AsyncLeaderboardClient(Operations[Awaitable[Any]]):
         try:
             return await self._exchange(connection, message)
         except _Closed:  # the server had closed this idle connection: once more, on a new one
+            if self._closed:
+                raise RuntimeError("the client was closed during the request") from None
             return await self._exchange(await self._connect(), message)
 
     async def _exchange(self, connection: _Connection, message: bytes) -> tuple[int, bytes]:
@@ -179,16 +193,19 @@ class AsyncLeaderboardClient(Operations[Awaitable[Any]]):
             self._open.discard(connection)
             connection.close()  # a late answer must not be read as the next request's
             raise
-        if connection.usable:
+        if connection.usable and not self._closed:
             self._idle.append(connection)
         else:
             self._open.discard(connection)
+            connection.close()
         return answer
 
     async def request_raw(self, method: str, path: str, body: bytes | None = None,  # type: ignore[override]
                           headers: dict[str, str] | None = None) -> tuple[int, bytes]:
         if self._closed:
             raise RuntimeError("the client is closed")
+        if method == "HEAD":  # an answer without the body its headers announce: not parsed here
+            raise ValueError("the asyncio client does not send HEAD requests")
         message = self._message(method, path, body, headers)
         async with self._slots:
             async with asyncio.timeout(self._timeout):

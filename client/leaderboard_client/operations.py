@@ -33,8 +33,9 @@ class ApiError(Exception):
 
 
 _UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]+")
-_DIGITS_AS_ZERO = bytes(48 if 48 <= b <= 57 else 32 for b in range(256))  # every digit "0", the rest " "
-_LONG_NUMBER = b"0" * 20
+# every digit "0", "-" kept, the rest " ": a number's digits become a run of zeros
+_DIGITS_AS_ZERO = bytes(48 if 48 <= b <= 57 else b if b == 45 else 32 for b in range(256))
+_LONG_NUMBERS = (b"0" * 20, b"-" + b"0" * 19)  # beyond uint64 / below int64 (and some within)
 
 
 def segment(text: str) -> str:
@@ -59,21 +60,27 @@ def encode(payload: Any) -> bytes | None:
     if payload is None:
         return None
     try:
-        return orjson.dumps(payload)
+        data = orjson.dumps(payload)
     except TypeError:  # an integer beyond 64 bits: the node will say which field is out of range
         return json.dumps(payload).encode()
+    if b"null" in data:
+        # orjson writes NaN and infinities as null, which would store a value nobody sent: the
+        # standard library sends them as they are, and the node refuses them naming the field
+        return json.dumps(payload).encode()
+    return data
 
 
 def _has_long_number(raw: bytes) -> bool:
-    return _LONG_NUMBER in raw.translate(_DIGITS_AS_ZERO)
+    digits = raw.translate(_DIGITS_AS_ZERO)
+    return _LONG_NUMBERS[0] in digits or _LONG_NUMBERS[1] in digits
 
 
 def decode(status: int, raw: bytes) -> Any:
     """The answer's JSON; ``ApiError`` for a 4xx or 5xx (a body that is not JSON kept as text)."""
     try:
-        # orjson reads integers beyond 64 bits (only metadata holds them) as floats: such a
-        # body, or anything with 20 digits in a row, goes to the exact, slower parser (found by
-        # a translate and a substring search: a regular expression cost 5x orjson's parse)
+        # orjson reads integers beyond 64 bits (only metadata holds them) as floats: a body with
+        # 20 digits in a row, or a minus and 19, goes to the exact, slower parser (found by a
+        # translate and a substring search: a regular expression cost 5x orjson's parse)
         data = None if not raw else json.loads(raw) if _has_long_number(raw) else orjson.loads(raw)
     except (json.JSONDecodeError, orjson.JSONDecodeError, UnicodeDecodeError):
         data = raw.decode(errors="replace")

@@ -167,3 +167,103 @@ async def test_a_refused_oversized_body_leaves_the_client_usable(tmp_path):
             assert (await client.record(board, "p1"))["rank"] == 1
     finally:
         node.terminate()
+
+
+async def _serve(answer):  # type: ignore[no-untyped-def]
+    """A one-off server on loopback: ``answer(request_head, writer)`` per request received."""
+    host = loopback_host()
+    port = free_port(host)
+    seen: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                seen.append(head)
+                await answer(head, writer)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, host, port)
+    return server, f"http://{host}:{port}", seen
+
+
+def _ok(body: bytes) -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+async def test_an_interim_100_continue_is_not_taken_for_the_answer():
+    async def answer(head: bytes, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n" + _ok(b'{"n": 1}'))
+
+    server, url, _ = await _serve(answer)
+    try:
+        async with AsyncLeaderboardClient(url, connections=1) as client:
+            assert await client.request("GET", "/x") == {"n": 1}
+            assert await client.request("GET", "/y") == {"n": 1}
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_bytes_after_an_answer_close_the_connection_instead_of_answering_the_next_request():
+    async def answer(head: bytes, writer: asyncio.StreamWriter) -> None:
+        n = b"2" if b"/second" in head else b"1"
+        extra = b"HTTP/1.1 500 X\r\nContent-Length: 30\r\n\r\n" if b"/first" in head else b""
+        writer.write(_ok(b'{"n": %s}' % n) + extra)
+
+    server, url, seen = await _serve(answer)
+    try:
+        async with AsyncLeaderboardClient(url, connections=1) as client:
+            assert await client.request("GET", "/first") == {"n": 1}
+            await asyncio.sleep(0.05)
+            assert await client.request("GET", "/second") == {"n": 2}  # on a new connection
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_the_host_header_names_host_and_port_only():
+    async def answer(head: bytes, writer: asyncio.StreamWriter) -> None:
+        writer.write(_ok(b"{}"))
+
+    server, url, seen = await _serve(answer)
+    try:
+        host_port = url.split("://")[1]
+        async with AsyncLeaderboardClient(url.replace("://", "://user:secret@"), connections=1) as client:
+            await client.request("GET", "/x")
+        assert f"Host: {host_port}\r\n".encode() in seen[0] and b"secret" not in seen[0]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_closing_the_client_ends_requests_in_flight_and_keeps_no_connection():
+    release = asyncio.Event()
+
+    async def answer(head: bytes, writer: asyncio.StreamWriter) -> None:
+        await release.wait()
+        writer.write(_ok(b"{}"))
+
+    server, url, _ = await _serve(answer)
+    try:
+        client = AsyncLeaderboardClient(url, connections=1)
+        first = asyncio.create_task(client.request("GET", "/a"))
+        second = asyncio.create_task(client.request("GET", "/b"))  # waits for the one connection
+        await asyncio.sleep(0.1)
+        await client.close()
+        release.set()
+        results = await asyncio.gather(first, second, return_exceptions=True)
+        assert all(isinstance(r, (ConnectionError, RuntimeError)) for r in results), results
+        assert not client._open and not client._idle
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_head_requests_are_refused_up_front(node):
+    async with AsyncLeaderboardClient(node.url) as client:
+        with pytest.raises(ValueError, match="HEAD"):
+            await client.request_raw("HEAD", "/healthz")

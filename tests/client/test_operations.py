@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from leaderboard_client import ApiError
-from leaderboard_client.operations import decode, segment, target
+from leaderboard_client.operations import decode, encode, segment, target
 
 
 def test_integers_beyond_64_bits_are_read_exactly_and_int64_ones_too():
@@ -13,6 +13,17 @@ def test_integers_beyond_64_bits_are_read_exactly_and_int64_ones_too():
         "metadata": {"huge": 123456789012345678901}}
     assert decode(200, b'{"score": 9223372036854775807, "low": -9223372036854775808}') == {
         "score": 9223372036854775807, "low": -9223372036854775808}
+
+
+def test_negative_integers_beyond_64_bits_are_read_exactly():
+    assert decode(200, b'{"m": -9999999999999999999, "n": -9223372036854775809}') == {
+        "m": -9999999999999999999, "n": -9223372036854775809}
+
+
+def test_a_nan_in_a_body_is_sent_as_nan_for_the_node_to_refuse_not_as_null():
+    assert encode({"metadata": {"x": float("nan")}}) == b'{"metadata": {"x": NaN}}'
+    assert encode({"owner_id": "p1", "username": None}) == b'{"owner_id": "p1", "username": null}'
+    assert encode({"owner_id": "p1", "score": 5}) == b'{"owner_id":"p1","score":5}'
 
 
 def test_twenty_digits_anywhere_take_the_exact_parser_and_read_the_same():
