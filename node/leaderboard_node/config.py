@@ -103,7 +103,8 @@ class LeaderboardSyncSettings(_Section):
     flush_timeout: float = Field(10.0, ge=0, description="Seconds a stopping node waits for peers to receive its entries.")
     max_message_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Largest peer message accepted (413 beyond).")
     faults: "FaultSettings" = Field(default_factory=lambda: FaultSettings(),
-                                    description="For tests only: lose, repeat and reorder outgoing batches.")
+                                    description="For tests only: lose, repeat and reorder outgoing batches, "
+                                                "serve snapshots in another format.")
 
 
 class FaultSettings(_Section):
@@ -111,6 +112,8 @@ class FaultSettings(_Section):
     duplicate: float = Field(0.0, ge=0, le=1, description="Share of batches delivered twice (tests only).")
     reorder: float = Field(0.0, ge=0, le=1, description="Share of batches delivered after the next one (tests only).")
     seed: int | None = Field(None, description="Seed of the fault generator.")
+    sync_format: int | None = Field(None, ge=0, description="Format number written in the snapshots this node "
+                                                           "serves, as a newer build would (tests only).")
 
     @property
     def active(self) -> bool:

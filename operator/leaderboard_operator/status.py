@@ -43,7 +43,8 @@ STARTUP_GRACE = datetime.timedelta(minutes=10)  # as a Deployment's progressDead
 
 def starting(pod: PodInfo, *, now: datetime.datetime) -> bool:
     """The pod is on its first start, nothing has failed, and it is not late: not answering yet
-    is expected."""
+    is expected. (A node that answered once and then hung without a restart also looks like this
+    until the liveness probe restarts it, which makes it Degraded.)"""
     return (pod.fresh and not pod.ready and not pod.terminating
             and (pod.started_at is None or now - pod.started_at < STARTUP_GRACE))
 

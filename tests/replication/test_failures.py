@@ -12,7 +12,7 @@ import pytest
 
 from leaderboard_client import ApiError
 
-from ..harness import all_records, has_leaderboard, node_info, wait_until
+from ..harness import NodeProcess, all_records, has_leaderboard, node_info, wait_until
 
 
 class Writer(threading.Thread):
@@ -127,3 +127,60 @@ def test_lost_duplicated_and_reordered_batches_still_converge(cluster_factory):
     cluster.wait_converged(["flaky"], timeout=30)
     total = sum(clients[0].record("flaky", f"p{i}")["score"] for i in range(7))
     assert total == 30 * (1 + 2 + 3)
+
+
+def _node_with_peers(tmp_path, name: str, peers: list[NodeProcess], **sync: object) -> NodeProcess:
+    node = NodeProcess(name, tmp_path)
+    node.settings = {"cluster": {
+        "discovery": {"mode": "static", "static": {"peers": [f"{p.name}={p.peer_address}" for p in peers]}},
+        "leaderboard_sync": {"anti_entropy_interval": 0.5, "bootstrap_timeout": 1, **sync},
+    }}
+    return node
+
+
+def _board_of(node: NodeProcess, board: str, count: int, prefix: str) -> None:
+    with node.client() as client:
+        if not has_leaderboard(client, board):
+            client.create_leaderboard(board)
+        client.write_batch(board, [{"owner_id": f"{prefix}{i}", "score": i} for i in range(count)])
+
+
+def test_an_empty_node_whose_only_peer_sends_a_newer_format_stays_not_ready(tmp_path):
+    newer = _node_with_peers(tmp_path, "newer", [], faults={"sync_format": 99}).start()
+    try:
+        _board_of(newer, "kept", 50, "p")
+        behind = _node_with_peers(tmp_path, "behind", [newer]).start(wait_ready=False)
+        try:
+            wait_until(lambda: any("bootstrap_refused" in line for line in behind.log_errors()), timeout=20,
+                       message="the refusal in the log")
+            with behind.client() as client:
+                assert client.ready() is False  # not ready, past its bootstrap timeout, rather than empty
+                with pytest.raises(ApiError) as refused:
+                    client.write_record("kept", "p1", 1)
+                assert refused.value.status == 503
+        finally:
+            behind.terminate()
+    finally:
+        newer.terminate()
+
+
+def test_a_full_sync_refused_for_its_format_is_taken_from_another_peer(tmp_path):
+    # The two sources are not peers of each other; the one sending a newer format holds more
+    # records, so it is asked first.
+    newer = _node_with_peers(tmp_path, "newer", [], faults={"sync_format": 99}).start()
+    older = _node_with_peers(tmp_path, "older", []).start()
+    try:
+        _board_of(newer, "kept", 300, "n")
+        _board_of(older, "kept", 100, "o")
+        joining = _node_with_peers(tmp_path, "joining", [newer, older]).start(wait_ready=False)
+        try:
+            joining.wait_ready(timeout=30)
+            assert any("format 99" in line for line in joining.log_errors() + joining.log_tail(200).splitlines())
+            with joining.client() as client:  # the snapshot from the older one, the rest in batches
+                wait_until(lambda: len(all_records(client, "kept")) == 400, timeout=30,
+                           message="all 400 records on the joining node")
+        finally:
+            joining.terminate()
+    finally:
+        newer.terminate()
+        older.terminate()

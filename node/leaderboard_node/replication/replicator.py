@@ -38,8 +38,16 @@ from ..node import Node, NodeState
 from . import binarylog_pb2 as pb
 from .outbox import LocalLog, PeerSender, build_batch
 from .peers import Peer, PeerTransport, PeerUnavailable
-from .protocol import EncodedBatch, ProtocolError, catch_up_response, encode_batch, entry_from_pb, record_key
-from .sync import SnapshotReceiver, SyncResult, snapshot_chunks, vector_from_pb, vector_to_pb
+from .protocol import (
+    EncodedBatch,
+    FormatTooNew,
+    ProtocolError,
+    catch_up_response,
+    encode_batch,
+    entry_from_pb,
+    record_key,
+)
+from .sync import SYNC_FORMAT, SnapshotReceiver, SyncResult, snapshot_chunks, vector_from_pb, vector_to_pb
 from .versions import Backlog, OriginKey, VersionVector
 
 if TYPE_CHECKING:
@@ -97,10 +105,19 @@ class Member:
     last_seen: float = 0.0
     digest_mismatches: int = 0
     is_self: bool = False
+    # Until then (monotonic), the member's snapshots are in a format a newer build wrote: not a
+    # source of full syncs. Asked again after that: it may have been rolled back meanwhile.
+    newer_format_until: float = 0.0
+
+    def sends_newer_format(self) -> bool:
+        return time.monotonic() < self.newer_format_until
 
 
 class NeedFullSync(Exception):
     pass
+
+
+NEWER_FORMAT_RETRY = 60.0  # seconds before a peer that sent a newer format is asked for a full sync again
 
 
 class Replicator:
@@ -283,7 +300,8 @@ class Replicator:
         ok = False
         try:
             async for chunk in snapshot_chunks(self.store, source=self.origin, vector=vector,
-                                               chunk_records=self.settings.sync_chunk_records):
+                                               chunk_records=self.settings.sync_chunk_records,
+                                               format_number=self.settings.faults.sync_format or SYNC_FORMAT):
                 count += 1
                 yield chunk
             ok = True
@@ -451,8 +469,9 @@ class Replicator:
             if not members:
                 break
             ready = [m for m in members if m.reachable and m.state == NodeState.READY.value]
-            if ready:
-                source = max(ready, key=lambda m: (m.records, random.random()))
+            readable = [m for m in ready if not m.sends_newer_format()]
+            if readable:
+                source = max(readable, key=lambda m: (m.records, random.random()))
                 try:
                     if self._has_state:
                         try:  # recovered from disk: what peers wrote since may still be in their backlogs
@@ -467,6 +486,24 @@ class Replicator:
                     self.events.sync_failure(kind="bootstrap")
                     log.warning("bootstrap_sync_failed", extra={"node": self.node.name,
                                                                 "source": source.name, "error": str(exc)})
+                    if isinstance(exc, FormatTooNew):
+                        continue  # another source at once (the deadline does not make an empty node ready)
+            elif ready:
+                # Every ready peer serves a format this build cannot read (a rollback, or an old pod
+                # among upgraded ones). A node with its own state serves it, and catches up with
+                # peers' batches as usual; an empty one would serve nothing and take writes on no
+                # data: it stays not ready until a peer it can read is there.
+                if self._has_state:
+                    log.warning("bootstrap_from_own_state", extra={
+                        "node": self.node.name, "reason": "every ready peer's snapshots are in a newer format"})
+                    break
+                if time.monotonic() > deadline:
+                    log.error("bootstrap_refused", extra={
+                        "node": self.node.name, "peers": [m.name for m in ready],
+                        "hint": "every ready peer's snapshots are in a newer format: run the build they run"})
+                    deadline = time.monotonic() + self.bootstrap_timeout
+                await asyncio.sleep(0.2)
+                continue
             elif all(m.reachable for m in members) and (self._has_state or all(m.records == 0 for m in members)):
                 # Nobody is ready: the whole cluster is starting. Nodes with state serve it and
                 # anti-entropy reconciles them; empty nodes wait for one of them to be ready.
@@ -516,7 +553,8 @@ class Replicator:
             for origin in missing:
                 await self._catch_up_origin(member, origin, target=settled.get(origin))
         except NeedFullSync:
-            await self._full_sync(member, reason="behind_backlog")
+            if not member.sends_newer_format():
+                await self._full_sync(member, reason="behind_backlog")
             return
         if missing:
             return
@@ -526,7 +564,7 @@ class Replicator:
                 return  # a digest is still settling after a full sync: nothing to compare yet
             if member.state_digest != mine:
                 member.digest_mismatches += 1
-                if member.digest_mismatches >= 2:
+                if member.digest_mismatches >= 2 and not member.sends_newer_format():
                     log.warning("digest_mismatch", extra={"node": self.node.name, "peer": member.name})
                     member.digest_mismatches = 0
                     await self._full_sync(member, reason="digest_mismatch")
@@ -563,6 +601,9 @@ class Replicator:
                     receiver.feed(chunk)
                 result = receiver.result()
                 ok = True
+            except FormatTooNew:
+                member.newer_format_until = time.monotonic() + NEWER_FORMAT_RETRY
+                raise
             finally:
                 self.events.full_sync(role="taken", seconds=time.monotonic() - started,
                                       records=receiver.records, ok=ok)

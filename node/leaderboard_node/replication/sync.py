@@ -70,15 +70,17 @@ SYNC_FORMAT = 1  # of the snapshots and full syncs this build writes (SyncHeader
 
 
 async def snapshot_chunks(
-    store: LeaderboardStore, *, source: tuple[str, int], vector: VersionVector, chunk_records: int
+    store: LeaderboardStore, *, source: tuple[str, int], vector: VersionVector, chunk_records: int,
+    format_number: int = SYNC_FORMAT,
 ) -> AsyncIterator[bytes]:
-    """Serialized ``SyncChunk`` messages of a fuzzy snapshot taken at ``vector``."""
+    """Serialized ``SyncChunk`` messages of a fuzzy snapshot taken at ``vector`` (``format_number``
+    is another only in tests: a newer build's snapshot)."""
     header = pb.SyncChunk()
     header.header.SetInParent()
     header.header.source.node, header.header.source.epoch = source
     vector_to_pb(vector, header.header.vector)
     header.header.records = store.record_count()
-    header.header.format = SYNC_FORMAT
+    header.header.format = format_number
     yield header.SerializeToString()
 
     definitions = pb.SyncChunk()
