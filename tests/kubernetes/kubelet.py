@@ -198,6 +198,7 @@ class Kubelet:
         self.removed: list[Pod] = []  # deleted pods, kept for their logs and exit codes
         self.errors: list[BaseException] = []
         self._held: set[str] = set()
+        self._unready: set[str] = set()  # pods whose readiness probe is held back
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._token_file = workdir / "serviceaccount" / "token"
@@ -254,6 +255,16 @@ class Kubelet:
             yield
         finally:
             self._held.discard(name)
+
+    @contextlib.contextmanager
+    def hold_readiness(self, name: str) -> Iterator[None]:
+        """Report the pod not ready whatever its probe says until the block ends (a long probe
+        period), so that what the operator shows meanwhile can be checked."""
+        self._unready.add(name)
+        try:
+            yield
+        finally:
+            self._unready.discard(name)
 
     def ready(self, *names: str) -> bool:
         """True once every named pod passes its readiness probe; else an AssertionError saying
@@ -358,7 +369,7 @@ class Kubelet:
                 assert pod.process is not None
                 code = pod.process.poll()
                 if code is None:
-                    ready = await self._probe(pod)
+                    ready = await self._probe(pod) and pod.name not in self._unready
                     if ready != pod.ready:
                         pod.ready, pod.ready_since = ready, now()
                         if ready:
