@@ -248,6 +248,12 @@ class Cluster:
         wait_until(converged, timeout=timeout, message=f"digests of {leaderboard_ids} to agree on every node")
 
 
+def fill_board(client: LeaderboardClient, board: str, count: int, *, prefix: str = "p") -> None:
+    """Create ``board`` and write ``count`` records in one batch: ``{prefix}{i}`` scores ``i``."""
+    client.create_leaderboard(board)
+    client.write_batch(board, [{"owner_id": f"{prefix}{i}", "score": i} for i in range(count)])
+
+
 def board_with_a_record(client: LeaderboardClient, prefix: str) -> str:
     """A new leaderboard holding one record ("keeper", 42): what a refused request must leave alone."""
     board = f"{prefix}-{uuid.uuid4().hex[:8]}"

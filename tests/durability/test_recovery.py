@@ -14,7 +14,7 @@ from leaderboard_node.durability import frames
 from leaderboard_node.replication import binarylog_pb2 as pb
 from leaderboard_node.replication.sync import SYNC_FORMAT
 
-from ..harness import Cluster, NodeProcess, all_records, has_leaderboard, node_info, wait_until
+from ..harness import Cluster, NodeProcess, all_records, fill_board, has_leaderboard, node_info, wait_until
 
 
 def _durable_node(tmp_path: Path, name: str, **durability) -> NodeProcess:
@@ -23,6 +23,11 @@ def _durable_node(tmp_path: Path, name: str, **durability) -> NodeProcess:
         "durability": {"fsync": "everysec", **durability},
         "cluster": {"leaderboard_sync": {"bootstrap_timeout": 5}},
     })
+
+
+def _wait_for_snapshots(node: NodeProcess, count: int) -> None:
+    wait_until(lambda: node_info(node)["durability"]["snapshots_written"] >= count,
+               message=f"{count} snapshot(s) written by {node.name}")
 
 
 def test_a_single_node_keeps_its_records_across_a_sigkill(tmp_path):
@@ -50,9 +55,8 @@ def test_a_snapshot_trims_the_log_and_recovery_starts_from_it(tmp_path):
     node = _durable_node(tmp_path, "snap", snapshot_interval=0.5).start()
     try:
         with node.client() as client:
-            client.create_leaderboard("snap")
-            client.write_batch("snap", [{"owner_id": f"p{i}", "score": i} for i in range(500)])
-        wait_until(lambda: node_info(node)["durability"]["snapshots_written"] >= 1, message="a snapshot")
+            fill_board(client, "snap", 500)
+        _wait_for_snapshots(node, 1)
         with node.client() as client:
             client.write_record("snap", "late", 10_000)
         node.kill()
@@ -125,8 +129,7 @@ def test_a_restarted_node_with_its_disk_catches_up_incrementally(tmp_path):
     try:
         first, _, restarted = cluster.nodes
         with first.client() as client:
-            client.create_leaderboard("inc")
-            client.write_batch("inc", [{"owner_id": f"p{i}", "score": i} for i in range(300)])
+            fill_board(client, "inc", 300)
         cluster.wait_converged(["inc"])
         restarted.kill()
         with first.client() as client:
@@ -184,10 +187,9 @@ def test_a_damaged_snapshot_falls_back_to_the_previous_one_or_a_full_sync(tmp_pa
     try:
         victim = cluster.nodes[1]
         with cluster.nodes[0].client() as client:
-            client.create_leaderboard("s")
-            client.write_batch("s", [{"owner_id": f"p{i}", "score": i} for i in range(300)])
+            fill_board(client, "s", 300)
         cluster.wait_converged(["s"])
-        wait_until(lambda: node_info(victim)["durability"]["snapshots_written"] >= 2, message="two snapshots")
+        _wait_for_snapshots(victim, 2)
         victim.kill()
         for snapshot in (tmp_path / f"{victim.name}-data").glob("snapshot-*.snap"):
             data = bytearray(snapshot.read_bytes())
@@ -207,9 +209,8 @@ def test_a_snapshot_a_newer_build_wrote_stops_the_node_and_stays_on_disk(tmp_pat
     node = _durable_node(tmp_path, "newer", snapshot_interval=0.3).start()
     try:
         with node.client() as client:
-            client.create_leaderboard("kept")
-            client.write_batch("kept", [{"owner_id": f"p{i}", "score": i} for i in range(100)])
-        wait_until(lambda: node_info(node)["durability"]["snapshots_written"] >= 1, message="a snapshot")
+            fill_board(client, "kept", 100)
+        _wait_for_snapshots(node, 1)
     finally:
         node.kill()
     data_dir = tmp_path / "newer-data"

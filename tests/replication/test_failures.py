@@ -12,7 +12,7 @@ import pytest
 
 from leaderboard_client import ApiError
 
-from ..harness import NodeProcess, all_records, has_leaderboard, node_info, wait_until
+from ..harness import NodeProcess, all_records, fill_board, has_leaderboard, node_info, wait_until
 
 
 class Writer(threading.Thread):
@@ -138,17 +138,11 @@ def _node_with_peers(tmp_path, name: str, peers: list[NodeProcess], **sync: obje
     return node
 
 
-def _board_of(node: NodeProcess, board: str, count: int, prefix: str) -> None:
-    with node.client() as client:
-        if not has_leaderboard(client, board):
-            client.create_leaderboard(board)
-        client.write_batch(board, [{"owner_id": f"{prefix}{i}", "score": i} for i in range(count)])
-
-
 def test_an_empty_node_whose_only_peer_sends_a_newer_format_stays_not_ready(tmp_path):
     newer = _node_with_peers(tmp_path, "newer", [], faults={"sync_format": 99}).start()
     try:
-        _board_of(newer, "kept", 50, "p")
+        with newer.client() as client:
+            fill_board(client, "kept", 50)
         behind = _node_with_peers(tmp_path, "behind", [newer]).start(wait_ready=False)
         try:
             wait_until(lambda: any("bootstrap_refused" in line for line in behind.log_errors()), timeout=20,
@@ -170,8 +164,10 @@ def test_a_full_sync_refused_for_its_format_is_taken_from_another_peer(tmp_path)
     newer = _node_with_peers(tmp_path, "newer", [], faults={"sync_format": 99}).start()
     older = _node_with_peers(tmp_path, "older", []).start()
     try:
-        _board_of(newer, "kept", 300, "n")
-        _board_of(older, "kept", 100, "o")
+        with newer.client() as client:
+            fill_board(client, "kept", 300, prefix="n")
+        with older.client() as client:
+            fill_board(client, "kept", 100, prefix="o")
         joining = _node_with_peers(tmp_path, "joining", [newer, older]).start(wait_ready=False)
         try:
             joining.wait_ready(timeout=30)
