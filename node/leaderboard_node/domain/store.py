@@ -85,6 +85,17 @@ class RecordView(NamedTuple):  # tuples: one is made per record written or read
 _new_view = partial(tuple.__new__, RecordView)
 
 
+def _cursors(leaderboard: Leaderboard, bucket: Bucket, page: list[bytes], start: int) -> tuple[str | None, str | None]:
+    """The next and previous cursors of ``page``, the elements of ``bucket`` from index ``start``
+    (None where the page reaches that end)."""
+    if not page:
+        return None, None
+    forward = (Cursor(leaderboard.incarnation, bucket.expiry, True, sort_key(page[-1])).encode()
+               if start + len(page) < len(bucket) else None)
+    back = Cursor(leaderboard.incarnation, bucket.expiry, False, sort_key(page[0])).encode() if start > 0 else None
+    return forward, back
+
+
 @dataclass(frozen=True, slots=True)
 class RecordPage:
     records: list[RecordView]
@@ -188,8 +199,13 @@ class LeaderboardStore:
         now: int,
         server: bool = True,
     ) -> tuple[RecordView, list[Change]]:
-        (result,), changes = self.write_records(
-            leaderboard_id, [RecordWrite(owner, score, subscore, username, metadata, operator)], now=now, server=server)
+        return self.write(leaderboard_id, RecordWrite(owner, score, subscore, username, metadata, operator), now=now,
+                          server=server)
+
+    def write(self, leaderboard_id: str, write: RecordWrite, *, now: int,
+              server: bool = True) -> tuple[RecordView, list[Change]]:
+        """One write (``write_records`` of one), its error raised."""
+        (result,), changes = self.write_records(leaderboard_id, [write], now=now, server=server)
         if isinstance(result, DomainError):
             raise result
         return result, changes
@@ -496,12 +512,7 @@ class LeaderboardStore:
         stop = min(total, start + limit) if position is None or position.forward else bucket.index_before(position.key)
         page = bucket.elements(start, stop)
         views = self._views(leaderboard, bucket, page, start + 1)
-        next_cursor = prev_cursor = None
-        if page and stop < total:
-            next_cursor = Cursor(leaderboard.incarnation, bucket.expiry, True, sort_key(page[-1])).encode()
-        if page and start > 0:
-            prev_cursor = Cursor(leaderboard.incarnation, bucket.expiry, False, sort_key(page[0])).encode()
-        return RecordPage(views, owner_records, next_cursor, prev_cursor, total, bucket.expiry)
+        return RecordPage(views, owner_records, *_cursors(leaderboard, bucket, page, start), total, bucket.expiry)
 
     def _count_lookup(self, leaderboard: Leaderboard, found: bool) -> None:
         outcome = "miss" if not found else "hit" if self.ranks_enabled(leaderboard) else "off"
@@ -523,13 +534,8 @@ class LeaderboardStore:
         views = self._views(leaderboard, bucket, page, start + 1)
         owner_view = next((view for view in views if view.owner_id == owner), None)  # the page is centred on it
         self._count_lookup(leaderboard, owner_view is not None)
-        next_cursor = prev_cursor = None
-        if page and start + len(page) < len(bucket):
-            next_cursor = Cursor(leaderboard.incarnation, bucket.expiry, True, sort_key(page[-1])).encode()
-        if page and start > 0:
-            prev_cursor = Cursor(leaderboard.incarnation, bucket.expiry, False, sort_key(page[0])).encode()
-        return RecordPage(views, [owner_view] if owner_view else [], next_cursor, prev_cursor, len(bucket),
-                          bucket.expiry)
+        return RecordPage(views, [owner_view] if owner_view else [], *_cursors(leaderboard, bucket, page, start),
+                          len(bucket), bucket.expiry)
 
     def digest(self, leaderboard_id: str, *, now: int, expiry: int | None = None) -> BucketDigest:
         leaderboard = self.leaderboard(leaderboard_id)

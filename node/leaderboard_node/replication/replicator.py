@@ -553,8 +553,7 @@ class Replicator:
             for origin in missing:
                 await self._catch_up_origin(member, origin, target=settled.get(origin))
         except NeedFullSync:
-            if not member.sends_newer_format():
-                await self._full_sync(member, reason="behind_backlog")
+            await self._full_sync(member, reason="behind_backlog")
             return
         if missing:
             return
@@ -564,7 +563,7 @@ class Replicator:
                 return  # a digest is still settling after a full sync: nothing to compare yet
             if member.state_digest != mine:
                 member.digest_mismatches += 1
-                if member.digest_mismatches >= 2 and not member.sends_newer_format():
+                if member.digest_mismatches >= 2:
                     log.warning("digest_mismatch", extra={"node": self.node.name, "peer": member.name})
                     member.digest_mismatches = 0
                     await self._full_sync(member, reason="digest_mismatch")
@@ -590,7 +589,11 @@ class Replicator:
 
     # ------------------------------------------------------------------- full sync
 
-    async def _full_sync(self, member: Member, *, reason: str) -> SyncResult:
+    async def _full_sync(self, member: Member, *, reason: str) -> SyncResult | None:
+        """Merge a full snapshot of ``member``; None when its snapshots are in a format this build
+        cannot read (it sent one lately: not asked again before ``newer_format_until``)."""
+        if member.sends_newer_format():
+            return None
         async with self._repair_lock:
             started = time.monotonic()
             log.info("full_sync_started", extra={"node": self.node.name, "source": member.name, "reason": reason})

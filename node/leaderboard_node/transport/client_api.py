@@ -392,9 +392,7 @@ async def write_record(request: web.Request) -> web.Response:
         owner = body.owner_id
     write = _record_write(_limits(request), owner, body)
     replicated, timeout = _ack_mode(request)
-    view, changes = node.store.write_record(
-        leaderboard_id, write.owner, score=write.score, subscore=write.subscore, username=write.username,
-        metadata=write.metadata, operator=write.operator, now=node.seconds(), server=is_server(request))
+    view, changes = node.store.write(leaderboard_id, write, now=node.seconds(), server=is_server(request))
     await _commit(node, changes, replicated=replicated, timeout=timeout)
     return json_response(render_record(view))
 

@@ -6,10 +6,9 @@ through the standard library instead."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
-
-import json
 
 import orjson
 from aiohttp import web
