@@ -109,7 +109,7 @@ def _time(value: Any) -> datetime.datetime | None:
     if not isinstance(value, str):
         return None
     try:
-        parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = datetime.datetime.fromisoformat(value)  # reads the "Z" of Kubernetes times (Python 3.11+)
     except ValueError:
         return None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=datetime.UTC)
