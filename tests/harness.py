@@ -20,6 +20,8 @@ import yaml
 
 from leaderboard_client import ApiError, LeaderboardClient
 
+from .netfaults import Network
+
 _hosts = itertools.count(2)
 
 
@@ -103,6 +105,15 @@ class NodeProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(timeout=10)
+
+    def pause(self) -> None:
+        """SIGSTOP: the process holds its state and answers nothing, as a stalled VM or a long GC."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
 
     def terminate(self, *, timeout: float = 15.0) -> int:
         if self.process is None:
@@ -193,11 +204,16 @@ class Cluster:
 
     @classmethod
     def create(cls, workdir: Path, size: int, *, prefix: str = "node", settings: dict[str, Any] | None = None,
-               sync: dict[str, Any] | None = None, data: bool = False) -> Cluster:
-        """``data``: give every node a data directory (kept across its restarts) under ``workdir``."""
+               sync: dict[str, Any] | None = None, data: bool = False, network: Network | None = None) -> Cluster:
+        """``data``: give every node a data directory (kept across its restarts) under ``workdir``.
+        ``network``: every node reaches every peer through a link proxy of its own (``netfaults``)."""
         nodes = [NodeProcess(f"{prefix}-{i}", workdir) for i in range(size)]
         for node in nodes:
-            peers = [f"{other.name}={other.peer_address}" for other in nodes if other is not node]
+            if network is None:
+                peers = [f"{other.name}={other.peer_address}" for other in nodes if other is not node]
+            else:
+                peers = [f"{other.name}={network.link(node.name, other.name, other.peer_address).address}"
+                         for other in nodes if other is not node]
             node.settings = _merge({
                 "cluster": {
                     "discovery": {"mode": "static", "static": {"peers": peers}},

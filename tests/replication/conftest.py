@@ -3,6 +3,14 @@ from __future__ import annotations
 import pytest
 
 from ..harness import Cluster
+from ..netfaults import Network
+
+
+@pytest.fixture
+def network():
+    net = Network()
+    yield net
+    net.close()
 
 
 @pytest.fixture
