@@ -30,7 +30,9 @@ class _Section(BaseModel):
 
 
 class NodeSettings(_Section):
-    name: str = Field(default_factory=lambda: os.uname().nodename, description="Unique node name in the cluster.")
+    name: str = Field(default_factory=lambda: os.uname().nodename, min_length=1, max_length=200,
+                      pattern=r"^[^@\s\x00]+$",
+                      description="Unique node name in the cluster (no '@', no spaces).")
     listen: str = Field(f"127.0.0.1:{DEFAULT_CLIENT_PORT}", description="HOST:PORT of the client REST API.")
     peer_listen: str = Field(f"127.0.0.1:{DEFAULT_PEER_PORT}", description="HOST:PORT of the peer endpoint.")
     advertise_host: str | None = Field(None, description="Host peers use to reach this node (default: the peer_listen host).")
@@ -102,6 +104,10 @@ class LeaderboardSyncSettings(_Section):
         30.0, gt=0, description="Seconds a starting node waits for a ready peer to sync from before it serves alone.")
     flush_timeout: float = Field(10.0, ge=0, description="Seconds a stopping node waits for peers to receive its entries.")
     max_message_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Largest peer message accepted (413 beyond).")
+    fold_delay: float = Field(
+        30.0, ge=0, description="Seconds a dead life of a node (an earlier run of its process) must have stayed "
+        "stable on every member before the slots it wrote are folded (an entry it sent that is still delayed in the "
+        "network for longer than this may then be dropped).")
     faults: "FaultSettings" = Field(default_factory=lambda: FaultSettings(),
                                     description="For tests only: lose, repeat and reorder outgoing batches, "
                                                 "serve snapshots in another format.")
@@ -114,6 +120,8 @@ class FaultSettings(_Section):
     seed: int | None = Field(None, description="Seed of the fault generator.")
     sync_format: int | None = Field(None, ge=0, description="Format number written in the snapshots this node "
                                                            "serves, as a newer build would (tests only).")
+    clock_offset: float = Field(0.0, description="Seconds added to this node's wall clock, as a node whose clock "
+                                                 "is wrong would read it (tests only).")
 
     @property
     def active(self) -> bool:
@@ -152,6 +160,10 @@ class DiscoverySettings(_Section):
 class ClusterSettings(_Section):
     discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
     leaderboard_sync: LeaderboardSyncSettings = Field(default_factory=LeaderboardSyncSettings)
+    max_clock_offset: float = Field(
+        0.5, gt=0, le=60, description="Seconds a node's wall clock may differ from its peers'. A peer timestamp further "
+        "ahead does not move this node's clock; a node further off than this from most of its reachable peers "
+        "reports not ready.")
 
 
 class AuthSettings(_Section):

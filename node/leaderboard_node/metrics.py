@@ -43,7 +43,7 @@ class _ReplicationCollector(Collector):
     def __init__(self, server: object) -> None:
         self._server = server
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         replicator = getattr(self._server, "replicator", None)
         lag_entries = GaugeMetricFamily("leaderboard_replication_lag_entries",
                                         "Entries of this node's log a peer has not applied yet.", labels=["peer"])
@@ -56,6 +56,30 @@ class _ReplicationCollector(Collector):
                 lag_seconds.add_metric([label], sender.lag_seconds())
         yield lag_entries
         yield lag_seconds
+        offsets = GaugeMetricFamily("leaderboard_peer_clock_offset_seconds",
+                                    "How far a peer's wall clock is ahead of this node's (status exchange estimate).",
+                                    labels=["peer"])
+        skewed = GaugeMetricFamily("leaderboard_clock_skewed",
+                                   "1 while this node's clock is off from most of its peers' by more than "
+                                   "cluster.max_clock_offset (the node is then not ready).")
+        ignored = CounterMetricFamily("leaderboard_clock_timestamps_ignored",
+                                      "Peer timestamps too far ahead of this node's clock to move it.")
+        retired = GaugeMetricFamily("leaderboard_retired_lives_horizon",
+                                    "Per node name, the epoch (ms) below which its lives are retired and folded.",
+                                    labels=["of_node"])
+        if replicator is not None:
+            for member in list(replicator.members.values()):
+                offset = member.clock.offset_ms
+                if not member.is_self and offset is not None:
+                    offsets.add_metric([member.name or member.peer.address], offset / 1000)
+            skewed.add_metric([], 0.0 if replicator.node.clock_skewed_since is None else 1.0)
+            ignored.add_metric([], replicator.store.clock.ignored)
+            for name, horizon in replicator.store.horizons.items():
+                retired.add_metric([name], horizon)
+        yield offsets
+        yield skewed
+        yield ignored
+        yield retired
 
 
 class NodeMetrics:

@@ -18,7 +18,7 @@ from enum import StrEnum
 
 from .config import Settings
 from .domain.changes import Change
-from .domain.clock import HybridLogicalClock
+from .domain.clock import HybridLogicalClock, wall_ms
 from .domain.errors import NotReady
 from .domain.leaderboards import RankBlacklist
 from .domain.store import LeaderboardStore
@@ -38,14 +38,24 @@ class Now:
     """Where a node reads the time from; tests give nodes a clock of their own."""
 
     seconds: Callable[[], int] = lambda: int(time.time())
+    milliseconds: Callable[[], int] = wall_ms
+
+    @classmethod
+    def offset(cls, seconds: float) -> Now:
+        """The wall clock ``seconds`` off (a node whose clock is wrong; tests only)."""
+        if not seconds:
+            return cls()
+        offset_ms = int(seconds * 1000)
+        return cls(seconds=lambda: int(time.time() + seconds), milliseconds=lambda: wall_ms() + offset_ms)
 
 
 class Node:
     def __init__(self, settings: Settings, *, now: Now | None = None) -> None:
         self.settings = settings
         self.name = settings.node.name
-        self.now = now or Now()
-        self.clock = HybridLogicalClock()
+        self.now = now or Now.offset(settings.cluster.leaderboard_sync.faults.clock_offset)
+        self.clock = HybridLogicalClock(wall=self.now.milliseconds,
+                                        max_ahead_ms=int(settings.cluster.max_clock_offset * 1000))
         patterns = tuple(settings.leaderboard.blacklist_rank_cache) + tuple(
             settings.cluster.leaderboard_sync.blacklist_cache)
         self.store = LeaderboardStore(
@@ -54,6 +64,9 @@ class Node:
         )
         self.state = NodeState.STARTING
         self.started_at = time.time()
+        # Since when (Unix seconds) this node's clock is off from most of its peers by more than
+        # cluster.max_clock_offset (None: it is not): the node then reports not ready.
+        self.clock_skewed_since: float | None = None
         self._publishers: list[Callable[[list[Change]], int | None]] = []
         self._acknowledge: Callable[..., Awaitable[None]] | None = None
 
@@ -61,7 +74,14 @@ class Node:
 
     @property
     def ready(self) -> bool:
-        return self.state is NodeState.READY
+        """Serving: synced, and its clock within bounds."""
+        return self.state is NodeState.READY and self.clock_skewed_since is None
+
+    @property
+    def not_ready_reason(self) -> str | None:
+        if self.state is not NodeState.READY:
+            return self.state.value
+        return "clock_skew" if self.clock_skewed_since is not None else None
 
     def set_state(self, state: NodeState) -> None:
         if state is not self.state:
@@ -70,8 +90,11 @@ class Node:
             self.state = state
 
     def require_ready(self) -> None:
-        if not self.ready:
+        if self.state is not NodeState.READY:
             raise NotReady(f"node {self.name} is {self.state.value}; retry on another node or later")
+        if self.clock_skewed_since is not None:
+            raise NotReady(f"node {self.name}'s clock is off from its peers' by more than "
+                           f"{self.settings.cluster.max_clock_offset:g} s; retry on another node")
 
     # ------------------------------------------------------------- replication
 

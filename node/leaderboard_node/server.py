@@ -18,6 +18,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .config import Settings, parse_host_port
+from .domain.lives import life_id
 from .metrics import NodeMetrics
 from .node import Node, NodeState, Now
 from .replication.peers import Faults, FaultyTransport, PeerTransport
@@ -63,7 +64,7 @@ class NodeServer:
                         if settings.node.data_dir is not None else None)
         self.replicator = Replicator(
             node=self.node, settings=sync, transport=transport, discovery=discovery,
-            epoch=time.time_ns() // 1_000_000, events=self.metrics,
+            epoch=self.node.now.milliseconds(), events=self.metrics,
             client_address=f"{settings.node.advertise_host or client_host}:{client_port}",
             bootstrap_timeout=sync.bootstrap_timeout, flush_timeout=sync.flush_timeout, journal=self.journal,
         )
@@ -122,6 +123,14 @@ class NodeServer:
                     "log_bytes": journal.wal.stats.appended_bytes, "fsyncs": journal.wal.stats.fsyncs,
                 },
                 "epoch": replicator.origin[1],
+                "life": life_id(*replicator.origin),
+                "clock": {
+                    "max_offset_ms": round(self.settings.cluster.max_clock_offset * 1000),
+                    "offset_ms": None if (offset := replicator.clock_offset_ms()) is None else round(offset, 1),
+                    "skewed": node.clock_skewed_since is not None,
+                    "since": None if node.clock_skewed_since is None else int(node.clock_skewed_since),
+                },
+                "retired_lives": {name: horizon for name, horizon in node.store.horizons.items()},
                 "client_address": replicator.client_address,
                 "version_vector": replicator.vector.to_json(),
                 "log_seq": replicator.local.last_seq,

@@ -82,7 +82,7 @@ def test_concurrent_sets_keep_the_latest_clock_and_break_ties_by_node():
 def test_a_delete_wins_over_the_writes_it_saw_and_not_over_later_ones():
     slots = _apply((), _write((), "a", 1, Operator.INCR, 5))
     slots = _apply(slots, _write(slots, "b", 2, Operator.INCR, 5))
-    deleted = _apply(slots, tombstone(origin="a", hlc=3))
+    deleted = _apply(slots, tombstone(slots, origin="a", hlc=3))
     assert merge(deleted, descending=True) is None
     later = _apply(deleted, _write(deleted, "b", 4, Operator.INCR, 1))
     assert merge(later, descending=True)[:3] == (1, 0, 1)
@@ -90,7 +90,7 @@ def test_a_delete_wins_over_the_writes_it_saw_and_not_over_later_ones():
 
 def test_a_late_slot_from_before_a_delete_does_not_resurrect_the_record():
     old = _write((), "b", 1, Operator.INCR, 5)
-    deleted = _apply((), tombstone(origin="a", hlc=2))
+    deleted = _apply((), tombstone((), origin="a", hlc=2))
     # b's write made on the empty record arrives after the delete: it built on nothing newer.
     assert merge(_apply(deleted, old), descending=True) is None
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from leaderboard_node.domain.changes import LeaderboardKill, LeaderboardPut, RecordSlotPut, TournamentJoin
-from leaderboard_node.domain.clock import HybridLogicalClock
+from leaderboard_node.domain.clock import MAX_HLC, MAX_MS, HybridLogicalClock
 from leaderboard_node.domain.leaderboards import Leaderboard, TournamentSettings
 from leaderboard_node.domain.records import Base, Operator, Slot, SlotKind, SortOrder
 from leaderboard_node.domain.store import LeaderboardStore
@@ -36,17 +36,19 @@ def test_the_generated_code_matches_the_proto_file():
 
 ids = st.text(alphabet="abcXYZ019_-.:", min_size=1, max_size=12)
 int64 = st.integers(min_value=-(1 << 63), max_value=(1 << 63) - 1)
+hlcs = st.integers(0, MAX_HLC)
+millis = st.integers(0, MAX_MS)
 optional_text = st.none() | st.text(max_size=10)
-bases = st.none() | st.builds(Base, st.integers(0, 1 << 63), ids, st.booleans(), int64, int64,
-                              st.integers(0, 1 << 40), st.integers(0, 1 << 45), optional_text, optional_text)
+bases = st.none() | st.builds(Base, hlcs, ids, st.booleans(), int64, int64,
+                              st.integers(0, 1 << 40), millis, optional_text, optional_text)
 slots = st.one_of(
     st.builds(lambda o, k, h, s, ss, n, c, u, m: Slot(o, k, h, s, ss, n, c, u, m, None),
-              ids, st.sampled_from([SlotKind.SET]), st.integers(0, 1 << 63), int64, int64,
-              st.integers(0, 1 << 40), st.integers(0, 1 << 45), optional_text, optional_text),
+              ids, st.sampled_from([SlotKind.SET]), hlcs, int64, int64,
+              st.integers(0, 1 << 40), millis, optional_text, optional_text),
     st.builds(lambda o, k, h, s, ss, n, c, u, m, b: Slot(o, k, h, s, ss, n, c, u, m, b),
-              ids, st.sampled_from([SlotKind.BEST, SlotKind.INCR]), st.integers(0, 1 << 63), int64, int64,
-              st.integers(0, 1 << 40), st.integers(0, 1 << 45), optional_text, optional_text, bases),
-    st.builds(lambda o, h: Slot(o, SlotKind.DELETE, h, 0, 0, 0, 0, None, None), ids, st.integers(0, 1 << 63)),
+              ids, st.sampled_from([SlotKind.BEST, SlotKind.INCR]), hlcs, int64, int64,
+              st.integers(0, 1 << 40), millis, optional_text, optional_text, bases),
+    st.builds(lambda o, h: Slot(o, SlotKind.DELETE, h, 0, 0, 0, 0, None, None), ids, hlcs),
 )
 tournaments = st.none() | st.builds(
     lambda title, description, category, start, length, duration, size, num, join: TournamentSettings(
@@ -57,7 +59,7 @@ definitions = st.builds(
     Leaderboard, id=ids, sort_order=st.sampled_from(list(SortOrder)), operator=st.sampled_from(list(Operator)),
     reset_schedule=st.none() | st.just("0 0 * * *"), metadata=st.just('{"a":1}'), authoritative=st.booleans(),
     enable_ranks=st.booleans(), tournament=tournaments, generation=st.integers(1, 50),
-    create_hlc=st.integers(0, 1 << 63), origin=ids,
+    create_hlc=hlcs, origin=ids,
 )
 changes = st.one_of(
     st.builds(RecordSlotPut, ids, ids, st.integers(0, 1 << 40), ids, slots, st.booleans()),

@@ -49,7 +49,8 @@ from .record_codec import (
     score_of,
     sort_prefix,
 )
-from .records import Slot, Slots, Value, merge, merge_slot, merge_slots
+from .lives import NO_HORIZONS, Horizons
+from .records import Slot, Slots, Value, merge, merge_slot, merge_slots, settle
 
 _DIGEST_MOD = 1 << 128
 _PREFIX_UNPACK = PREFIX.unpack_from
@@ -103,12 +104,13 @@ def record_hash(key: bytes, value: Value) -> int:
 class Bucket:
     """Records of one leaderboard incarnation in one reset period, in rank order."""
 
-    __slots__ = ("descending", "expiry", "_order", "_index", "_tombstones", "_digest", "_unhashed", "_count",
-                 "last_stored")
+    __slots__ = ("descending", "expiry", "horizons", "_order", "_index", "_tombstones", "_digest", "_unhashed",
+                 "_count", "last_stored")
 
-    def __init__(self, *, descending: bool, expiry: int) -> None:
+    def __init__(self, *, descending: bool, expiry: int, horizons: Horizons = NO_HORIZONS) -> None:
         self.descending = descending
         self.expiry = expiry
+        self.horizons = horizons  # the store's: which lives are retired (records fold what they wrote)
         self._order: SortedList = SortedList()
         self._order._reset(_LOAD)
         self._index: dict[float, bytes | tuple[bytes, ...]] = {}
@@ -283,7 +285,8 @@ class Bucket:
         else:
             record = current
         assert not isinstance(record, bool)
-        merged = merge_slot(record.slots if record is not None else self.tombstone(owner), slot)
+        merged = merge_slot(record.slots if record is not None else self.tombstone(owner), slot, self.horizons,
+                            descending=self.descending)
         if merged is None:
             return False
         self._store(owner, key, merged, record)
@@ -293,7 +296,8 @@ class Bucket:
         key = owner_key(owner)
         element = self._element(key)
         record = None if element is None else self._decode(element)
-        merged = merge_slots(record.slots if record is not None else self.tombstone(owner), slots)
+        merged = merge_slots(record.slots if record is not None else self.tombstone(owner), slots, self.horizons,
+                             descending=self.descending)
         if merged is None:
             return False
         self._store(owner, key, merged, record)
@@ -324,9 +328,34 @@ class Bucket:
         self._digest = (self._digest + record_hash(key, value)) % _DIGEST_MOD
         self.last_stored = Record(owner, sort_key, element, value, slots, self.descending)
 
+    def settle_lives(self, after: bytes | None, budget: int) -> bytes | None:
+        """Settle up to ``budget`` records after the position ``after`` (None: from the first)
+        with the lives retired now (``records.settle``): what retired lives wrote is folded.
+        Returns where to go on from, None once every record and tombstone has been seen.
+
+        A record written by one life with ``set`` (a compact element) has nothing to fold and is
+        skipped without being decoded. Settling keeps every visible value: ranks and the digest
+        do not move.
+        """
+        elements = self.elements_after(after, budget)
+        descending, horizons = self.descending, self.horizons
+        for element in elements:
+            end = key_end(element)
+            if element[end + 1] == 0:
+                continue
+            record = self._decode(element)
+            settled = settle(record.slots, horizons, descending=descending)
+            if settled is not record.slots:
+                self._store(record.owner, element[PREFIX_SIZE:end], settled, record)
+        if len(elements) == budget:
+            return elements[-1]  # its sort key still marks the place, whatever its slots are now
+        for owner, slots in list(self._tombstones.items()):
+            self._tombstones[owner] = settle(slots, horizons, descending=descending)
+        return None
+
     @classmethod
     def from_sync(cls, elements: list[bytes], slotted: list[tuple[str, Slots]], *, descending: bool,
-                  expiry: int) -> Bucket:
+                  expiry: int, horizons: Horizons = NO_HORIZONS) -> Bucket:
         """A bucket built at once from packed records in rank order (a full sync, already
         checked by ``record_codec.adopt``) and owners sent as slots (tombstones; records too, in
         snapshots of older builds); ValueError when the records are out of rank order. An owner
@@ -334,7 +363,7 @@ class Bucket:
         merge. Its digest settles later (``settle``)."""
         if not all(map(operator.lt, elements, islice(elements, 1, None))):
             raise ValueError("synced records are not in strict rank order")
-        bucket = cls(descending=descending, expiry=expiry)
+        bucket = cls(descending=descending, expiry=expiry, horizons=horizons)
         index = bucket._index
         again: list[int] = []  # positions of owners met before (a record that moved while the snapshot streamed)
         for position, element in enumerate(elements):

@@ -47,6 +47,8 @@ _BASE = struct.Struct(">QHBqqQQB")  # hlc, origin, present, score, subscore, num
 _LEN = struct.Struct(">I")
 _COMPACT_UNPACK, _COMPACT_SIZE, _COUNTS_UNPACK = _COMPACT.unpack_from, _COMPACT.size, _COUNTS.unpack_from
 _HAS_USERNAME, _HAS_METADATA, _HAS_BASE = 1, 2, 4
+_HAS_COVER = 16  # full slots only: the lives a slot accounts for (records.Slot.cover) follow its texts
+_COVER = struct.Struct(">Q")
 _TEXTS = _HAS_USERNAME | _HAS_METADATA
 _FRESH = 8  # compact only: num_score 1 and create_ms the hlc's milliseconds (a first write), both left out
 
@@ -149,10 +151,13 @@ def encode_slots(slots: Slots, *, score: int, subscore: int) -> bytes:
             return head + _texts(flags, slot.username, slot.metadata) if flags else head
     parts = [bytes([len(slots)])]
     for slot in slots:
-        flags = _flags(slot.username, slot.metadata) | (_HAS_BASE if slot.base is not None else 0)
+        flags = (_flags(slot.username, slot.metadata) | (_HAS_BASE if slot.base is not None else 0)
+                 | (_HAS_COVER if slot.cover else 0))
         parts.append(_SLOT.pack(int(slot.kind), _intern(slot.origin), slot.hlc, slot.score, slot.subscore,
                                 slot.num_score, slot.create_ms, flags))
         parts.append(_texts(flags, slot.username, slot.metadata))
+        if slot.cover:
+            parts.append(_COVER.pack(slot.cover))
         base = slot.base
         if base is not None:
             base_flags = _flags(base.username, base.metadata)
@@ -212,6 +217,10 @@ def decode_slots(data: bytes, offset: int, *, score: int, subscore: int,
     for _ in range(count):
         kind, origin, hlc, slot_score, slot_subscore, num_score, create_ms, flags = _SLOT.unpack_from(data, offset)
         username, metadata, offset = _read_texts(flags, data, offset + _SLOT.size)
+        cover = 0
+        if flags & _HAS_COVER:
+            (cover,) = _COVER.unpack_from(data, offset)
+            offset += _COVER.size
         base = None
         if flags & _HAS_BASE:
             b_hlc, b_origin, present, b_score, b_subscore, b_num, b_create, b_flags = _BASE.unpack_from(data, offset)
@@ -219,7 +228,7 @@ def decode_slots(data: bytes, offset: int, *, score: int, subscore: int,
             base = Base(b_hlc, origins[b_origin], bool(present), b_score, b_subscore, b_num, b_create,
                         b_username, b_metadata)
         slots.append(Slot(origins[origin], SlotKind(kind), hlc, slot_score, slot_subscore, num_score, create_ms,
-                          username, metadata, base))
+                          username, metadata, base, cover))
     return tuple(slots)
 
 

@@ -1,24 +1,31 @@
-"""Records and their write rules, as a conflict-free merge of per-node slots.
+"""Records and their write rules, as a conflict-free merge of per-life slots.
 
 A record (one owner in one bucket) is not stored as a single value but as *slots*, one per
-node that wrote it. Each slot is written by exactly one node (its ``origin``), so replication
-never has to decide between two versions of a slot: the one with the later clock wins, and
-both replicas agree. The record's visible value is a deterministic merge of its slots:
+*life* that wrote it (a life is one run of a node's process, see ``lives``). Each slot is
+written by exactly one life (its ``origin``), so replication never has to decide between two
+versions of a slot: the one with the later clock wins, and both replicas agree. A restarted
+node is a new life: it never writes its previous life's slot, so an old copy of that slot on
+the peer it synced from cannot become the base of anything it writes. The record's visible
+value is a deterministic merge of its slots:
 
 * ``set`` and ``delete`` slots are *bases*: the one with the greatest (HLC, origin) wins
-  (last writer wins, node name breaking ties).
+  (last writer wins, life id breaking ties).
 * ``best`` and ``incr`` slots are *contributions* built on top of a base; each carries a
   copy of the base it was made on. Contributions on an older base are void: a delete or a
   set wins over every contribution it has seen (and over concurrent ones), never over later
   ones.
 * The value of ``best`` is the better of the base and all contributions' (score, subscore)
-  pairs, taken as pairs. The value of ``incr``/``decr`` is the base plus every node's
-  cumulative delta, so no acknowledged increment is lost.
+  pairs, taken as pairs, with the winning write's username and metadata (ties go to the base,
+  then to the lowest life id). The value of ``incr``/``decr`` is the base plus every life's
+  cumulative delta, so no acknowledged increment is lost; its username and metadata are the
+  latest contribution's.
 
 Writes with the leaderboard's own operator become contributions (``best``, ``incr``,
 ``decr``) or bases (``set``). A per-write operator override different from the
 leaderboard's is applied on the accepting node against its current value and replicated as
-a ``set`` of the result.
+a ``set`` of the result. A new slot is always stamped later than every slot of the record it
+was made from, even one stamped ahead by a node whose clock runs fast: a write wins over what
+it has seen.
 
 ``decr`` floors at 0 on the accepting node: it subtracts at most the value that node sees.
 Two nodes decrementing the same record at the same moment each subtract in full, so the
@@ -26,15 +33,30 @@ merged value can go below 0 by the overlap; it is the exact sum of what was ackn
 
 ``num_score`` counts writes that changed the record; the merge sums the counts of the base
 and of the contributions, so concurrent changes on two nodes are both counted.
+
+**Settling.** After every merge a record is *settled* (``settle``): contributions of
+*retired* lives (every earlier life of a node name once all members
+hold its final entries, see ``lives.Horizons``) are folded into one *fold slot* per node
+name, whose value is exactly what they contributed together: their sum for ``incr``, the
+best pair for ``best`` (what they contributed on an older base, and a retired life's base
+that is no longer the current one, can never count again and is dropped). A slot's ``cover`` says which lives it accounts for: a fold slot
+every life of its name below ``cover``; a life's own slot that absorbed its name's fold
+slot (a current life does so the next time it writes the record) that life and every
+earlier one (``cover`` is its epoch + 1); any other slot its own life only (``cover`` 0).
+Of two slots of one name, one that accounts for the other's lives makes it redundant, and
+it is dropped. Settling never changes the visible value, so replicas that have folded and
+replicas that have not yet agree on every digest.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import IntEnum, StrEnum
 from typing import NamedTuple
 
 from .clock import physical_ms
 from .errors import InvalidArgument
+from .lives import NO_HORIZONS, Horizons, life_epoch, life_name, split_life
 
 INT64_MIN = -(1 << 63)
 INT64_MAX = (1 << 63) - 1
@@ -57,6 +79,13 @@ class SlotKind(IntEnum):
     DELETE = 2
     BEST = 3
     INCR = 4
+    FOLD_BEST = 5  # the best contributions of a node name's retired lives
+    FOLD_INCR = 6  # the summed contributions of a node name's retired lives
+
+
+CONTRIBUTION = SlotKind.BEST  # kinds from here up are contributions; below are bases
+FOLDS = (SlotKind.FOLD_BEST, SlotKind.FOLD_INCR)
+BEST_LIKE = (SlotKind.BEST, SlotKind.FOLD_BEST)
 
 
 def contribution_kind(operator: Operator) -> SlotKind:
@@ -87,9 +116,9 @@ class Base(NamedTuple):
 
 
 class Slot(NamedTuple):
-    """One node's part of a record."""
+    """One life's part of a record (or the fold of a node name's retired lives)."""
 
-    origin: str
+    origin: str  # the life that writes it; of a fold slot, the folded life its ties go by
     kind: SlotKind
     hlc: int
     score: int  # SET: the value; BEST: the best pair's score; INCR: cumulative delta
@@ -98,7 +127,8 @@ class Slot(NamedTuple):
     create_ms: int
     username: str | None
     metadata: str | None
-    base: Base | None = None  # BEST/INCR only: the base they were made on (None: the empty record)
+    base: Base | None = None  # contributions only: the base they were made on (None: the empty record)
+    cover: int = 0  # the lives it accounts for (see the module docstring)
 
     def as_base(self) -> Base | None:
         if self.kind is SlotKind.SET:
@@ -128,6 +158,10 @@ def _base_order(base: Base | None) -> tuple[int, str]:
     return (0, "") if base is None else base.order
 
 
+def _slot_order(slot: Slot) -> tuple[str, int]:
+    return (slot.origin, slot.kind)
+
+
 def current_base(slots: Slots) -> Base | None:
     best: Base | None = None
     for slot in slots:
@@ -147,9 +181,18 @@ def _clamp(value: int) -> int:
     return INT64_MIN if value < INT64_MIN else INT64_MAX if value > INT64_MAX else value
 
 
+def _best_of(slots: Iterable[Slot], *, descending: bool, start: Base | Slot | None = None) -> Base | Slot | None:
+    """The winning (score, subscore) pair: ``start``, then each slot in origin order that beats it."""
+    winner = start
+    for slot in sorted(slots, key=_slot_order):
+        if winner is None or is_better(slot.score, slot.subscore, winner.score, winner.subscore, descending=descending):
+            winner = slot
+    return winner
+
+
 def merge(slots: Slots, *, descending: bool) -> Value | None:
     """The visible value of a record, or None when it does not exist (never written or deleted)."""
-    if len(slots) == 1:  # the common case: one node wrote this record
+    if len(slots) == 1:  # the common case: one life wrote this record
         slot = slots[0]
         if slot.kind is SlotKind.DELETE:
             return None
@@ -158,7 +201,7 @@ def merge(slots: Slots, *, descending: bool) -> Value | None:
             return Value(slot.score, slot.subscore, slot.num_score, slot.create_ms, ms, slot.username, slot.metadata)
     base = current_base(slots)
     base_order = _base_order(base)
-    live = [s for s in slots if s.kind >= SlotKind.BEST and _base_order(s.base) == base_order]
+    live = [s for s in slots if s.kind >= CONTRIBUTION and _base_order(s.base) == base_order]
     present = base is not None and base.present
     if not live:
         if not present:
@@ -169,47 +212,158 @@ def merge(slots: Slots, *, descending: bool) -> Value | None:
     num_score = (base.num_score if present else 0) + sum(s.num_score for s in live)
     update_ms = physical_ms(max([s.hlc for s in live] + ([base.hlc] if base is not None else [])))
     create_ms = base.create_ms if present else min(s.create_ms for s in live)
-    if live[0].kind is SlotKind.BEST:
-        winner: Base | Slot | None = base if present else None
-        for slot in sorted(live, key=lambda s: s.origin):
-            if winner is None or is_better(slot.score, slot.subscore, winner.score, winner.subscore, descending=descending):
-                winner = slot
+    if any(s.kind in BEST_LIKE for s in live):
+        winner = _best_of(live, descending=descending, start=base if present else None)
         assert winner is not None
-        latest = max(live, key=lambda s: (s.hlc, s.origin))
-        username = latest.username if latest.username is not None else winner.username
-        return Value(winner.score, winner.subscore, num_score, create_ms, update_ms, username, winner.metadata)
+        return Value(winner.score, winner.subscore, num_score, create_ms, update_ms, winner.username, winner.metadata)
     score = (base.score if present else 0) + sum(s.score for s in live)
     subscore = (base.subscore if present else 0) + sum(s.subscore for s in live)
     latest_slot = max(live, key=lambda s: (s.hlc, s.origin))
-    username, metadata = latest_slot.username, latest_slot.metadata
-    if present and base is not None and base.hlc > latest_slot.hlc:  # pragma: no cover - contributions follow their base
-        username, metadata = base.username, base.metadata
-    return Value(_clamp(score), _clamp(subscore), num_score, create_ms, update_ms, username, metadata)
+    return Value(_clamp(score), _clamp(subscore), num_score, create_ms, update_ms, latest_slot.username,
+                 latest_slot.metadata)
 
 
-def merge_slot(slots: Slots, incoming: Slot) -> Slots | None:
-    """Slots with ``incoming`` merged in, or None when it changes nothing (older or equal)."""
+# ------------------------------------------------------------------------- settling
+
+
+def _top(slot: Slot) -> int:
+    """The first epoch above every life ``slot`` accounts for."""
+    return slot.cover if slot.kind in FOLDS else life_epoch(slot.origin) + 1
+
+
+def _covers_all_below(slot: Slot) -> bool:
+    """Whether ``slot`` accounts for every earlier life of its name (a fold slot, or a life's
+    slot that absorbed one), not only for its own life."""
+    return slot.kind in FOLDS or slot.cover > 0
+
+
+def _cover_rank(slot: Slot) -> tuple[int, bool, tuple[object, ...]]:
+    # The widest cover wins; a fold slot over a life slot of the same reach (the fold holds that
+    # life's final slot, the life is retired); anything else by value, so every node picks the same.
+    return (_top(slot), slot.kind in FOLDS, tuple(slot[:9]))
+
+
+def fold(slots: list[Slot], *, cover: int, descending: bool) -> Slot:
+    """One slot that contributes exactly what ``slots`` (contributions of one node name, on the
+    same base) contribute together, accounting for every life of that name below ``cover``."""
+    base = slots[0].base
+    num_score = sum(s.num_score for s in slots)
+    create_ms = min(s.create_ms for s in slots)
+    if any(s.kind in BEST_LIKE for s in slots):
+        winner = _best_of(slots, descending=descending)
+        assert isinstance(winner, Slot)
+        return Slot(winner.origin, SlotKind.FOLD_BEST, max(s.hlc for s in slots), winner.score, winner.subscore,
+                    num_score, create_ms, winner.username, winner.metadata, base, cover)
+    latest = max(slots, key=lambda s: (s.hlc, s.origin))
+    return Slot(latest.origin, SlotKind.FOLD_INCR, latest.hlc, _clamp(sum(s.score for s in slots)),
+                _clamp(sum(s.subscore for s in slots)), num_score, create_ms, latest.username, latest.metadata,
+                base, cover)
+
+
+def _settle_name(group: list[Slot], horizon: int, base_order: tuple[int, str], *, descending: bool) -> list[Slot]:
+    """Contributions of one node name: the redundant dropped, those of retired lives folded."""
+    widest = max((s for s in group if _covers_all_below(s) and _base_order(s.base) == base_order),
+                 key=_cover_rank, default=None)
+    reach = 0 if widest is None else _top(widest)
+    kept = [s for s in group if s is widest or _top(s) > reach]
+    if horizon > reach:
+        retired = [s for s in kept if _top(s) <= horizon]
+        if retired and not (len(retired) == 1 and retired[0].kind in FOLDS
+                            and _base_order(retired[0].base) == base_order):
+            counting = [s for s in retired if _base_order(s.base) == base_order]  # the rest are void
+            kept = [s for s in kept if _top(s) > horizon]
+            if counting:
+                kept.append(fold(counting, cover=horizon, descending=descending))
+    return kept
+
+
+def settle(slots: Slots, horizons: Horizons = NO_HORIZONS, *, descending: bool) -> Slots:
+    """The slots of a record with the redundant ones dropped and those of retired lives folded
+    (see the module docstring); the visible value is unchanged.
+
+    Slots of lives that are not retired are kept even when void (on an older base): a life's
+    next version of its slot must be stamped later than its last, and the last is read here.
+    """
+    if len(slots) == 1:
+        slot = slots[0]
+        if slot.kind < CONTRIBUTION or (not horizons and not _covers_all_below(slot)):
+            return slots  # a lone base, or a lone contribution with nothing to fold
+    base_order = _base_order(current_base(slots))
+    kept: list[Slot] = []
+    groups: dict[str, list[Slot]] = {}
+    for slot in slots:
+        name, epoch = split_life(slot.origin)
+        if slot.kind < CONTRIBUTION:  # a retired life's base counts only while it is the current one
+            if epoch >= horizons.get(name) or (slot.hlc, slot.origin) == base_order:
+                kept.append(slot)
+        else:
+            groups.setdefault(name, []).append(slot)
+    for name, group in groups.items():
+        horizon = horizons.get(name)
+        if len(group) == 1 and not _covers_all_below(group[0]) and life_epoch(group[0].origin) >= horizon:
+            kept.append(group[0])
+        else:
+            kept += _settle_name(group, horizon, base_order, descending=descending)
+    settled = tuple(sorted(kept, key=_slot_order))
+    return slots if settled == slots else settled
+
+
+# -------------------------------------------------------------------------- merging
+
+
+def merge_slot(slots: Slots, incoming: Slot, horizons: Horizons = NO_HORIZONS, *,
+               descending: bool = True) -> Slots | None:
+    """Slots with ``incoming`` merged in and settled, or None when that changes nothing."""
+    candidate: Slots | None = None
+    folds = incoming.kind in FOLDS
+    name = life_name(incoming.origin) if folds else ""
     for index, slot in enumerate(slots):
-        if slot.origin == incoming.origin:
-            if incoming.hlc <= slot.hlc:
+        if folds:
+            if slot.kind not in FOLDS or life_name(slot.origin) != name:
+                continue
+            if _cover_rank(incoming) <= _cover_rank(slot):
                 return None
-            return slots[:index] + (incoming,) + slots[index + 1:]
-    return tuple(sorted(slots + (incoming,), key=lambda s: s.origin))
+        elif slot.origin != incoming.origin or slot.kind in FOLDS:
+            continue
+        elif incoming.hlc <= slot.hlc:
+            return None
+        candidate = slots[:index] + (incoming,) + slots[index + 1:]
+        break
+    if candidate is None:
+        candidate = tuple(sorted(slots + (incoming,), key=_slot_order))
+    settled = settle(candidate, horizons, descending=descending)
+    return None if settled == slots else settled
 
 
-def merge_slots(slots: Slots, others: Slots) -> Slots | None:
+def merge_slots(slots: Slots, others: Slots, horizons: Horizons = NO_HORIZONS, *,
+                descending: bool = True) -> Slots | None:
     merged: Slots | None = None
     for slot in others:
-        result = merge_slot(merged if merged is not None else slots, slot)
+        result = merge_slot(merged if merged is not None else slots, slot, horizons, descending=descending)
         if result is not None:
             merged = result
     return merged
+
+
+# ---------------------------------------------------------------------------- writes
 
 
 def _checked(value: int, *, field: str) -> int:
     if not INT64_MIN <= value <= INT64_MAX:
         raise InvalidArgument(f"{field} would leave the 64-bit integer range", field=field)
     return value
+
+
+def stamp_after(slots: Slots, hlc: int) -> int:
+    """``hlc``, or later than every clock in ``slots`` when one of them is ahead of it (a
+    write must win over what it has seen, however far ahead a peer's clock stamped that)."""
+    latest = hlc - 1
+    for slot in slots:
+        if slot.hlc > latest:
+            latest = slot.hlc
+        if slot.base is not None and slot.base.hlc > latest:
+            latest = slot.base.hlc
+    return latest + 1
 
 
 def write(
@@ -224,12 +378,14 @@ def write(
     subscore: int,
     username: str | None,
     metadata: str | None,
+    horizons: Horizons = NO_HORIZONS,
 ) -> Slot | None:
-    """The slot ``origin`` writes for one submission, or None when the write changes nothing."""
+    """The slot the life ``origin`` writes for one submission, or None when the write changes
+    nothing. ``hlc`` is its clock now (the slot may be stamped later, see ``stamp_after``)."""
+    slots = settle(slots, horizons, descending=descending)
     current = merge(slots, descending=descending)
+    hlc = stamp_after(slots, hlc)
     now_ms = physical_ms(hlc)
-    own = next((s for s in slots if s.origin == origin), None)
-    base = current_base(slots)
 
     if operator is Operator.BEST:
         if current is not None and not is_better(score, subscore, current.score, current.subscore, descending=descending):
@@ -252,24 +408,38 @@ def write(
         return None
     create_ms = current.create_ms if current is not None else now_ms
     kind = contribution_kind(leaderboard_operator)
-    own_is_live = own is not None and own.kind >= SlotKind.BEST and _base_order(own.base) == _base_order(base)
+    if not (kind is SlotKind.BEST and operator is Operator.BEST) and not (
+            kind is SlotKind.INCR and operator in (Operator.INCR, Operator.DECR)):
+        num_score = (current.num_score if current else 0) + 1
+        return Slot(origin, SlotKind.SET, hlc, new_score, new_subscore, num_score, create_ms, new_username,
+                    new_metadata)
 
-    if kind is SlotKind.BEST and operator is Operator.BEST:
-        own_count = own.num_score if own_is_live and own is not None else 0
-        return Slot(origin, SlotKind.BEST, hlc, new_score, new_subscore, own_count + 1, create_ms,
-                    new_username, new_metadata, base)
-    if kind is SlotKind.INCR and operator in (Operator.INCR, Operator.DECR):
-        delta_score = new_score - (current.score if current else 0)
-        delta_subscore = new_subscore - (current.subscore if current else 0)
-        if own_is_live and own is not None:
-            return Slot(origin, SlotKind.INCR, hlc, own.score + delta_score, own.subscore + delta_subscore,
-                        own.num_score + 1, min(own.create_ms, create_ms), new_username, new_metadata, base)
-        return Slot(origin, SlotKind.INCR, hlc, delta_score, delta_subscore, 1, create_ms,
-                    new_username, new_metadata, base)
-    num_score = (current.num_score if current else 0) + 1
-    return Slot(origin, SlotKind.SET, hlc, new_score, new_subscore, num_score, create_ms, new_username, new_metadata)
+    # A contribution: this life's own slot grows; once every earlier life of this node is
+    # retired, it also takes in their fold slot (and says so in its cover).
+    base = current_base(slots)
+    name, epoch = split_life(origin)
+    own = next((s for s in slots if s.origin == origin and s.kind >= CONTRIBUTION and s.kind not in FOLDS
+                and _base_order(s.base) == _base_order(base)), None)
+    score0, subscore0, count0, create0, cover = (
+        (own.score, own.subscore, own.num_score, min(own.create_ms, create_ms), own.cover) if own is not None
+        else (0, 0, 0, create_ms, 0))
+    if cover == 0 and epoch > 0 and horizons.get(name) >= epoch:
+        folded = next((s for s in slots if s.kind in FOLDS and life_name(s.origin) == name
+                       and _base_order(s.base) == _base_order(base)), None)
+        if folded is not None:
+            score0, subscore0 = score0 + folded.score, subscore0 + folded.subscore
+            count0, create0 = count0 + folded.num_score, min(create0, folded.create_ms)
+            cover = epoch + 1
+    if kind is SlotKind.BEST:
+        return Slot(origin, SlotKind.BEST, hlc, new_score, new_subscore, count0 + 1, create0,
+                    new_username, new_metadata, base, cover)
+    delta_score = new_score - (current.score if current else 0)
+    delta_subscore = new_subscore - (current.subscore if current else 0)
+    return Slot(origin, SlotKind.INCR, hlc, _clamp(score0 + delta_score), _clamp(subscore0 + delta_subscore),
+                count0 + 1, create0, new_username, new_metadata, base, cover)
 
 
-def tombstone(*, origin: str, hlc: int) -> Slot:
-    """The slot ``origin`` writes to delete a record: a base that holds no value."""
-    return Slot(origin, SlotKind.DELETE, hlc, 0, 0, 0, 0, None, None)
+def tombstone(slots: Slots, *, origin: str, hlc: int) -> Slot:
+    """The slot ``origin`` writes to delete a record: a base that holds no value, stamped
+    later than every slot it deletes."""
+    return Slot(origin, SlotKind.DELETE, stamp_after(slots, hlc), 0, 0, 0, 0, None, None)

@@ -40,6 +40,7 @@ from .errors import (
     TournamentOutsideWindow,
 )
 from .leaderboards import Leaderboard, LeaderboardCache, RankBlacklist, period_of
+from .lives import Horizons
 from .rank_cache import Bucket, Record
 from .record_codec import sort_key
 from .records import Operator
@@ -127,14 +128,17 @@ class LeaderboardStore:
         blacklist: RankBlacklist = RankBlacklist(),
         retention: int = 86400,
     ) -> None:
-        self.node = node
+        self.node = node  # the life id this node writes under (lives.life_id)
         self.clock = clock
+        self.horizons = Horizons()
         self.blacklist = blacklist
         self.retention = retention
         self.leaderboards = LeaderboardCache()
         self._buckets: dict[BucketKey, dict[int, Bucket]] = {}
         self._unsettled: set[Bucket] = set()  # buckets built at once whose digest is not settled yet
         self._joins: dict[tuple[str, str, int], set[str]] = {}
+        # Buckets still to settle since lives were last retired, and where in each the sweep is
+        self._unfolded: dict[Bucket, bytes | None] = {}
         # Owner lookups by outcome (exported as a metric): hit (ranked), miss (no record), off (no ranks)
         self.rank_lookups = {"hit": 0, "miss": 0, "off": 0}
 
@@ -243,7 +247,7 @@ class LeaderboardStore:
             record.slots if record is not None else bucket.tombstone(owner) if bucket is not None else (),
             origin=self.node, hlc=self.clock.now(), leaderboard_operator=leaderboard.operator, operator=effective,
             descending=leaderboard.descending, score=score, subscore=subscore, username=write.username,
-            metadata=write.metadata,
+            metadata=write.metadata, horizons=self.horizons,
         )
         if slot is not None:
             if bucket is None:
@@ -311,10 +315,12 @@ class LeaderboardStore:
             raise AuthoritativeLeaderboard(
                 f"{leaderboard_id!r} is authoritative: only the server key may delete its records", field="id")
         bucket = self._read_bucket(leaderboard, expiry, now)
-        if bucket is None or bucket.get(owner) is None:
+        record = bucket.get(owner) if bucket is not None else None
+        if bucket is None or record is None:
             raise RecordNotFound(f"{owner!r} has no record in {leaderboard_id!r}", field="owner_id")
         change = RecordSlotPut(leaderboard.id, leaderboard.incarnation, bucket.expiry, owner,
-                               records.tombstone(origin=self.node, hlc=self.clock.now()), leaderboard.descending)
+                               records.tombstone(record.slots, origin=self.node, hlc=self.clock.now()),
+                               leaderboard.descending)
         self.apply(change)
         return [change]
 
@@ -339,6 +345,7 @@ class LeaderboardStore:
             for incarnation in killed:
                 for bucket in self._buckets.pop((change.leaderboard_id, incarnation), {}).values():
                     self._unsettled.discard(bucket)
+                    self._unfolded.pop(bucket, None)
                 for key in [k for k in self._joins if k[:2] == (change.leaderboard_id, incarnation)]:
                     del self._joins[key]
             return bool(killed)
@@ -356,6 +363,7 @@ class LeaderboardStore:
         """Put a bucket built elsewhere (a full sync) in place, merging what is already here."""
         if self.leaderboards.is_dead(leaderboard_id, incarnation):
             return
+        bucket.horizons = self.horizons
         by_expiry = self._buckets.setdefault((leaderboard_id, incarnation), {})
         existing = by_expiry.get(bucket.expiry)
         if existing is not None and len(existing) > len(bucket):
@@ -364,9 +372,12 @@ class LeaderboardStore:
         if existing is not None:
             bucket.absorb(existing)
             self._unsettled.discard(existing)
+            self._unfolded.pop(existing, None)
         by_expiry[bucket.expiry] = bucket
         if not bucket.digest_settled:
             self._unsettled.add(bucket)
+        if self.horizons:  # built from another node's records: fold what lives retired here wrote
+            self._unfolded[bucket] = None
 
     def settle_digests(self, budget: int) -> bool:
         """Hash up to ``budget`` records whose bucket was built at once (``Bucket.settle``);
@@ -375,6 +386,28 @@ class LeaderboardStore:
         if bucket is not None and bucket.settle(budget) == 0:
             self._unsettled.discard(bucket)
         return bool(self._unsettled)
+
+    def retire(self, name: str, horizon: int) -> bool:
+        """Every life of node ``name`` below the epoch ``horizon`` is retired (``lives``): fold
+        what they wrote, in every record as it is next merged and in the background
+        (``settle_lives``). True when this retired lives not retired before."""
+        if not self.horizons.advance(name, horizon):
+            return False
+        for _, _, bucket in self.buckets():
+            self._unfolded[bucket] = None
+        return True
+
+    def settle_lives(self, budget: int) -> bool:
+        """Settle up to ``budget`` records of buckets not settled since lives were last retired;
+        True while some remain."""
+        for bucket, after in self._unfolded.items():
+            resume = bucket.settle_lives(after, budget)
+            if resume is None:
+                del self._unfolded[bucket]
+            else:
+                self._unfolded[bucket] = resume
+            break
+        return bool(self._unfolded)
 
     def digests_settled(self) -> bool:
         # Only a bucket built at once (install_bucket) starts unsettled; each is kept here until
@@ -403,7 +436,9 @@ class LeaderboardStore:
         dropped = 0
         for key, by_expiry in list(self._buckets.items()):
             for expiry in [e for e in by_expiry if e != NEVER and e < horizon]:
-                self._unsettled.discard(by_expiry.pop(expiry))
+                bucket = by_expiry.pop(expiry)
+                self._unsettled.discard(bucket)
+                self._unfolded.pop(bucket, None)
                 self._joins.pop((key[0], key[1], expiry), None)
                 dropped += 1
             if not by_expiry:
@@ -419,7 +454,7 @@ class LeaderboardStore:
         by_expiry = self._buckets.setdefault((leaderboard_id, incarnation), {})
         bucket = by_expiry.get(expiry)
         if bucket is None:
-            bucket = by_expiry[expiry] = Bucket(descending=descending, expiry=expiry)
+            bucket = by_expiry[expiry] = Bucket(descending=descending, expiry=expiry, horizons=self.horizons)
         return bucket
 
     def _bucket(self, leaderboard: Leaderboard, expiry: int, *, create: bool) -> Bucket | None:

@@ -16,9 +16,11 @@ import zstandard
 from google.protobuf.message import DecodeError
 
 from ..domain.changes import Change, LeaderboardKill, LeaderboardPut, RecordSlotPut, TournamentJoin
+from ..domain.clock import MAX_HLC, MAX_MS
 from ..domain.errors import InvalidArgument
 from ..domain.leaderboards import Leaderboard, TournamentSettings, validate_definition
-from ..domain.records import Base, Operator, Slot, SlotKind, SortOrder
+from ..domain.lives import life_epoch
+from ..domain.records import FOLDS, Base, Operator, Slot, SlotKind, SortOrder
 from . import binarylog_pb2 as pb
 
 # Not Content-Encoding: HTTP servers and proxies decode that on their own, without our limits.
@@ -33,7 +35,8 @@ _OPERATORS = {Operator.BEST: pb.OPERATOR_BEST, Operator.SET: pb.OPERATOR_SET,
               Operator.INCR: pb.OPERATOR_INCR, Operator.DECR: pb.OPERATOR_DECR}
 _OPERATORS_BACK = {v: k for k, v in _OPERATORS.items()}
 _SLOT_KINDS = {SlotKind.SET: pb.SLOT_KIND_SET, SlotKind.DELETE: pb.SLOT_KIND_DELETE,
-               SlotKind.BEST: pb.SLOT_KIND_BEST, SlotKind.INCR: pb.SLOT_KIND_INCR}
+               SlotKind.BEST: pb.SLOT_KIND_BEST, SlotKind.INCR: pb.SLOT_KIND_INCR,
+               SlotKind.FOLD_BEST: pb.SLOT_KIND_FOLD_BEST, SlotKind.FOLD_INCR: pb.SLOT_KIND_FOLD_INCR}
 _SLOT_KINDS_BACK = {v: k for k, v in _SLOT_KINDS.items()}
 
 
@@ -93,6 +96,21 @@ def read_frames(buffer: bytearray) -> Iterator[bytes]:
 # ------------------------------------------------------------------------------ slots
 
 
+MAX_COUNT = 1 << 62  # a num_score beyond this is no count any client could have made
+
+
+def checked_hlc(value: int, *, what: str) -> int:
+    """A clock reading from a peer: within what the format can hold (the year 2106)."""
+    if value > MAX_HLC:
+        raise ProtocolError(f"{what} {value} is beyond any time this product can name (2106)")
+    return value
+
+
+def _checked_counts(num_score: int, create_ms: int, *, what: str) -> None:
+    if num_score > MAX_COUNT or create_ms > MAX_MS:
+        raise ProtocolError(f"{what} has a num_score or create_ms out of range")
+
+
 def checked_text(value: str, *, what: str) -> str:
     """A non-empty id or name without NUL (ids end at 0x00 in the rank cache's packed records)."""
     if not value:
@@ -114,6 +132,8 @@ def slot_to_pb(slot: Slot, out: pb.Slot) -> None:
         out.username = slot.username
     if slot.metadata is not None:
         out.metadata = slot.metadata
+    if slot.cover:
+        out.cover = slot.cover
     base = slot.base
     if base is not None:
         b = out.base
@@ -125,22 +145,35 @@ def slot_to_pb(slot: Slot, out: pb.Slot) -> None:
             b.metadata = base.metadata
 
 
-def slot_from_pb(message: pb.Slot) -> Slot:
+def slot_from_pb(message: pb.Slot, *, folds: bool = False) -> Slot:
+    """A slot as a peer sent it, checked: a batch carries only slots a life writes (``folds``
+    False); a full sync may carry fold slots too."""
     kind = _SLOT_KINDS_BACK.get(message.kind)
-    if kind is None:
+    if kind is None or (kind in FOLDS and not folds):
         raise ProtocolError(f"unknown slot kind {message.kind}")
+    origin = checked_text(message.origin, what="slot origin")
+    checked_hlc(message.hlc, what="slot hlc")
+    _checked_counts(message.num_score, message.create_ms, what="a slot")
+    cover = message.cover
+    if kind in FOLDS:
+        if cover <= life_epoch(origin):
+            raise ProtocolError("a fold slot must cover the life it is named after")
+    elif cover and (kind < SlotKind.BEST or cover != life_epoch(origin) + 1):
+        raise ProtocolError("only a contribution covers earlier lives, up to and including its own")
     base = None
     if message.HasField("base"):
         if kind in (SlotKind.SET, SlotKind.DELETE):
             raise ProtocolError("a set or delete slot has no base")
         b = message.base
+        checked_hlc(b.hlc, what="base hlc")
+        _checked_counts(b.num_score, b.create_ms, what="a base")
         base = Base(b.hlc, checked_text(b.origin, what="base origin"), b.present, b.score, b.subscore, b.num_score,
                     b.create_ms, b.username if b.HasField("username") else None,
                     b.metadata if b.HasField("metadata") else None)
     return Slot(
-        checked_text(message.origin, what="slot origin"), kind, message.hlc, message.score, message.subscore,
+        origin, kind, message.hlc, message.score, message.subscore,
         message.num_score, message.create_ms, message.username if message.HasField("username") else None,
-        message.metadata if message.HasField("metadata") else None, base,
+        message.metadata if message.HasField("metadata") else None, base, cover,
     )
 
 
@@ -182,7 +215,8 @@ def definition_from_pb(message: pb.LeaderboardDefinition) -> Leaderboard:
         operator=operator,
         reset_schedule=message.reset_schedule if message.HasField("reset_schedule") else None,
         metadata=message.metadata or "{}", authoritative=message.authoritative, enable_ranks=message.enable_ranks,
-        tournament=tournament, generation=message.generation, create_hlc=message.create_hlc,
+        tournament=tournament, generation=message.generation,
+        create_hlc=checked_hlc(message.create_hlc, what="leaderboard create_hlc"),
         origin=checked_text(message.origin, what="leaderboard origin"),
     )
     try:  # the same checks as the client API: a peer cannot store what no client could
@@ -250,7 +284,8 @@ def entry_from_pb(entry: pb.Entry) -> Change:
     if kind == "record_delete":
         d = entry.record_delete
         key = d.key
-        slot = Slot(checked_text(d.origin, what="origin"), SlotKind.DELETE, d.hlc, 0, 0, 0, 0, None, None)
+        slot = Slot(checked_text(d.origin, what="origin"), SlotKind.DELETE, checked_hlc(d.hlc, what="delete hlc"),
+                    0, 0, 0, 0, None, None)
         return RecordSlotPut(checked_text(key.leaderboard_id, what="leaderboard id"),
                              checked_text(key.incarnation, what="incarnation"), key.expiry,
                              checked_text(key.owner_id, what="owner id"), slot, not key.ascending)

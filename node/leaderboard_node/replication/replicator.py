@@ -34,8 +34,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..config import LeaderboardSyncSettings
 from ..domain.changes import Change
+from ..domain.lives import life_id
 from ..node import Node, NodeState
 from . import binarylog_pb2 as pb
+from . import clocks, retirement
 from .outbox import LocalLog, PeerSender, build_batch
 from .peers import Peer, PeerTransport, PeerUnavailable
 from .protocol import (
@@ -43,6 +45,7 @@ from .protocol import (
     FormatTooNew,
     ProtocolError,
     catch_up_response,
+    checked_hlc,
     encode_batch,
     entry_from_pb,
     record_key,
@@ -55,6 +58,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("leaderboard_node.replication")
 _SETTLE_SLICE = 2_000  # records hashed per turn of the event loop while a digest settles (a few ms)
+_FOLD_SLICE = 1_000  # records settled per turn of the event loop after lives are retired
+PROTOCOL = 2  # Status.protocol: lives are retired and folded (see ``retirement``)
+MAX_BATCH_SPAN = 1_000_000  # sequences one batch may cover (a sender's batch_size is at most 100,000)
+MAX_SEQ = (1 << 63) - 1
 
 _STATES = {
     NodeState.STARTING: pb.NODE_STATE_STARTING,
@@ -105,6 +112,11 @@ class Member:
     last_seen: float = 0.0
     digest_mismatches: int = 0
     is_self: bool = False
+    life: tuple[str, int] | None = None  # the member's current life: (name, epoch)
+    protocol: int = 0
+    clock: clocks.ClockFilter = field(default_factory=clocks.ClockFilter)
+    polled_at: float = 0.0  # monotonic, of the last poll that got an answer
+    unreachable_since: float | None = None  # Unix seconds
     # Until then (monotonic), the member's snapshots are in a format a newer build wrote: not a
     # source of full syncs. Asked again after that: it may have been rolled back meanwhile.
     newer_format_until: float = 0.0
@@ -142,6 +154,7 @@ class Replicator:
         self.discovery = discovery
         self.events: ReplicationEvents = events or _NoEvents()
         self.origin: OriginKey = (node.name, epoch)
+        self.store.node = life_id(node.name, epoch)
         self.client_address = client_address
         self.local = LocalLog(self.origin, capacity=settings.backlog_size)
         self.vector = VersionVector()
@@ -162,6 +175,7 @@ class Replicator:
         self._durable_position = 0
         # Resolved (and replaced) whenever a peer confirms a batch: what ack=replicated waits on.
         self._acked: asyncio.Future[None] | None = None
+        self._dead_since: dict[OriginKey, float] = {}  # dead lives of other nodes, and when first seen dead
         node.on_publish(self._publish)
 
     # ------------------------------------------------------------------ publishing
@@ -176,6 +190,21 @@ class Replicator:
                                  last_seq=seq, entries=entries)
             self._durable_position = self.journal.record(batch.data)
         return seq
+
+    def _outlive(self, vector: VersionVector) -> None:
+        """Make this life's epoch larger than any earlier life of this node in ``vector`` (a
+        recovered log, a peer's vector): lives of one name are ordered by epoch, and a wall
+        clock set back since the last run must not make this life look older. Only before this
+        life wrote anything."""
+        name, epoch = self.origin
+        floor = max((e for (n, e), _ in vector.items() if n == name and (n, e) != self.origin), default=0)
+        if floor < epoch or self.local.last_seq:
+            return
+        new = (name, floor + 1)
+        log.info("epoch_raised", extra={"node": name, "from_epoch": epoch, "to_epoch": floor + 1})
+        self.backlogs[new] = self.backlogs.pop(self.origin)
+        self.origin = self.local.origin = new
+        self.store.node = life_id(*new)
 
     async def acknowledge(self, seq: int, *, replicated: bool = False, timeout: float = 5.0) -> None:
         """Return once the write that ended at ``seq`` is as safe as asked.
@@ -224,6 +253,13 @@ class Replicator:
         node_name, epoch = batch.origin.node, batch.origin.epoch
         if not node_name or batch.first_seq < 1 or batch.last_seq < batch.first_seq:
             raise ProtocolError("a batch needs an origin and a valid range of sequences")
+        if batch.last_seq > MAX_SEQ or batch.last_seq - batch.first_seq >= MAX_BATCH_SPAN:
+            raise ProtocolError(f"a batch covers at most {MAX_BATCH_SPAN} sequences, each below 2^63")
+        entries = batch.entries
+        if not entries or entries[-1].seq != batch.last_seq:
+            # A position moves only as far as entries applied: the last one is never coalesced away.
+            raise ProtocolError("a batch ends with its last entry (last_seq is that entry's sequence)")
+        checked_hlc(batch.sent_hlc, what="sent_hlc")
         origin = (node_name, epoch)
         if origin == self.origin:  # our own entries, relayed back: we have them
             return pb.BatchAck(applied_seq=self.vector.get(origin), accepted=True)
@@ -236,7 +272,7 @@ class Replicator:
             return pb.BatchAck(applied_seq=applied, accepted=False)
         decoded: list[tuple[int, Change, pb.Entry]] = []
         previous = 0
-        for entry in batch.entries:
+        for entry in entries:
             seq = entry.seq
             if seq < batch.first_seq or seq > batch.last_seq or seq <= previous:
                 raise ProtocolError(f"entry {seq} is out of order or outside its batch")
@@ -273,7 +309,8 @@ class Replicator:
     def status(self) -> pb.Status:
         status = pb.Status(state=_STATES[self.node.state], hlc=self.store.clock.last,
                            state_digest=self.state_digest(), records=self.store.record_count(),
-                           client_address=self.client_address)
+                           client_address=self.client_address, protocol=PROTOCOL,
+                           time_ms=self.node.now.milliseconds())
         status.self.node, status.self.epoch = self.origin
         floors = {origin: backlog.floor for origin, backlog in self.backlogs.items()}
         vector_to_pb(self.vector, status.vector, floors)
@@ -347,6 +384,7 @@ class Replicator:
             return self.vector.get((batch.origin.node, batch.origin.epoch)) > before
 
         report = await self.journal.recover(load_snapshot=load_snapshot, apply_batch=apply_batch)
+        self._outlive(self.vector)
         self._has_state = report.has_state
         self.recovery = report.to_json()
 
@@ -371,9 +409,10 @@ class Replicator:
             await asyncio.sleep(self.settings.anti_entropy_interval)
 
     async def _settle_digests(self) -> None:
-        """Hash the records of buckets built at once (full sync, recovery), a slice at a time."""
+        """Hash the records of buckets built at once (full sync, recovery), and fold what
+        retired lives wrote, a slice at a time."""
         while True:
-            if self.store.settle_digests(_SETTLE_SLICE):
+            if self.store.settle_digests(_SETTLE_SLICE) | self.store.settle_lives(_FOLD_SLICE):
                 await asyncio.sleep(0)
             else:
                 await asyncio.sleep(0.2)
@@ -432,13 +471,29 @@ class Replicator:
         self.senders[member.peer.address] = (sender, task)
 
     async def _poll(self, member: Member) -> pb.Status | None:
+        wall = self.node.now.milliseconds
+        sent = wall()
         try:
             status = await self.transport.status(member.peer)
-        except PeerUnavailable:
+            checked_hlc(status.hlc, what="status hlc")
+        except (PeerUnavailable, ProtocolError) as exc:
+            if member.reachable or member.unreachable_since is None:
+                member.unreachable_since = time.time()
+                if member.reachable:  # a transition, logged once (not once per poll)
+                    log.warning("peer_unreachable", extra={"node": self.node.name, "peer": member.name,
+                                                           "address": member.peer.address, "error": str(exc)})
             member.reachable = False
             return None
+        if not member.reachable and member.last_seen:
+            log.info("peer_reachable", extra={"node": self.node.name, "peer": status.self.node,
+                                              "address": member.peer.address,
+                                              "down_seconds": round(time.time() - (member.unreachable_since or 0), 1)})
+        member.clock.add(sent_ms=sent, received_ms=wall(), peer_ms=status.time_ms)
         member.reachable = True
-        member.last_seen = time.monotonic()
+        member.unreachable_since = None
+        member.last_seen = member.polled_at = time.monotonic()
+        member.life = (status.self.node, status.self.epoch)
+        member.protocol = status.protocol
         member.name = status.self.node
         member.state = STATE_NAMES.get(status.state, "unknown")
         member.previous_vector, member.vector = member.vector, vector_from_pb(status.vector)
@@ -465,6 +520,9 @@ class Replicator:
                 log.info("bootstrap_alone", extra={"node": self.node.name})
                 break
             await asyncio.gather(*(self._poll(m) for m in members))
+            self._check_clock(members)
+            for member in members:
+                self._outlive(member.vector)
             members = [m for m in members if not m.is_self]
             if not members:
                 break
@@ -515,6 +573,7 @@ class Replicator:
                                                         "seconds": self.bootstrap_timeout})
                 break
             await asyncio.sleep(0.2)
+        self._outlive(self.vector)
         self.node.set_state(NodeState.READY)
 
     async def _catch_up_with(self, member: Member, *, rounds: int = 50) -> None:
@@ -534,7 +593,10 @@ class Replicator:
 
     async def anti_entropy_round(self) -> None:
         members = await self._refresh_members()
+        started = time.monotonic()
         await asyncio.gather(*(self._poll(m) for m in members))
+        self._check_clock(members)
+        self._retire(members, polled_since=started)
         for member in members:
             if member.is_self or not member.reachable:
                 continue
@@ -621,6 +683,46 @@ class Replicator:
                                               "records": result.records, "seconds": round(seconds, 3)})
             return result
 
+    # ------------------------------------------------------------- lives and clocks
+
+    def _check_clock(self, members: list[Member]) -> None:
+        """Turn not ready (and back) when this node's clock is off from most reachable peers'."""
+        offsets = [offset for m in members
+                   if not m.is_self and m.reachable and (offset := m.clock.offset_ms) is not None]
+        bound_ms = self.node.settings.cluster.max_clock_offset * 1000
+        skewed = clocks.skewed(offsets, bound_ms=bound_ms)
+        if skewed and self.node.clock_skewed_since is None:
+            self.node.clock_skewed_since = time.time()
+            log.error("clock_offset_exceeded", extra={
+                "node": self.node.name, "offset_ms": round(clocks.own_offset_ms(offsets) or 0.0, 1),
+                "max_offset_ms": bound_ms, "peers": len(offsets),
+                "hint": "this node's wall clock is off from most of its peers'; fix its time source (NTP)"})
+        elif not skewed and self.node.clock_skewed_since is not None:
+            self.node.clock_skewed_since = None
+            log.info("clock_offset_recovered", extra={"node": self.node.name,
+                                                      "offset_ms": round(clocks.own_offset_ms(offsets) or 0.0, 1)})
+
+    def clock_offset_ms(self) -> float | None:
+        """How far this node's clock is from its reachable peers' (positive: ahead)."""
+        return clocks.own_offset_ms([offset for m in self.members.values()
+                                     if not m.is_self and m.reachable and (offset := m.clock.offset_ms) is not None])
+
+    def _retire(self, members: list[Member], *, polled_since: float) -> None:
+        """Retire the lives every member has settled on (``retirement``), when every member answered
+        this round in the current protocol."""
+        peers = [m for m in members if not m.is_self]
+        if any(not m.reachable or m.polled_at < polled_since or m.life is None or m.protocol < PROTOCOL
+               for m in peers):
+            return
+        views = [retirement.MemberView(self.origin, self.vector)]
+        views += [retirement.MemberView(m.life, m.vector) for m in peers if m.life is not None]
+        decided = retirement.horizons(views, dead_since=self._dead_since, now=time.monotonic(),
+                                      fold_delay=self.settings.fold_delay)
+        for name, horizon in decided.items():
+            if self.store.retire(name, horizon):
+                log.info("lives_retired", extra={"node": self.node.name, "of_node": name, "below_epoch": horizon})
+        retirement.forget(self._dead_since, decided)
+
     # ------------------------------------------------------------------- reporting
 
     def members_json(self) -> list[dict[str, Any]]:
@@ -632,8 +734,11 @@ class Replicator:
             out.append({
                 "name": member.name,
                 "address": address,
-                "state": member.state,
+                "state": member.state if member.reachable else "unreachable",
                 "reachable": member.reachable,
+                "unreachable_since": None if member.unreachable_since is None else int(member.unreachable_since),
+                "life": None if member.life is None else life_id(*member.life),
+                "clock_offset_ms": None if member.clock.offset_ms is None else round(member.clock.offset_ms, 1),
                 "synced": member.reachable and member.state == NodeState.READY.value
                 and (sender is None or sender[0].lag_entries() == 0),
                 "lag_entries": sender[0].lag_entries() if sender else None,

@@ -200,7 +200,7 @@ class SnapshotReceiver:
                 if not record.slots:
                     raise ProtocolError("a record synced as slots has none")
                 owner = checked_text(record.owner_id, what="owner id")
-                tombstones.append((owner, tuple(slot_from_pb(s) for s in record.slots)))
+                tombstones.append((owner, tuple(slot_from_pb(s, folds=True) for s in record.slots)))
             if target != self._current:
                 self._install()
                 self._current = target
@@ -226,7 +226,8 @@ class SnapshotReceiver:
             for slot in slots:
                 self.store.clock.observe(slot.hlc)
         try:
-            bucket = Bucket.from_sync(elements, tombstones, descending=descending, expiry=expiry)
+            bucket = Bucket.from_sync(elements, tombstones, descending=descending, expiry=expiry,
+                                      horizons=self.store.horizons)
         except ValueError as exc:
             raise ProtocolError(str(exc)) from None
         self.store.install_bucket(leaderboard_id, incarnation, bucket)

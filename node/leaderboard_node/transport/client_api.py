@@ -481,8 +481,9 @@ async def healthz(request: web.Request) -> web.Response:
 @requires(Access.OPEN)
 async def readyz(request: web.Request) -> web.Response:
     node = _node(request)
-    status = 200 if node.ready else 503
-    return json_response({"ready": node.ready, "state": node.state.value}, status=status)
+    if node.ready:
+        return json_response({"ready": True, "state": node.state.value})
+    return json_response({"ready": False, "state": node.state.value, "reason": node.not_ready_reason}, status=503)
 
 
 def add_record_routes(router: web.UrlDispatcher, prefix: str) -> None:
