@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -184,3 +185,41 @@ def test_a_snapshot_of_a_build_before_formats_were_numbered_is_read():
     for chunk in _snapshot_of_a_board(format_number=0):
         receiver.feed(chunk)
     assert receiver.result().records == 5 and store.record_count() == 5
+
+
+def test_fold_slots_travel_in_full_syncs_and_are_refused_in_batches():
+    from leaderboard_node.domain.lives import life_id
+    from leaderboard_node.replication.protocol import slot_from_pb, slot_to_pb
+
+    fold = Slot(life_id("a", 3), SlotKind.FOLD_INCR, 7 << 16, 5, 0, 2, 1, None, None, None, 9)
+    message = pb.Slot()
+    slot_to_pb(fold, message)
+    assert slot_from_pb(message, folds=True) == fold
+    with pytest.raises(ProtocolError):  # a batch may not carry one
+        slot_from_pb(message)
+
+
+def test_a_slot_claiming_to_cover_lives_it_cannot_is_refused():
+    from leaderboard_node.domain.lives import life_id
+    from leaderboard_node.replication.protocol import slot_from_pb, slot_to_pb
+
+    for slot in (Slot(life_id("a", 3), SlotKind.INCR, 7 << 16, 5, 0, 2, 1, None, None, None, 99),  # not epoch + 1
+                 Slot(life_id("a", 3), SlotKind.SET, 7 << 16, 5, 0, 2, 1, None, None, None, 4),  # a base
+                 Slot(life_id("a", 3), SlotKind.FOLD_BEST, 7 << 16, 5, 0, 2, 1, None, None, None, 3)):  # not its own
+        message = pb.Slot()
+        slot_to_pb(slot, message)
+        with pytest.raises(ProtocolError):
+            slot_from_pb(message, folds=True)
+    absorbed = Slot(life_id("a", 3), SlotKind.INCR, 7 << 16, 5, 0, 2, 1, None, None, None, 4)
+    message = pb.Slot()
+    slot_to_pb(absorbed, message)
+    assert slot_from_pb(message) == absorbed
+
+
+def test_peer_clock_readings_beyond_2106_are_refused():
+    from leaderboard_node.replication.protocol import slot_from_pb, slot_to_pb
+
+    message = pb.Slot()
+    slot_to_pb(Slot("a", SlotKind.SET, MAX_HLC + 1, 5, 0, 1, 1, None, None), message)
+    with pytest.raises(ProtocolError):
+        slot_from_pb(message)
