@@ -344,3 +344,31 @@ def test_fold_slots_and_covers_survive_packing_and_the_full_sync_check():
     element = (record_codec.sort_prefix(value.score, value.subscore, descending=True) + b"owner" + b"\x00" + packed)
     record_codec.check_slots(element, record_codec.key_end(element), origins=record_codec.origin_table(),
                              descending=True)
+
+
+def test_a_bucket_sweep_folds_retired_lives_without_moving_a_rank_or_the_digest():
+    from leaderboard_node.domain.rank_cache import Bucket
+
+    horizons = Horizons()
+    bucket = Bucket(descending=True, expiry=0, horizons=horizons)
+    for i in range(50):
+        owner = f"p{i:02d}"
+        for epoch in (1, 2):
+            record = bucket.get(owner)
+            slots = record.slots if record is not None else ()
+            bucket.apply_slot(owner, _incr(slots, life_id("a", epoch), 10 * epoch + i, i + epoch))
+        bucket.apply_slot(f"solo{i}", Slot(life_id("b", 1), SlotKind.SET, 5 << 16, i, 0, 1, 0, None, None))
+    before = [(r.owner, r.value) for r in bucket]
+    digest = bucket.digest
+    horizons.advance("a", 3)
+    after, rounds = None, 0
+    while True:
+        after = bucket.settle_lives(after, 7)
+        rounds += 1
+        if after is None:
+            break
+    assert rounds > 5
+    assert [(r.owner, r.value) for r in bucket] == before and bucket.digest == digest
+    for record in bucket:
+        if record.owner.startswith("p"):
+            assert [s.kind for s in record.slots] == [SlotKind.FOLD_INCR]

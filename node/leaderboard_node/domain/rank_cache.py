@@ -46,8 +46,10 @@ from .record_codec import (
     key_end,
     owner_key,
     owner_of,
+    retired_mask,
     score_of,
     sort_prefix,
+    writes_of_retired_lives,
 )
 from .lives import NO_HORIZONS, Horizons
 from .records import Slot, Slots, Value, merge, merge_slot, merge_slots, settle
@@ -333,15 +335,16 @@ class Bucket:
         with the lives retired now (``records.settle``): what retired lives wrote is folded.
         Returns where to go on from, None once every record and tombstone has been seen.
 
-        A record written by one life with ``set`` (a compact element) has nothing to fold and is
-        skipped without being decoded. Settling keeps every visible value: ranks and the digest
+        A record that holds nothing a retired life wrote (most, and every record written by one
+        life with ``set``) is skipped without being decoded. Settling keeps every visible value: ranks and the digest
         do not move.
         """
         elements = self.elements_after(after, budget)
         descending, horizons = self.descending, self.horizons
+        mask = retired_mask(horizons)
         for element in elements:
             end = key_end(element)
-            if element[end + 1] == 0:
+            if not writes_of_retired_lives(element, end + 1, mask):
                 continue
             record = self._decode(element)
             settled = settle(record.slots, horizons, descending=descending)

@@ -32,7 +32,8 @@ import struct
 from array import array
 from functools import lru_cache
 
-from .records import Base, Slot, Slots, SlotKind, Value, merge
+from .lives import Horizons, split_life
+from .records import FOLDS, Base, Slot, Slots, SlotKind, Value, merge
 
 PREFIX = struct.Struct(">QQ")
 PREFIX_SIZE = PREFIX.size
@@ -230,6 +231,54 @@ def decode_slots(data: bytes, offset: int, *, score: int, subscore: int,
         slots.append(Slot(origins[origin], SlotKind(kind), hlc, slot_score, slot_subscore, num_score, create_ms,
                           username, metadata, base, cover))
     return tuple(slots)
+
+
+# -------------------------------------------------------------------- retired lives
+
+_masks: dict[int, tuple[int, int, bytearray]] = {}  # id(horizons) -> (version, origins seen, mask)
+
+
+def retired_mask(horizons: Horizons) -> bytearray:
+    """Per node-name index of this process's table: 1 when that life is retired in ``horizons``."""
+    cached = _masks.get(id(horizons))
+    if cached is not None and cached[0] == horizons.version and cached[1] == len(_origins):
+        return cached[2]
+    mask = bytearray(len(_origins))
+    for index, origin in enumerate(_origins):
+        name, epoch = split_life(origin)
+        mask[index] = epoch < horizons.get(name)
+    _masks.clear()  # one store per process (tests make more, one at a time)
+    _masks[id(horizons)] = (horizons.version, len(_origins), mask)
+    return mask
+
+
+_FOLD_KINDS = frozenset(int(kind) for kind in FOLDS)
+
+
+def writes_of_retired_lives(data: bytes, offset: int, mask: bytearray) -> bool:
+    """Whether the slots packed at ``offset`` hold one that a life in ``mask`` wrote (fold slots
+    aside): what ``records.settle`` would fold. Walks the slot headers without building slots."""
+    if data[offset] == 0:  # compact: one life's set, a base, which settling keeps
+        return False
+    count = data[offset]
+    offset += 1
+    for _ in range(count):
+        kind, origin, *_, flags = _SLOT.unpack_from(data, offset)
+        if kind not in _FOLD_KINDS and origin < len(mask) and mask[origin]:
+            return True
+        offset += _SLOT.size
+        for flag in (_HAS_USERNAME, _HAS_METADATA):
+            if flags & flag:
+                offset += 4 + _LEN.unpack_from(data, offset)[0]
+        if flags & _HAS_COVER:
+            offset += _COVER.size
+        if flags & _HAS_BASE:
+            b_flags = data[offset + _BASE.size - 1]
+            offset += _BASE.size
+            for flag in (_HAS_USERNAME, _HAS_METADATA):
+                if b_flags & flag:
+                    offset += 4 + _LEN.unpack_from(data, offset)[0]
+    return False
 
 
 # ----------------------------------------------------------------- elements from elsewhere
