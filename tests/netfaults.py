@@ -173,42 +173,70 @@ class Link:
                 upstream_writer.close()
 
     async def _requests(self, reader: asyncio.StreamReader, upstream: asyncio.StreamWriter) -> None:
-        buffer = bytearray()
-        while True:
-            data = await reader.read(65536)
-            if not data:
-                upstream.close()
-                return
-            buffer.extend(data)
-            while (request := _split_request(buffer)) is not None:
-                if self.mode == "black_hole":
-                    continue  # swallowed: neither forwarded nor answered
-                if self.mode == "cut":
-                    raise OSError("link cut")
-                if self.latency:
-                    await asyncio.sleep(self.latency)
-                self.requests += 1
-                upstream.write(request)
-                await upstream.drain()
-                if self.recording:
-                    self.recorded.append(request)
-                if self.duplicating:
-                    asyncio.ensure_future(self._deliver(request))
+        queue: asyncio.Queue[tuple[float, bytes | None]] = asyncio.Queue()
+        forward = asyncio.ensure_future(self._forward(queue, upstream, requests=True))
+        try:
+            buffer = bytearray()
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    return
+                buffer.extend(data)
+                while (request := _split_request(buffer)) is not None:
+                    if self.mode == "black_hole":
+                        continue  # swallowed: neither forwarded nor answered
+                    if self.mode == "cut":
+                        raise OSError("link cut")
+                    queue.put_nowait((self._due(), request))
+        finally:
+            queue.put_nowait((0.0, None))
+            await forward
 
     async def _answers(self, upstream: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            data = await upstream.read(65536)
-            if not data:
-                writer.close()
-                return
-            if self.mode == "black_hole":
-                continue
-            if self.mode == "cut":
-                raise OSError("link cut")
-            if self.latency:
-                await asyncio.sleep(self.latency)
-            writer.write(data)
-            await writer.drain()
+        queue: asyncio.Queue[tuple[float, bytes | None]] = asyncio.Queue()
+        forward = asyncio.ensure_future(self._forward(queue, writer, requests=False))
+        try:
+            while True:
+                data = await upstream.read(65536)
+                if not data:
+                    return
+                if self.mode == "black_hole":
+                    continue
+                if self.mode == "cut":
+                    raise OSError("link cut")
+                queue.put_nowait((self._due(), data))
+        finally:
+            queue.put_nowait((0.0, None))
+            await forward
+
+    def _due(self) -> float:
+        """When what was read now is to be forwarded: every byte waits the link's delay, the
+        bytes behind it no longer than that (a slow link, not a queue that grows)."""
+        return asyncio.get_running_loop().time() + self.latency
+
+    async def _forward(self, queue: asyncio.Queue[tuple[float, bytes | None]], writer: asyncio.StreamWriter, *,
+                       requests: bool) -> None:
+        try:
+            while True:
+                due, data = await queue.get()
+                if data is None:
+                    writer.close()
+                    return
+                wait = due - asyncio.get_running_loop().time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                if self.mode != "up":
+                    continue
+                writer.write(data)
+                await writer.drain()
+                if requests:
+                    self.requests += 1
+                    if self.recording:
+                        self.recorded.append(data)
+                    if self.duplicating:
+                        asyncio.ensure_future(self._deliver(data))
+        except OSError:
+            writer.close()
 
     async def _deliver(self, request: bytes) -> None:
         """Send one request on a connection of its own and throw its answer away."""
@@ -278,5 +306,14 @@ class Network:
         for link in self.links.values():
             with contextlib.suppress(Exception):
                 self.run(link.stop(), timeout=5)
+        with contextlib.suppress(Exception):
+            self.run(self._cancel_tasks(), timeout=5)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=5)
+        self.loop.close()
+
+    async def _cancel_tasks(self) -> None:
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -687,10 +687,10 @@ class Replicator:
 
     def _check_clock(self, members: list[Member]) -> None:
         """Turn not ready (and back) when this node's clock is off from most reachable peers'."""
-        offsets = [offset for m in members
-                   if not m.is_self and m.reachable and (offset := m.clock.offset_ms) is not None]
+        peers = [m.clock for m in members if not m.is_self and m.reachable]
+        offsets = [offset for peer in peers if (offset := peer.offset_ms) is not None]
         bound_ms = self.node.settings.cluster.max_clock_offset * 1000
-        skewed = clocks.skewed(offsets, bound_ms=bound_ms)
+        skewed = clocks.skewed(peers, bound_ms=bound_ms)
         if skewed and self.node.clock_skewed_since is None:
             self.node.clock_skewed_since = time.time()
             log.error("clock_offset_exceeded", extra={
