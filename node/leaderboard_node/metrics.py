@@ -22,9 +22,14 @@ class _StoreCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         records = GaugeMetricFamily("leaderboard_bucket_records", "Records per leaderboard bucket.",
                                     labels=["leaderboard", "expiry"])
+        packed = GaugeMetricFamily("leaderboard_bucket_record_bytes",
+                                   "Bytes of a bucket's records as the rank cache packs them (each also costs "
+                                   "about 100 bytes of fixed overhead).", labels=["leaderboard", "expiry"])
         for leaderboard_id, _incarnation, bucket in self._node.store.buckets():
             records.add_metric([leaderboard_id, str(bucket.expiry)], len(bucket))
+            packed.add_metric([leaderboard_id, str(bucket.expiry)], bucket.packed_bytes)
         yield records
+        yield packed
         leaderboards = GaugeMetricFamily("leaderboard_definitions", "Leaderboards and tournaments held.")
         leaderboards.add_metric([], len(self._node.store.leaderboards))
         yield leaderboards

@@ -108,6 +108,7 @@ class NodeServer:
                 "ready": node.ready,
                 "synced": node.ready,
                 "records": node.store.record_count(),
+                "record_bytes": node.store.packed_bytes(),
                 "leaderboards": len(node.store.leaderboards),
                 "started_at": int(node.started_at),
                 "replication": replicator is not None,

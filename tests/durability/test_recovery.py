@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -228,3 +229,42 @@ def test_a_snapshot_a_newer_build_wrote_stops_the_node_and_stays_on_disk(tmp_pat
     assert any("recovery_refused" in line for line in node.log_errors()), node.log_tail()
     # Nothing was discarded: a build that reads the format finds the disk as it was.
     assert {path.name: path.read_bytes() for path in data_dir.iterdir()} == on_disk
+
+
+FORMAT_1 = Path(__file__).parent / "fixtures" / "format-1-node-0"
+
+
+def test_a_data_directory_of_the_previous_format_loads_and_its_writers_retire_as_lives_of_epoch_0(tmp_path):
+    """The fixture is node-0's data directory from a 2-node cluster of the build before lives
+    (commit 548000f, snapshot format 1): a snapshot and the log after it, with records both nodes
+    wrote (``counts``: 3 + 2, then 1 + 1 each; ``bests``: 100 and 150; ``names``: one writer;
+    a deleted ``gone``). Its slots name nodes, not lives."""
+    data = tmp_path / "node-0-data"
+    shutil.copytree(FORMAT_1, data)
+    node = NodeProcess("node-0", tmp_path, settings={
+        "node": {"data_dir": str(data)},
+        "cluster": {"leaderboard_sync": {"bootstrap_timeout": 2, "fold_delay": 0}},
+    }).start()
+    try:
+        with node.client() as client:
+            counts = client.records("counts", limit=10)["records"]
+            assert [(r["owner_id"], r["score"], r["num_score"]) for r in counts] == [
+                (f"p{i}", 7, 4) for i in range(5)]
+            bests = client.records("bests", limit=10)["records"]
+            assert {(r["score"], r["metadata"]["node"]) for r in bests} == {(150, "b")}
+            names = client.records("names", limit=10)["records"]
+            assert [(r["owner_id"], r["username"]) for r in names] == [(f"p{i}", f"user{i}") for i in (4, 3, 2, 1, 0)]
+            digest = client.digest("counts")["digest"]
+            # node-0's writes of that build are a life of its (epoch 0): retired and folded, the
+            # values unchanged; node-1 is no member here, so its writes stay as they are.
+            wait_until(lambda: "node-0" in node_info(node)["retired_lives"], message="node-0's old lives retired")
+            wait_until(lambda: client.digest("counts")["digest"] == digest, message="the same digest after folding")
+            client.write_record("counts", "p0", 1)
+            assert client.record("counts", "p0")["score"] == 8
+        node.kill()
+        node.start()
+        with node.client() as client:
+            assert client.record("counts", "p0")["score"] == 8
+            assert client.record("counts", "p1")["score"] == 7
+    finally:
+        node.kill()

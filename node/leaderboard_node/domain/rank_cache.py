@@ -107,7 +107,7 @@ class Bucket:
     """Records of one leaderboard incarnation in one reset period, in rank order."""
 
     __slots__ = ("descending", "expiry", "horizons", "_order", "_index", "_tombstones", "_digest", "_unhashed",
-                 "_count", "last_stored")
+                 "_count", "packed_bytes", "last_stored")
 
     def __init__(self, *, descending: bool, expiry: int, horizons: Horizons = NO_HORIZONS) -> None:
         self.descending = descending
@@ -120,6 +120,7 @@ class Bucket:
         self._digest = 0
         self._unhashed: list[bytes] = []  # elements whose hashes the digest still lacks
         self._count = 0
+        self.packed_bytes = 0  # the records' packed bytes: what they cost beyond a fixed ~100 B each
         self.last_stored: Record | None = None  # the record the latest write left (None: deleted)
 
     def __len__(self) -> int:
@@ -313,6 +314,7 @@ class Bucket:
             self._digest -= record_hash(key, old_record.value)
             self._order.remove(old)
             self._count -= 1
+            self.packed_bytes -= len(old)
             if value is None:
                 self._index_drop(key, old)
         if value is None:
@@ -327,6 +329,7 @@ class Bucket:
         self._order.add(element)
         self._index_put(key, element, old)
         self._count += 1
+        self.packed_bytes += len(element)
         self._digest = (self._digest + record_hash(key, value)) % _DIGEST_MOD
         self.last_stored = Record(owner, sort_key, element, value, slots, self.descending)
 
@@ -386,6 +389,7 @@ class Bucket:
             elements = [element for position, element in enumerate(elements) if position not in skipped]
         bucket._order.update(elements)
         bucket._count = len(elements)
+        bucket.packed_bytes = sum(map(len, elements))
         bucket._unhashed = elements
         if again:  # merge each later copy into the record, as any two states of it merge
             for element in later:

@@ -34,18 +34,19 @@ merged value can go below 0 by the overlap; it is the exact sum of what was ackn
 ``num_score`` counts writes that changed the record; the merge sums the counts of the base
 and of the contributions, so concurrent changes on two nodes are both counted.
 
-**Settling.** After every merge a record is *settled* (``settle``): contributions of
-*retired* lives (every earlier life of a node name once all members
-hold its final entries, see ``lives.Horizons``) are folded into one *fold slot* per node
-name, whose value is exactly what they contributed together: their sum for ``incr``, the
-best pair for ``best`` (what they contributed on an older base, and a retired life's base
-that is no longer the current one, can never count again and is dropped). A slot's ``cover`` says which lives it accounts for: a fold slot
-every life of its name below ``cover``; a life's own slot that absorbed its name's fold
-slot (a current life does so the next time it writes the record) that life and every
-earlier one (``cover`` is its epoch + 1); any other slot its own life only (``cover`` 0).
-Of two slots of one name, one that accounts for the other's lives makes it redundant, and
-it is dropped. Settling never changes the visible value, so replicas that have folded and
-replicas that have not yet agree on every digest.
+**Settling.** After every merge a record is *settled* (``settle``): what *retired* lives
+(every earlier life of a node name, once all members hold its final entries, see
+``lives.Horizons``) contributed is folded into one *fold slot* per node name, whose value is
+exactly what they contributed together: their sum for ``incr``, the best pair for ``best``
+(one retired life's slot alone is left as it is: it is its own fold). What they contributed
+on an older base, and a retired life's base that is no longer the current one, can never
+count again and is dropped. The current life of a name takes in the fold slot (or that one
+slot) the next time it writes the record. A slot's ``cover`` says which lives it accounts
+for: a fold slot, every life of its name below ``cover``; a life's slot that took in its
+name's earlier lives, that life and every earlier one (``cover`` is its epoch + 1); any other
+slot, its own life only (``cover`` 0). Of two slots of one name, one that accounts for the
+other's lives makes it redundant, and it is dropped. Settling never changes the visible
+value, so replicas that have folded and replicas that have not yet agree on every digest.
 """
 
 from __future__ import annotations
@@ -268,12 +269,13 @@ def _settle_name(group: list[Slot], horizon: int, base_order: tuple[int, str], *
     kept = [s for s in group if s is widest or _top(s) > reach]
     if horizon > reach:
         retired = [s for s in kept if _top(s) <= horizon]
-        if retired and not (len(retired) == 1 and retired[0].kind in FOLDS
-                            and _base_order(retired[0].base) == base_order):
-            counting = [s for s in retired if _base_order(s.base) == base_order]  # the rest are void
+        counting = [s for s in retired if _base_order(s.base) == base_order]  # the rest are void
+        if len(counting) != len(retired) or len(counting) > 1:
             kept = [s for s in kept if _top(s) > horizon]
-            if counting:
+            if len(counting) > 1:
                 kept.append(fold(counting, cover=horizon, descending=descending))
+            else:  # one slot alone is its own fold (the current life absorbs it as it is)
+                kept += counting
     return kept
 
 
@@ -424,12 +426,14 @@ def write(
         (own.score, own.subscore, own.num_score, min(own.create_ms, create_ms), own.cover) if own is not None
         else (0, 0, 0, create_ms, 0))
     if cover == 0 and epoch > 0 and horizons.get(name) >= epoch:
-        folded = next((s for s in slots if s.kind in FOLDS and life_name(s.origin) == name
-                       and _base_order(s.base) == _base_order(base)), None)
-        if folded is not None:
-            score0, subscore0 = score0 + folded.score, subscore0 + folded.subscore
-            count0, create0 = count0 + folded.num_score, min(create0, folded.create_ms)
-            cover = epoch + 1
+        # Every other slot of this node's name is an earlier, retired life's (a fold slot, or one
+        # life's slot that had nothing to fold with): take in what it contributed.
+        for earlier in slots:
+            if (earlier.kind >= CONTRIBUTION and earlier is not own and life_name(earlier.origin) == name
+                    and _base_order(earlier.base) == _base_order(base)):
+                score0, subscore0 = score0 + earlier.score, subscore0 + earlier.subscore
+                count0, create0 = count0 + earlier.num_score, min(create0, earlier.create_ms)
+                cover = epoch + 1
     if kind is SlotKind.BEST:
         return Slot(origin, SlotKind.BEST, hlc, new_score, new_subscore, count0 + 1, create0,
                     new_username, new_metadata, base, cover)

@@ -430,6 +430,10 @@ class LeaderboardStore:
     def record_count(self) -> int:
         return sum(len(bucket) for _, _, bucket in self.buckets())
 
+    def packed_bytes(self) -> int:
+        """The bytes of every record as the rank cache packs it (see ``record_codec``)."""
+        return sum(bucket.packed_bytes for _, _, bucket in self.buckets())
+
     def trim(self, now: int) -> int:
         """Drop buckets whose period ended more than the retention ago; returns how many."""
         horizon = now - self.retention

@@ -66,7 +66,10 @@ def vector_from_pb(message: pb.VersionVector) -> VersionVector:
     return vector
 
 
-SYNC_FORMAT = 1  # of the snapshots and full syncs this build writes (SyncHeader.format)
+# Of the snapshots and full syncs this build writes (SyncHeader.format): 2 since records hold a
+# slot per life and fold slots (an older build would take a fold slot for a node's own and count
+# it twice); formats 1 and 0 are still read, their node-name origins as lives of epoch 0.
+SYNC_FORMAT = 2
 
 
 async def snapshot_chunks(
