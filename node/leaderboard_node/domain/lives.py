@@ -26,6 +26,8 @@ written it since.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 SEPARATOR = "@"
 EPOCH_DIGITS = 13  # milliseconds since 1970 have 13 digits until the year 2286
 
@@ -35,11 +37,13 @@ def life_id(name: str, epoch: int) -> str:
     return f"{name}{SEPARATOR}{epoch:0{EPOCH_DIGITS}d}"
 
 
+@lru_cache(maxsize=4096)  # a few ids, read on every merge of a record with several slots
 def life_name(life: str) -> str:
     name, separator, _ = life.rpartition(SEPARATOR)
     return name if separator else life
 
 
+@lru_cache(maxsize=4096)
 def life_epoch(life: str) -> int:
     """The epoch of a life id; 0 for a plain node name (written before lives existed)."""
     _, separator, epoch = life.rpartition(SEPARATOR)

@@ -32,7 +32,7 @@ import struct
 from array import array
 from functools import lru_cache
 
-from .lives import Horizons, split_life
+from .lives import Horizons, life_epoch, split_life
 from .records import FOLDS, Base, Slot, Slots, SlotKind, Value, merge
 
 PREFIX = struct.Struct(">QQ")
@@ -48,8 +48,12 @@ _BASE = struct.Struct(">QHBqqQQB")  # hlc, origin, present, score, subscore, num
 _LEN = struct.Struct(">I")
 _COMPACT_UNPACK, _COMPACT_SIZE, _COUNTS_UNPACK = _COMPACT.unpack_from, _COMPACT.size, _COUNTS.unpack_from
 _HAS_USERNAME, _HAS_METADATA, _HAS_BASE = 1, 2, 4
-_HAS_COVER = 16  # full slots only: the lives a slot accounts for (records.Slot.cover) follow its texts
+# Full slots only: the slot accounts for more lives than its own (records.Slot.cover). A fold
+# slot's cover follows its texts (8 bytes); a life's slot that took in its name's earlier lives
+# covers its own epoch + 1, read off its origin, so the flag alone says it.
+_HAS_COVER = 16
 _COVER = struct.Struct(">Q")
+_FOLD_KIND_VALUES = (int(SlotKind.FOLD_BEST), int(SlotKind.FOLD_INCR))
 _TEXTS = _HAS_USERNAME | _HAS_METADATA
 _FRESH = 8  # compact only: num_score 1 and create_ms the hlc's milliseconds (a first write), both left out
 
@@ -157,7 +161,7 @@ def encode_slots(slots: Slots, *, score: int, subscore: int) -> bytes:
         parts.append(_SLOT.pack(int(slot.kind), _intern(slot.origin), slot.hlc, slot.score, slot.subscore,
                                 slot.num_score, slot.create_ms, flags))
         parts.append(_texts(flags, slot.username, slot.metadata))
-        if slot.cover:
+        if slot.cover and slot.kind in FOLDS:
             parts.append(_COVER.pack(slot.cover))
         base = slot.base
         if base is not None:
@@ -220,8 +224,11 @@ def decode_slots(data: bytes, offset: int, *, score: int, subscore: int,
         username, metadata, offset = _read_texts(flags, data, offset + _SLOT.size)
         cover = 0
         if flags & _HAS_COVER:
-            (cover,) = _COVER.unpack_from(data, offset)
-            offset += _COVER.size
+            if kind in _FOLD_KIND_VALUES:
+                (cover,) = _COVER.unpack_from(data, offset)
+                offset += _COVER.size
+            else:
+                cover = life_epoch(origins[origin]) + 1
         base = None
         if flags & _HAS_BASE:
             b_hlc, b_origin, present, b_score, b_subscore, b_num, b_create, b_flags = _BASE.unpack_from(data, offset)
@@ -270,7 +277,7 @@ def writes_of_retired_lives(data: bytes, offset: int, mask: bytearray) -> bool:
         for flag in (_HAS_USERNAME, _HAS_METADATA):
             if flags & flag:
                 offset += 4 + _LEN.unpack_from(data, offset)[0]
-        if flags & _HAS_COVER:
+        if flags & _HAS_COVER and kind in _FOLD_KINDS:
             offset += _COVER.size
         if flags & _HAS_BASE:
             b_flags = data[offset + _BASE.size - 1]
