@@ -33,6 +33,7 @@ from . import binarylog_pb2 as pb
 from .protocol import (
     FormatTooNew,
     ProtocolError,
+    checked_hlc,
     checked_text,
     definition_from_pb,
     definition_to_pb,
@@ -214,7 +215,7 @@ class SnapshotReceiver:
             self._install()
             if chunk.trailer.chunks != self.chunks:
                 raise ProtocolError(f"the snapshot announced {chunk.trailer.chunks} chunks, {self.chunks} arrived")
-            self.store.clock.observe(chunk.trailer.hlc)
+            self.store.clock.observe(checked_hlc(chunk.trailer.hlc, what="snapshot trailer hlc"))
             self.done = True
         else:
             raise ProtocolError("an empty snapshot chunk")

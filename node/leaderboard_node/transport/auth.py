@@ -126,7 +126,9 @@ def is_server(request: web.Request) -> bool:
 
 
 def _digest(key: str) -> bytes:
-    return hashlib.sha256(key.encode()).digest()
+    # A presented key may hold any byte a client sent (surrogates included); it can only match
+    # a configured key, which is visible ASCII, when it is too.
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
 
 
 def _read_key(source: SecretStr | Path | None, *, name: str) -> str | None:

@@ -45,7 +45,10 @@ def create_peer_app(
                     ) -> web.StreamResponse:
         if token is not None:
             given = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            # Only visible ASCII can match (a token travels in a header): anything else is a wrong
+            # token, not a failure to compare it.
+            presented = given.encode() if given.isascii() else b""
+            if not hmac.compare_digest(presented, f"Bearer {token}".encode()):
                 on_rejected("unauthorized")
                 return json_response({"error": {"code": "unauthorized", "message": "peer token missing or wrong"}},
                                          status=401)

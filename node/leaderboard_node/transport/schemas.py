@@ -123,7 +123,7 @@ class Limits:
             raise InvalidArgument(f"{field} must not be empty", field=field)
         if len(value) > self.settings.max_id_length:
             raise InvalidArgument(f"{field} is longer than {self.settings.max_id_length} characters", field=field)
-        if not ID_PATTERN.match(value):
+        if not ID_PATTERN.fullmatch(value):  # match() lets "$" pass before a trailing newline
             raise InvalidArgument(f"{field} may hold only {ID_RULE}", field=field)
         return value
 
