@@ -68,6 +68,7 @@ class Node:
         # cluster.max_clock_offset (None: it is not): the node then reports not ready.
         self.clock_skewed_since: float | None = None
         self._publishers: list[Callable[[list[Change]], int | None]] = []
+        self._write_checks: list[Callable[[], None]] = []
         self._acknowledge: Callable[..., Awaitable[None]] | None = None
 
     # ------------------------------------------------------------------ state
@@ -89,12 +90,18 @@ class Node:
                                                   "to_state": state.value})
             self.state = state
 
+    def on_write_check(self, check: Callable[[], None]) -> None:
+        """``check`` raises a ``DomainError`` when a write must be refused before it is applied."""
+        self._write_checks.append(check)
+
     def require_ready(self) -> None:
         if self.state is not NodeState.READY:
             raise NotReady(f"node {self.name} is {self.state.value}; retry on another node or later")
         if self.clock_skewed_since is not None:
             raise NotReady(f"node {self.name}'s clock is off from its peers' by more than "
                            f"{self.settings.cluster.max_clock_offset:g} s; retry on another node")
+        for check in self._write_checks:
+            check()
 
     # ------------------------------------------------------------- replication
 

@@ -65,7 +65,7 @@ class Journal:
     def __init__(self, directory: Path, settings: DurabilitySettings) -> None:
         self.directory = Path(directory)
         self.settings = settings
-        self.wal = WriteAheadLog(self.directory, fsync=settings.fsync)
+        self.wal = WriteAheadLog(self.directory, fsync=settings.fsync, on_broken=self.request_snapshot)
         self.report = RecoveryReport()
         self.snapshots_written = 0
         self.last_snapshot: dict[str, Any] | None = None
@@ -138,6 +138,12 @@ class Journal:
     async def wait_durable(self, position: int) -> None:
         await self.wal.wait_durable(position)
 
+    @property
+    def writable(self) -> bool:
+        """False while the log is broken (a write or fsync failed) and no snapshot has mended it:
+        writes are refused before they are applied, so the log never skips one."""
+        return self.wal.writable
+
     # --------------------------------------------------------------- snapshots
 
     def start(self, snapshot_source: Callable[[], AsyncIterator[bytes]]) -> None:
@@ -149,14 +155,20 @@ class Journal:
         self._snapshot_requested.set()
 
     async def _loop(self) -> None:
+        retry = 1.0
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._snapshot_requested.wait(), self.settings.snapshot_interval)
             self._snapshot_requested.clear()
             try:
                 await self.snapshot()
+                retry = 1.0
             except OSError as exc:
                 log.error("snapshot_failed", extra={"error": str(exc)})
+                if not self.wal.writable:  # the log waits for a snapshot: try again soon
+                    await asyncio.sleep(retry)
+                    retry = min(retry * 2, 30.0)
+                    self._snapshot_requested.set()
 
     async def snapshot(self) -> Path:
         """Rotate the log, write a snapshot, and delete what the kept snapshots no longer need."""
@@ -164,8 +176,10 @@ class Journal:
         async with self._lock:
             started = time.monotonic()
             index = self.wal.rotate()
+            rotated_at = self.wal.position
             source = self._snapshot_source()  # taken in the same tick as the rotation
             path, size = await write_snapshot(self.directory, index, source)
+            self.wal.heal(rotated_at, segment=index)  # what the log held before is in the snapshot, synced
             kept = snapshots(self.directory)[-self.settings.keep_snapshots:]
             for old in snapshots(self.directory):
                 if old not in kept:

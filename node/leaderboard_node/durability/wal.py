@@ -9,7 +9,16 @@ loss or a kernel crash:
 * ``everysec``: a background task fsyncs once a second; a power loss can lose about a second.
 * ``no``: the kernel flushes when it likes (typically within 30 s).
 
-fsync runs in a worker thread so the event loop keeps serving while the disk works.
+fsync runs in a worker thread so the event loop keeps serving while the disk works, on a
+descriptor of its own (a duplicate): rotation may close the segment's descriptor meanwhile,
+and the flush still syncs the file it meant to.
+
+A write or an fsync that fails *breaks* the log: what it holds may have a hole (a page the
+kernel dropped), so appending after it could make a log whose replay stops at the hole.
+While broken, appends are refused (the caller refuses the write before applying it) and the
+journal takes a snapshot, which makes everything the node holds durable by other means; once
+it is written, ``heal`` mends the log and appends go on in a fresh segment. Nothing is failed
+for good, and nothing acknowledged depends on a segment that failed to sync.
 """
 
 from __future__ import annotations
@@ -19,7 +28,7 @@ import contextlib
 import logging
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,9 +71,12 @@ class WalStats:
 
 
 class WriteAheadLog:
-    def __init__(self, directory: Path, *, fsync: str) -> None:
+    def __init__(self, directory: Path, *, fsync: str, sync: Callable[[int], None] = os.fsync,
+                 on_broken: Callable[[], None] = lambda: None) -> None:
         self.directory = directory
         self.fsync_policy = fsync
+        self._sync = sync  # os.fsync; tests put a slow or failing one in its place
+        self.on_broken = on_broken
         directory.mkdir(parents=True, exist_ok=True)
         self.stats = WalStats()
         existing = segments(directory)
@@ -76,7 +88,8 @@ class WriteAheadLog:
         self._wakeup = asyncio.Event()
         self._synced_event = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.failed: BaseException | None = None
+        self.broken: BaseException | None = None  # until a snapshot heals it (see the module docstring)
+        self._broken_segment = 0  # the segment that failed: a snapshot taken after it was rotated away heals
 
     # ----------------------------------------------------------------- recovery
 
@@ -112,17 +125,45 @@ class WriteAheadLog:
         self._segment_bytes = 0
         fsync_directory(self.directory)
 
+    @property
+    def writable(self) -> bool:
+        return self.broken is None
+
+    @property
+    def position(self) -> int:
+        """Bytes appended since start: what ``wait_durable`` takes."""
+        return self._written
+
+    def _break(self, exc: BaseException, *, segment: int) -> None:
+        self._broken_segment = max(self._broken_segment, segment)
+        if self.broken is None:
+            self.broken = exc
+            log.error("wal_broken", extra={"error": str(exc), "hint": "appends are refused until a snapshot is "
+                                           "written; check the data directory's disk"})
+            self.on_broken()
+        self._synced_event.set()  # waiters find out
+
+    def heal(self, position: int, *, segment: int) -> None:
+        """A snapshot made everything up to ``position`` durable, where ``segment`` began: take
+        appends again, unless the failure was in ``segment`` or later (then the next snapshot)."""
+        if position > self._synced:
+            self._synced = position
+        if self.broken is not None and self._broken_segment < segment:
+            log.info("wal_healed", extra={"after": str(self.broken)})
+            self.broken = None
+        self._synced_event.set()
+
     def append(self, payload: bytes) -> int:
         """Append one record; returns the position a later ``wait_durable`` can wait for."""
-        if self.failed is not None:
-            raise OSError(f"the write-ahead log failed earlier: {self.failed}")
+        if self.broken is not None:
+            raise OSError(f"the write-ahead log is broken until a snapshot is written: {self.broken}")
         data = frames.encode(payload)
         try:
             written = os.write(self._fd, data)
             while written < len(data):  # pragma: no cover - short writes on odd filesystems
                 written += os.write(self._fd, data[written:])
         except OSError as exc:
-            self.failed = exc
+            self._break(exc, segment=self.index)
             raise
         self._written += len(data)
         self._segment_bytes += len(data)
@@ -137,13 +178,21 @@ class WriteAheadLog:
         return self._segment_bytes
 
     def rotate(self) -> int:
-        """Close the current segment and start the next; returns the new segment's index."""
+        """Close the current segment (synced) and start the next; returns the new segment's index.
+
+        A flush in flight syncs the old segment on a descriptor of its own, so closing this one
+        under it is harmless."""
         old = self._fd
+        self._open_segment(self.index + 1)
         self.index += 1
-        self._open_segment(self.index)
         if old >= 0:
-            os.fsync(old)
-            os.close(old)
+            try:
+                self._sync(old)
+                self._synced = max(self._synced, self._written)
+            except OSError as exc:  # the snapshot that follows every rotation heals it
+                self._break(exc, segment=self.index - 1)
+            finally:
+                os.close(old)
         return self.index
 
     async def wait_durable(self, position: int) -> None:
@@ -151,8 +200,8 @@ class WriteAheadLog:
         if self.fsync_policy != "always":
             return
         while self._synced < position:
-            if self.failed is not None:
-                raise OSError(f"the write-ahead log failed: {self.failed}")
+            if self.broken is not None:
+                raise OSError(f"the write-ahead log could not be forced to disk: {self.broken}")
             self._synced_event.clear()
             self._wakeup.set()
             await self._synced_event.wait()
@@ -166,18 +215,20 @@ class WriteAheadLog:
             else:
                 await asyncio.sleep(interval)
             target = self._written
-            if target == self._synced:
+            if target <= self._synced or self.broken is not None:
                 self._synced_event.set()
                 continue
+            fd, segment = os.dup(self._fd), self.index  # this flush's own: rotation may close the other
             try:
-                await asyncio.to_thread(os.fsync, self._fd)
-            except OSError as exc:  # a disk that cannot sync fails every later write
-                self.failed = exc
+                await asyncio.to_thread(self._sync, fd)
+            except OSError as exc:
                 log.error("wal_fsync_failed", extra={"error": str(exc)})
-                self._synced_event.set()
-                return
+                self._break(exc, segment=segment)
+                continue
+            finally:
+                os.close(fd)
             self.stats.fsyncs += 1
-            self._synced = target
+            self._synced = max(self._synced, target)
             self._synced_event.set()
 
     def start(self) -> None:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..config import LeaderboardSyncSettings
 from ..domain.changes import Change
+from ..domain.errors import LogUnavailable
 from ..domain.lives import life_id
 from ..node import Node, NodeState
 from . import binarylog_pb2 as pb
@@ -129,6 +130,10 @@ class NeedFullSync(Exception):
     pass
 
 
+class NotAccepting(Exception):
+    """This node cannot take a peer's batch now (its log is broken until a snapshot): try later."""
+
+
 NEWER_FORMAT_RETRY = 60.0  # seconds before a peer that sent a newer format is asked for a full sync again
 
 
@@ -177,6 +182,8 @@ class Replicator:
         self._acked: asyncio.Future[None] | None = None
         self._dead_since: dict[OriginKey, float] = {}  # dead lives of other nodes, and when first seen dead
         node.on_publish(self._publish)
+        if journal is not None:
+            node.on_write_check(self._require_writable_log)
 
     # ------------------------------------------------------------------ publishing
 
@@ -190,6 +197,11 @@ class Replicator:
                                  last_seq=seq, entries=entries)
             self._durable_position = self.journal.record(batch.data)
         return seq
+
+    def _require_writable_log(self) -> None:
+        if self.journal is not None and not self.journal.writable:
+            raise LogUnavailable("this node's write-ahead log failed and is being mended by a snapshot; "
+                                 "retry in a few seconds or on another node", field="body")
 
     def _outlive(self, vector: VersionVector) -> None:
         """Make this life's epoch larger than any earlier life of this node in ``vector`` (a
@@ -270,6 +282,8 @@ class Replicator:
         if batch.first_seq > applied + 1:
             self.events.batch_received(batch, outcome="gap")
             return pb.BatchAck(applied_seq=applied, accepted=False)
+        if record and self.journal is not None and not self.journal.writable:
+            raise NotAccepting("the write-ahead log is broken until a snapshot mends it")
         decoded: list[tuple[int, Change, pb.Entry]] = []
         previous = 0
         for entry in entries:

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from ..replication import binarylog_pb2 as pb
 from ..replication.protocol import COMPRESSION_HEADER, ZSTD_ENCODING, ProtocolError, decompress, frame, parse
-from ..replication.replicator import Replicator
+from ..replication.replicator import NotAccepting, Replicator
 from .json_body import json_response
 
 log = logging.getLogger("leaderboard_node.peer_api")
@@ -59,6 +59,8 @@ def create_peer_app(
             return json_response({"error": {"code": "message_too_large",
                                                 "message": f"peer messages are at most {max_message_bytes} bytes"}},
                                      status=413)
+        except NotAccepting as exc:
+            return json_response({"error": {"code": "not_accepting", "message": str(exc)}}, status=503)
         except ProtocolError as exc:
             on_rejected("malformed")
             log.warning("peer_message_rejected", extra={"path": request.path, "error": str(exc),
