@@ -97,6 +97,9 @@ class LeaderboardSyncSettings(_Section):
         default_factory=list, description="Glob patterns of leaderboards that keep no rank cache (see leaderboard.blacklist_rank_cache)."
     )
     backlog_size: int = Field(100_000, ge=1, description="Entries of each origin kept for incremental catch-up.")
+    backlog_bytes: int = Field(64 * 1024 * 1024, ge=64 * 1024,
+                               description="Bytes of serialized entries of each origin kept for incremental catch-up "
+                                           "(whichever of this and backlog_size is reached first).")
     queue_size: int = Field(100_000, ge=1, description="Entries queued for one peer before it is switched to catch-up.")
     anti_entropy_interval: float = Field(1.0, gt=0, description="Seconds between version-vector and digest comparisons.")
     sync_chunk_records: int = Field(10_000, ge=1, description="Records in one chunk of a full sync.")

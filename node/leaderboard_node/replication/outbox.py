@@ -37,9 +37,9 @@ log = logging.getLogger("leaderboard_node.outbox")
 class LocalLog:
     """This node's own entries, numbered within its epoch."""
 
-    def __init__(self, origin: OriginKey, *, capacity: int) -> None:
+    def __init__(self, origin: OriginKey, *, capacity: int, max_bytes: int = 64 * 1024 * 1024) -> None:
         self.origin = origin
-        self.backlog = Backlog(capacity=capacity)
+        self.backlog = Backlog(capacity=capacity, max_bytes=max_bytes)
         self._changed = asyncio.Event()
 
     @property

@@ -161,7 +161,7 @@ class Replicator:
         self.origin: OriginKey = (node.name, epoch)
         self.store.node = life_id(node.name, epoch)
         self.client_address = client_address
-        self.local = LocalLog(self.origin, capacity=settings.backlog_size)
+        self.local = LocalLog(self.origin, capacity=settings.backlog_size, max_bytes=settings.backlog_bytes)
         self.vector = VersionVector()
         self.backlogs: dict[OriginKey, Backlog] = {self.origin: self.local.backlog}
         self.members: dict[str, Member] = {}
@@ -253,7 +253,8 @@ class Replicator:
         backlog = self.backlogs.get(origin)
         if backlog is None:
             applied = self.vector.get(origin)
-            backlog = self.backlogs[origin] = Backlog(capacity=self.settings.backlog_size, floor=applied,
+            backlog = self.backlogs[origin] = Backlog(capacity=self.settings.backlog_size,
+                                                      max_bytes=self.settings.backlog_bytes, floor=applied,
                                                       covered=applied)
         return backlog
 
@@ -275,6 +276,9 @@ class Replicator:
         origin = (node_name, epoch)
         if origin == self.origin:  # our own entries, relayed back: we have them
             return pb.BatchAck(applied_seq=self.vector.get(origin), accepted=True)
+        if self._retired(origin):  # a retired life's: folded here already, nothing to apply
+            self.events.batch_received(batch, outcome="duplicate")
+            return pb.BatchAck(applied_seq=batch.last_seq, accepted=True)
         applied = self.vector.get(origin)
         if batch.last_seq <= applied:
             self.events.batch_received(batch, outcome="duplicate")
@@ -596,7 +600,8 @@ class Replicator:
             status = await self._poll(member)
             if status is None:
                 raise PeerUnavailable(f"{member.name} went away during catch-up")
-            missing = {o: v for o, v in self.vector.missing_from(member.vector).items() if o != self.origin}
+            missing = {o: v for o, v in self.vector.missing_from(member.vector).items()
+                       if o != self.origin and not self._retired(o)}
             if not missing:
                 return
             for origin in missing:
@@ -624,7 +629,8 @@ class Replicator:
     async def _repair_from(self, member: Member) -> None:
         # What the peer held both at the previous poll and now (it may have restarted empty since)
         settled = VersionVector({o: min(s, member.vector.get(o)) for o, s in member.previous_vector.items()})
-        missing = {o: v for o, v in self.vector.missing_from(settled).items() if o != self.origin}
+        missing = {o: v for o, v in self.vector.missing_from(settled).items()
+                   if o != self.origin and not self._retired(o)}
         try:
             for origin in missing:
                 await self._catch_up_origin(member, origin, target=settled.get(origin))
@@ -633,7 +639,7 @@ class Replicator:
             return
         if missing:
             return
-        if member.vector == self.vector and member.state == NodeState.READY.value and self.node.ready:
+        if self._same_vectors(member.vector) and member.state == NodeState.READY.value and self.node.ready:
             mine = self.state_digest()
             if not member.state_digest or not mine:
                 return  # a digest is still settling after a full sync: nothing to compare yet
@@ -736,6 +742,20 @@ class Replicator:
             if self.store.retire(name, horizon):
                 log.info("lives_retired", extra={"node": self.node.name, "of_node": name, "below_epoch": horizon})
         retirement.forget(self._dead_since, decided)
+        for origin in [origin for origin in self.backlogs if self._retired(origin)]:
+            # Nothing of a retired life is ever asked for again. Its position stays in the vector:
+            # members still deciding read it there.
+            del self.backlogs[origin]
+
+    def _same_vectors(self, theirs: VersionVector) -> bool:
+        """Whether a peer's vector equals this node's, lives retired here aside (a peer may not
+        have forgotten them yet)."""
+        def live(vector: VersionVector) -> dict[OriginKey, int]:
+            return {origin: seq for origin, seq in vector.items() if not self._retired(origin)}
+        return live(theirs) == live(self.vector)
+
+    def _retired(self, origin: OriginKey) -> bool:
+        return origin[1] < self.store.horizons.get(origin[0])
 
     # ------------------------------------------------------------------- reporting
 

@@ -13,6 +13,11 @@ updates (for coalescing: equal hashes are confirmed against the entries themselv
 100,000-entry backlog costs about 18 MB. Entries of a batch that were
 coalesced away (superseded by a later update of the same record) are simply absent: the
 backlog *covers* up to ``covered`` even where sequences are missing.
+
+A backlog is bounded twice: by ``capacity`` entries and by ``max_bytes`` of serialized entries
+(a stream of writes with large metadata would otherwise hold gigabytes in 100,000 entries).
+Whichever bound is reached first evicts the oldest entries; a peer that needs them takes a
+full sync.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ class VersionVector:
     def items(self) -> Iterator[tuple[OriginKey, int]]:
         return iter(list(self._seqs.items()))
 
+
     def copy(self) -> VersionVector:
         return VersionVector(self._seqs)
 
@@ -70,6 +76,7 @@ class Backlog:
     """Recent entries of one origin, bounded by ``capacity``."""
 
     capacity: int
+    max_bytes: int = 64 * 1024 * 1024
     floor: int = 0  # entries up to here are gone
     covered: int = 0  # the backlog answers for every sequence up to here
     _seqs: array = field(default_factory=lambda: array("q"))
@@ -77,6 +84,7 @@ class Backlog:
     _entries: list[bytes] = field(default_factory=list)  # serialized pb.Entry
     _times: array = field(default_factory=lambda: array("d"))
     _start: int = 0
+    bytes: int = 0  # of the entries held
 
     def __len__(self) -> int:
         return len(self._seqs) - self._start
@@ -86,10 +94,18 @@ class Backlog:
         self._keys.append(key)
         self._entries.append(entry)
         self._times.append(time.monotonic() if at is None else at)
+        self.bytes += len(entry)
         if seq > self.covered:
             self.covered = seq
         if len(self) > self.capacity:
             self._evict(len(self) - self.capacity)
+        if self.bytes > self.max_bytes:
+            count, excess = 0, self.bytes - self.max_bytes
+            while excess > 0 and count < len(self) - 1:  # the newest entry stays, whatever its size
+                excess -= len(self._entries[self._start + count])
+                count += 1
+            if count:
+                self._evict(count)
 
     def cover(self, seq: int) -> None:
         """Entries up to ``seq`` were applied (some coalesced away): answer for them."""
@@ -97,6 +113,7 @@ class Backlog:
             self.covered = seq
 
     def _evict(self, count: int) -> None:
+        self.bytes -= sum(map(len, self._entries[self._start:self._start + count]))
         self._start += count
         self.floor = self._seqs[self._start - 1]
         if self._start > 4096 and self._start * 2 > len(self._seqs):
