@@ -18,12 +18,12 @@ described in prose and refused with a 400 naming the field.
 from __future__ import annotations
 
 import copy
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
 from ..config import LimitSettings
+from ..version import VERSION
 from ..domain.records import INT64_MAX, INT64_MIN
 from . import schemas
 from .auth import FIELD as AUTH_FIELD
@@ -159,7 +159,8 @@ def response_schemas() -> dict[str, Schema]:
         "Readiness": _object({"ready": {"type": "boolean"},
                               "state": {"type": "string", "enum": ["starting", "syncing", "ready", "stopping"]}}),
         "Cluster": _object({
-            "node": _object({"name": {"type": "string"}, "state": {"type": "string"}, "ready": {"type": "boolean"},
+            "node": _object({"name": {"type": "string"}, "version": {"type": "string", "description": "The build."},
+                             "state": {"type": "string"}, "ready": {"type": "boolean"},
                              "records": NON_NEGATIVE, "leaderboards": NON_NEGATIVE},
                             required=["name", "state", "ready"], closed=False),
             "members": {"type": "array", "items": {"type": "object"}},
@@ -342,7 +343,7 @@ def build_spec(limits: LimitSettings, *, auth: bool) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {
             "title": "leaderboard-cluster client API",
-            "version": _version(),
+            "version": VERSION,
             "description": (
                 "A replicated, in-memory leaderboard and tournament service. All times are Unix seconds (UTC); "
                 "0 means never. Errors are `{\"error\": {\"code\", \"message\", \"field\"}}` with a 4xx status. "
@@ -353,10 +354,3 @@ def build_spec(limits: LimitSettings, *, auth: bool) -> dict[str, Any]:
         "paths": copy.deepcopy(paths),
         "components": components,
     }
-
-
-def _version() -> str:
-    try:
-        return version("leaderboard-cluster")
-    except PackageNotFoundError:  # pragma: no cover - running from a source tree without metadata
-        return "0"
