@@ -50,7 +50,7 @@ from pydantic import SecretStr
 
 from ..config import MIN_KEY_LENGTH, AuthSettings, ConfigError
 from ..domain.errors import DomainError
-from .json_body import json_response
+from .json_body import error_json, json_response
 
 log = logging.getLogger("leaderboard_node.auth")
 
@@ -212,7 +212,7 @@ def presented_key(request: web.Request) -> str | None:
 
 def _refuse(error: DomainError) -> web.Response:
     headers = {"WWW-Authenticate": REALM} if error.status == 401 else None
-    return json_response(error.to_json(), status=error.status, headers=headers)
+    return json_response(error_json(error), status=error.status, headers=headers)
 
 
 def auth_middleware(keys: ApiKeys) -> Middleware:

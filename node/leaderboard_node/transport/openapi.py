@@ -1,7 +1,8 @@
 """The OpenAPI 3.1 description of the client API, served at ``GET /openapi.json``.
 
 Request bodies are generated from the pydantic models that validate them (``schemas``), so
-the published schemas cannot drift from validation; fields whose bounds come from settings
+the published schemas cannot drift from validation; the query parameters listed here are
+the ones each route takes (``query_parameters``), and the client API refuses any other; fields whose bounds come from settings
 carry an ``x-limit`` marker there, replaced here by the node's configured bounds (id length,
 batch size). Responses, parameters and status codes are written by hand below, in one place;
 ``tests/api/test_openapi.py`` runs schemathesis against a live node to check that answers
@@ -123,13 +124,16 @@ def response_schemas() -> dict[str, Schema]:
         "expiry_time": TIME,
         "rank": {"type": "integer", "minimum": 0, "description": "1-based; 0 when ranks are off."},
     })
+    problem = _object({
+        "code": {"type": "string", "description": "Stable snake_case code, for programs."},
+        "message": {"type": "string", "description": "For people."},
+        "field": {"type": "string", "description": "The part of the request that was wrong."},
+        "details": {"type": "object"},
+    }, required=["code", "message"])
     error = _object({
-        "error": _object({
-            "code": {"type": "string", "description": "Stable snake_case code, for programs."},
-            "message": {"type": "string", "description": "For people."},
-            "field": {"type": "string", "description": "The part of the request that was wrong."},
-            "details": {"type": "object"},
-        }, required=["code", "message"]),
+        "error": {**problem, "description": "The first problem."},
+        "errors": {"type": "array", "items": problem, "minItems": 1,
+                   "description": "Every problem found in the request (a body with several bad fields)."},
     })
     return {
         "Error": error,
@@ -171,7 +175,8 @@ def response_schemas() -> dict[str, Schema]:
 # ----------------------------------------------------------------------------- operations
 
 _ERRORS = {
-    400: "The request is invalid; `error.field` names the part that was wrong.",
+    400: "The request is invalid, or carries a query parameter the operation does not take; `error.field` names "
+         "the part that was wrong, `errors` lists every problem found.",
     401: "No API key, or a wrong one (`error.field` is `authorization`).",
     403: "The operation needs the server key, the leaderboard is authoritative, or the tournament must be joined.",
     404: "No such leaderboard, tournament, record or reset period.",
@@ -204,7 +209,7 @@ def _operation(
         content = ({"text/plain": {"schema": {"type": "string"}}} if schema == "text" else
                    {JSON: {"schema": {"type": "object"} if schema == "object" else _ref(schema)}})
         responses[str(status)] = {"description": description, "content": content}
-    codes = set(errors)
+    codes = set(errors) | {400}  # every operation refuses query parameters it does not take
     if body is not None:
         codes |= {400, 408, 413}
     if access != "open":
@@ -222,6 +227,12 @@ def _operation(
     if auth:
         operation["security"] = [] if access == "open" else [{"bearer": []}, {"apiKey": []}]
     return operation
+
+
+def query_parameters(spec: dict[str, Any]) -> dict[tuple[str, str], frozenset[str]]:
+    """(method, path) -> the names of the query parameters the operation takes."""
+    return {(method, path): frozenset(p["name"] for p in operation.get("parameters", ()) if p["in"] == "query")
+            for path, operations in spec["paths"].items() for method, operation in operations.items()}
 
 
 def build_spec(limits: LimitSettings, *, auth: bool) -> dict[str, Any]:
