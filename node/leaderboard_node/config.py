@@ -185,14 +185,14 @@ class StaticDiscoverySettings(_Section):
 
 class DnsDiscoverySettings(_Section):
     name: str = Field("", description="DNS name of the headless peer Service.")
-    port: int = Field(DEFAULT_PEER_PORT, ge=1, le=65535)
+    port: int = Field(DEFAULT_PEER_PORT, ge=1, le=65535, description="Peer port of the nodes the name resolves to.")
     interval: float = Field(5.0, gt=0, description="Seconds between lookups.")
 
 
 class KubernetesDiscoverySettings(_Section):
     namespace: str | None = Field(None, description="Namespace of the pods (default: the pod's own).")
     label_selector: str = Field("", description="Label selector of the cluster's pods.")
-    port: int = Field(DEFAULT_PEER_PORT, ge=1, le=65535)
+    port: int = Field(DEFAULT_PEER_PORT, ge=1, le=65535, description="Peer port of the cluster's pods.")
     api_server: str | None = Field(
         None, description="URL of the Kubernetes API (default: in-cluster, from KUBERNETES_SERVICE_HOST/PORT).")
     token_file: Path = Field(Path("/var/run/secrets/kubernetes.io/serviceaccount/token"),
@@ -202,7 +202,9 @@ class KubernetesDiscoverySettings(_Section):
 
 
 class DiscoverySettings(_Section):
-    mode: Literal["static", "dns", "kubernetes"] = "static"
+    mode: Literal["static", "dns", "kubernetes"] = Field(
+        "static", description="static: the peers listed below (or --peers); dns: the addresses of a name; "
+                              "kubernetes: pods listed by label through the API.")
     static: StaticDiscoverySettings = Field(default_factory=StaticDiscoverySettings)
     dns: DnsDiscoverySettings = Field(default_factory=DnsDiscoverySettings)
     kubernetes: KubernetesDiscoverySettings = Field(default_factory=KubernetesDiscoverySettings)
