@@ -37,10 +37,17 @@ def test_each_set_up_step_prints_one_line_with_its_time():
     assert re.fullmatch(r"\[run\] another step \.\.\. \d+\.\d s", lines[1])
 
 
-def test_a_failing_step_says_so_and_fails_the_set_up():
-    result = _bash('source ./run; set +e; step "breaking" false; echo "rc=$?"')
-    assert re.search(r"\[run\] breaking \.\.\. failed after \d+\.\d s", result.stderr), result.stderr
-    assert "rc=1" in result.stdout
+def test_what_a_step_prints_stays_out_of_its_line():
+    result = _bash('source ./run && step "a noisy step" sh -c "echo WARNING: noise >&2; echo chatter"')
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(r"\[run\] a noisy step \.\.\. \d+\.\d s\n", result.stderr), result.stderr
+    assert "chatter" not in result.stdout
+
+
+def test_a_failing_step_says_so_shows_what_it_printed_and_fails_the_set_up():
+    result = _bash('source ./run; set +e; step "breaking" sh -c "echo the reason >&2; exit 3"; echo "rc=$?"')
+    assert re.search(r"\[run\] breaking \.\.\. failed after \d+\.\d s:\nthe reason", result.stderr), result.stderr
+    assert "rc=3" in result.stdout
 
 
 def test_every_set_up_command_of_the_script_runs_as_a_timed_step():
