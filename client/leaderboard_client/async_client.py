@@ -137,6 +137,7 @@ class AsyncLeaderboardClient(Operations[Awaitable[Any]]):
         self._closed = False
 
     async def close(self) -> None:
+        """Close every connection; requests after this raise."""
         self._closed = True
         for connection in list(self._open):
             connection.close()
@@ -202,6 +203,7 @@ class AsyncLeaderboardClient(Operations[Awaitable[Any]]):
 
     async def request_raw(self, method: str, path: str, body: bytes | None = None,  # type: ignore[override]
                           headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        """Send one request as given; (status, body bytes), whatever the status."""
         if self._closed:
             raise RuntimeError("the client is closed")
         if method == "HEAD":  # an answer without the body its headers announce: not parsed here

@@ -1,68 +1,231 @@
-"""``leaderboardctl``: talk to any node of a cluster, or start a local one.
+"""leaderboardctl: talk to any node of a cluster, or start a local one.
 
-    leaderboardctl local --nodes 3 --sample-data      a real cluster on 127.0.0.1
+    leaderboardctl local --nodes 3 --sample-data      a real cluster on 127.0.0.1, supervised
     leaderboardctl create weekly --reset-schedule "0 0 * * 1"
+    leaderboardctl list                              leaderboards (get, delete one)
     leaderboardctl submit weekly player-1 100
-    leaderboardctl top weekly --limit 10
+    leaderboardctl import weekly scores.csv          many records from a CSV or JSONL file
+    leaderboardctl top weekly --limit 10             a page; --cursor for the next one
     leaderboardctl around weekly player-1
+    leaderboardctl owners weekly player-1 player-2   some owners' records and ranks
+    leaderboardctl record weekly player-1            one record (delete-record to delete it)
+    leaderboardctl tournament create cup --duration 3600 --reset-schedule "0 12 * * *"
+    leaderboardctl tournament join cup player-1      (tournament list)
     leaderboardctl cluster                           this node, its members and their lag
     leaderboardctl digests weekly                    every member's digest side by side
 
-The node is ``--url`` or ``$LEADERBOARD_URL`` (default http://127.0.0.1:7350).
+The node is --url or $LEADERBOARD_URL (default http://127.0.0.1:7350).
+
+API keys: a cluster with keys (see the README's Security) takes the server key for creating
+and deleting and the client key for the rest. Give them as $LEADERBOARD_SERVER_KEY and
+$LEADERBOARD_CLIENT_KEY, or as files with --server-key-file and --client-key-file (not on
+the command line, where `ps` shows them to every user). leaderboardctl sends the server key
+when it has one (it may do everything), else the client key.
+
+Output: a table, or JSON with --json (every command). Times in tables are UTC.
+
+Exit status: 0 done; 1 the node refused the request or could not be reached; 2 a usage
+error; 3 digests: the members' digests differ or a member is unreachable; 141 the reader of
+the output went away (`leaderboardctl top weekly | head`), as a tool killed by SIGPIPE.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import os
 import shutil
 import signal
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 from .client import ApiError, LeaderboardClient
 
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_DIFFERENT = 3
+EXIT_READER_GONE = 128 + signal.SIGPIPE
+DEFAULT_URL = "http://127.0.0.1:7350"
+BATCH_CHUNK = 1000
+RECORD_FIELDS = ("owner_id", "score", "subscore", "username", "metadata", "operator")
+OPERATORS = ("best", "set", "incr", "decr")
+SORT_ORDERS = ("desc", "asc")
+CRON_HELP = "reset schedule: a 5-field cron expression in UTC (minute hour day month weekday), e.g. \"0 0 * * 1\""
 
-def _print_records(records: list[dict[str, Any]]) -> None:
+
+def package_version() -> str:
+    try:
+        return version("leaderboard-cluster")
+    except PackageNotFoundError:  # pragma: no cover - a source tree without metadata
+        return "0+unknown"
+
+
+class ReaderGone(Exception):
+    """stdout's reader went away (``| head``): stop quietly."""
+
+
+class UsageError(Exception):
+    """Input the command cannot use (a bad file, a bad --metadata): exit 2 with the reason."""
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def out(line: str = "") -> None:
+    """One line of output; ``ReaderGone`` when nobody reads it any more."""
+    try:
+        print(line)
+    except BrokenPipeError:
+        raise ReaderGone from None
+
+
+def flush() -> None:
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise ReaderGone from None
+
+
+def out_json(value: Any) -> None:
+    out(json.dumps(value, indent=2))
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, right: Iterable[int] = ()) -> None:
+    """Aligned columns under a header; ``right`` are the indexes of right-aligned (numeric) columns."""
+    aligned = set(right)
+    cells = [[("-" if value is None else str(value)) for value in row] for row in rows]
+    widths = [max([len(h)] + [len(row[i]) for row in cells]) for i, h in enumerate(headers)]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(v.rjust(w) if i in aligned else v.ljust(w) for i, (v, w) in enumerate(zip(values, widths))
+                         ).rstrip()
+
+    out(line(headers))
+    for row in cells:
+        out(line(row))
+
+
+def when(seconds: int | float | None) -> str:
+    """Unix seconds as UTC time; ``-`` for 0 (never)."""
+    if not seconds:
+        return "-"
+    return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def ago(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return f"{seconds} s ago"
+    if seconds < 7200:
+        return f"{seconds // 60} min ago"
+    return f"{seconds // 3600} h ago"
+
+
+def print_records(records: list[dict[str, Any]], *, empty: str = "(no records)") -> None:
     if not records:
-        print("(no records)")
+        out(empty)
         return
-    print(f"{'rank':>6}  {'score':>12}  {'subscore':>8}  {'num':>4}  owner")
-    for record in records:
-        name = f"  ({record['username']})" if record.get("username") else ""
-        print(f"{record['rank']:>6}  {record['score']:>12}  {record['subscore']:>8}  {record['num_score']:>4}  "
-              f"{record['owner_id']}{name}")
+    table(["rank", "score", "subscore", "num", "owner", "username"],
+          ([r["rank"], r["score"], r["subscore"], r["num_score"], r["owner_id"], r.get("username") or ""]
+           for r in records), right=(0, 1, 2, 3))
+
+
+def print_page(page: dict[str, Any]) -> None:
+    print_records(page["records"])
+    out(f"({page['rank_count']} records)")
+    if page.get("prev_cursor"):
+        out(f"previous page: --cursor {page['prev_cursor']}")
+    if page.get("next_cursor"):
+        out(f"next page:     --cursor {page['next_cursor']}")
+
+
+def print_leaderboards(boards: list[dict[str, Any]]) -> None:
+    if not boards:
+        out("(no leaderboards)")
+        return
+    table(["id", "sort", "operator", "reset schedule", "ranks", "created", "next reset"],
+          ([b["id"], b["sort_order"], b["operator"], b["reset_schedule"] or "", "on" if b["ranks_active"] else "off",
+            when(b["create_time"]), when(b["next_reset"])] for b in boards))
+
+
+def print_tournaments(cups: list[dict[str, Any]]) -> None:
+    if not cups:
+        out("(no tournaments)")
+        return
+    table(["id", "title", "cat", "active", "size", "max", "active from", "active until", "reset schedule"],
+          ([t["id"], t["title"], t["category"], "yes" if t["active"] else "no", t["size"], t["max_size"] or "-",
+            when(t["start_active"]), when(t["end_active"]), t["reset_schedule"] or ""] for t in cups),
+          right=(2, 4, 5))
+
+
+def print_definition(body: dict[str, Any]) -> None:
+    (print_tournaments if "duration" in body else print_leaderboards)([body])
+
+
+def print_cursor(cursor: str | None) -> None:
+    if cursor:
+        out(f"next page: --cursor {cursor}")
+
+
+# ------------------------------------------------------------------------- commands
 
 
 def _cmd_local(args: argparse.Namespace) -> int:
-    from .local import LocalCluster, load_sample_data
+    from .local import LocalCluster, NodeFailed, PortsTaken, load_sample_data
 
     def interrupt(signum: int, frame: object) -> None:  # SIGTERM stops the cluster as Ctrl-C does
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
     cluster = LocalCluster(nodes=args.nodes, base_port=args.base_port, data=args.persist)
-    print(f"starting {args.nodes} nodes in {cluster.workdir} ...", flush=True)
+    lock = threading.Lock()
+
+    def report(line: str) -> None:  # from the supervision threads: whole lines, one at a time
+        with lock:
+            try:
+                print(f"[{datetime.now().strftime('%H:%M:%S')}] {line}", flush=True)
+            except BrokenPipeError:
+                pass
+
+    out(f"starting {args.nodes} node{'s' if args.nodes != 1 else ''} in {cluster.workdir}")
+    for node in cluster.nodes:
+        out(f"  {node.name}: config {node.config_path}")
+        out(f"  {node.name}: log    {node.log_path}")
+    flush()
     try:
         cluster.start()
+    except (PortsTaken, NodeFailed) as exc:
+        cluster.stop()
+        print(f"leaderboardctl local: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        cluster.stop()
+        return EXIT_OK
+    try:
         urls = [node.url for node in cluster.nodes]
         sample = None
         if args.sample_data:
             sample = load_sample_data(urls, players=args.players)
-            print(f"loaded {sample['records']} sample records into global, weekly, kills, speedrun, daily_cup")
-        print("\nthe cluster is ready:")
+            out(f"loaded {sample['records']} sample records into global, weekly, kills, speedrun, daily_cup")
+        out("\nthe cluster is ready:")
         for node in cluster.nodes:
-            print(f"  {node.name}: client API {node.url}  (peers on {node.host}:{node.peer_port}, "
-                  f"log {cluster.workdir / (node.name + '.log')})")
+            out(f"  {node.name}: client API {node.url}, peers on {node.host}:{node.peer_port}, pid {node.pid}")
         first, last = urls[0], urls[-1]
         owner = sample["first_owner"] if sample else "player-1"
         beside = Path(sys.executable).parent / "leaderboardctl"  # the venv's, when it is not on PATH
         ctl = "leaderboardctl" if shutil.which("leaderboardctl") == str(beside) and os.environ.get(
             "VIRTUAL_ENV") else str(beside) if beside.exists() else "leaderboardctl"
-        print(f"""
+        victim = cluster.nodes[-1]
+        out(f"""
 try it from another terminal (any node answers, any node accepts writes):
   {ctl} --url {first} top global --limit 5
   {ctl} --url {last} submit global {owner} 2000000
@@ -70,139 +233,531 @@ try it from another terminal (any node answers, any node accepts writes):
   {ctl} --url {first} digests global
   {ctl} --url {first} cluster
   curl -s '{first}/v1/leaderboards/global/records?limit=3'
+  kill -9 {victim.pid}    # {victim.name}: watch it come back here and resync from its peers
 """)
+        flush()
+        cluster.supervise(report)
         if args.exit_after is not None:
             time.sleep(args.exit_after)
-            return 0
-        print("press Ctrl-C to stop the cluster", flush=True)
-        while all(node.process is not None and node.process.poll() is None for node in cluster.nodes):
-            time.sleep(0.5)
-        print("a node exited; stopping the cluster", file=sys.stderr)
-        return 1
+            return EXIT_OK
+        out("nodes that exit are restarted; press Ctrl-C to stop the cluster")
+        flush()
+        while True:
+            time.sleep(3600)
     except KeyboardInterrupt:
-        return 0
+        return EXIT_OK
     finally:
+        try:
+            print("stopping the cluster", file=sys.stderr)
+        except OSError:
+            pass
         cluster.stop()
 
 
-def _member_urls(client: LeaderboardClient) -> list[tuple[str, str]]:
+def _member_urls(client: LeaderboardClient) -> list[tuple[str, str | None, dict[str, Any] | None]]:
+    """(name, client URL or None when unknown, the member's entry) of this node and its members."""
     status = client.cluster()
-    urls = [(status["node"]["name"], client.url)]
+    urls: list[tuple[str, str | None, dict[str, Any] | None]] = [(status["node"]["name"], client.url, None)]
     for member in status["members"]:
-        if member.get("client_address"):
-            urls.append((member["name"], f"http://{member['client_address']}"))
+        address = member.get("client_address")
+        urls.append((member["name"] or member["address"], f"http://{address}" if address else None, member))
     return urls
+
+
+def _unreachable_since(member: dict[str, Any], now: float) -> float | None:
+    """When the node lost this member: its ``unreachable_since``, or else (a node that does not
+    report it) the last time it was seen."""
+    since = member.get("unreachable_since")
+    if since:
+        return float(since)
+    seen = member.get("last_seen_seconds_ago")
+    return now - seen if seen is not None else None
+
+
+def member_state(member: dict[str, Any], now: float) -> tuple[str, str]:
+    """(state, since) as ``cluster`` shows them: a member the node cannot reach is unreachable,
+    whatever state it last reported."""
+    if member.get("state") == "unreachable" or member.get("reachable") is False:
+        since = _unreachable_since(member, now)
+        return "unreachable", (f"{when(since)} ({ago(now - since)})" if since else "never reached")
+    return str(member.get("state")), ""
+
+
+def _cmd_cluster(client: LeaderboardClient, args: argparse.Namespace) -> int:
+    status = client.cluster()
+    if args.json:
+        out_json(status)
+        return EXIT_OK
+    node, now = status["node"], time.time()
+    out(f"{node['name']} (version {node.get('version', '?')}): {node['state']}, {node['records']} records, "
+        f"log at {node.get('log_seq', 0)}")
+    if not status["members"]:
+        out("(no members)")
+        return EXIT_OK
+    rows = []
+    for member in status["members"]:
+        state, since = member_state(member, now)
+        rows.append([member["name"] or member["address"], state, since, member.get("lag_entries") or 0,
+                     member.get("lag_seconds") or 0, member.get("records", 0)])
+    table(["member", "state", "since", "lag", "lag s", "records"], rows, right=(3, 4, 5))
+    return EXIT_OK
+
+
+def _cmd_digests(client: LeaderboardClient, args: argparse.Namespace, keys: Keys) -> int:
+    rows: list[dict[str, Any]] = []
+    now = time.time()
+    for name, url, member in _member_urls(client):
+        row: dict[str, Any] = {"node": name, "url": url}
+        if url is None:
+            row.update(state="unreachable", error="its client address is unknown (never reached)")
+        else:
+            with LeaderboardClient(url, timeout=5, api_key=keys.key) as other:
+                try:
+                    digest = other.digest(args.leaderboard, expiry=args.expiry)
+                    row.update(state="ok", count=digest["count"], digest=digest["digest"])
+                except ApiError as exc:
+                    row.update(state="error", error=str(exc))
+                except OSError as exc:
+                    row.update(state="unreachable", error=f"cannot reach {url}: {exc}")
+        if row["state"] == "unreachable" and member is not None:
+            state, since = member_state(member, now)
+            row["since"] = since if state == "unreachable" else None
+        rows.append(row)
+    answered = {row["digest"] for row in rows if row["state"] == "ok"}
+    if len(answered) > 1 or any(row["state"] == "error" for row in rows):
+        verdict = "different"
+    elif any(row["state"] == "unreachable" for row in rows):
+        verdict = "unreachable"
+    else:
+        verdict = "equal"
+    if args.json:
+        out_json({"leaderboard": args.leaderboard, "verdict": verdict, "members": rows})
+    else:
+        table(["node", "records", "digest"],
+              ([row["node"], row.get("count"), row.get("digest") or
+                (f"UNREACHABLE since {row['since']}" if row.get("since") else
+                 "UNREACHABLE" if row["state"] == "unreachable" else "ERROR") + f": {row.get('error', '')}"]
+               for row in rows), right=(1,))
+        out({"equal": "all equal", "unreachable": "UNREACHABLE: a member could not be asked",
+             "different": "DIFFERENT"}[verdict])
+    return EXIT_OK if verdict == "equal" else EXIT_DIFFERENT
+
+
+# ---------------------------------------------------------------------- batch import
+
+
+def _integer(value: str, *, where: str, name: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise UsageError(f"{where}: {name} must be an integer, got {value!r}") from None
+
+
+def _csv_records(text: str, source: str) -> list[tuple[int, dict[str, Any]]]:
+    reader = csv.DictReader(io.StringIO(text))
+    header = reader.fieldnames or []
+    unknown = [name for name in header if name not in RECORD_FIELDS]
+    if "owner_id" not in header or "score" not in header or unknown:
+        raise UsageError(f"{source}: the CSV header must name owner_id and score, and may name "
+                         f"{', '.join(RECORD_FIELDS[2:])}" + (f" (not {', '.join(unknown)})" if unknown else ""))
+    records = []
+    for row in reader:
+        where = f"{source}:{reader.line_num}"
+        record: dict[str, Any] = {"owner_id": row["owner_id"], "score": _integer(row["score"], where=where,
+                                                                                  name="score")}
+        if row.get("subscore"):
+            record["subscore"] = _integer(row["subscore"], where=where, name="subscore")
+        for name in ("username", "operator"):
+            if row.get(name):
+                record[name] = row[name]
+        if row.get("metadata"):
+            try:
+                record["metadata"] = json.loads(row["metadata"])
+            except ValueError:
+                raise UsageError(f"{where}: metadata must be a JSON object") from None
+        records.append((reader.line_num, record))
+    return records
+
+
+def _jsonl_records(text: str, source: str) -> list[tuple[int, dict[str, Any]]]:
+    records = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as exc:
+            raise UsageError(f"{source}:{number}: not JSON ({exc})") from None
+        if not isinstance(record, dict):
+            raise UsageError(f"{source}:{number}: each line must be a JSON object")
+        records.append((number, record))
+    return records
+
+
+def read_records(path: str, fmt: str | None) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, record) of every record in a CSV or JSONL file (``-``: stdin)."""
+    source = "stdin" if path == "-" else path
+    if fmt is None:
+        suffix = Path(path).suffix.lower()
+        fmt = "csv" if suffix == ".csv" else "jsonl" if suffix in (".jsonl", ".ndjson", ".json") else None
+        if fmt is None:
+            raise UsageError(f"{source}: say --format csv or --format jsonl (the file name does not tell)")
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {source}: {exc}") from None
+    return _csv_records(text, source) if fmt == "csv" else _jsonl_records(text, source)
+
+
+def _refused_line(exc: ApiError, chunk: list[tuple[int, dict[str, Any]]], source: str) -> str:
+    """The file line of the record a refused batch names (``records[3].score``)."""
+    field = exc.field or ""
+    if field.startswith("records[") and "]" in field:
+        index = int(field[len("records["):field.index("]")])
+        if 0 <= index < len(chunk):
+            rest = field[field.index("]") + 1:].lstrip(".")
+            return f"{source}:{chunk[index][0]}: {rest or 'record'}: {exc.message}"
+    return str(exc)
+
+
+def _cmd_import(client: LeaderboardClient, args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    records = read_records(args.file, args.format)
+    source = "stdin" if args.file == "-" else args.file
+    started, written, batches = time.monotonic(), 0, 0
+    # disable=None: a bar only when stderr is a terminal (a pipe or a log gets the summary alone)
+    with tqdm(total=len(records), unit="records", desc=f"importing into {args.leaderboard}", file=sys.stderr,
+              disable=None if not args.progress else False, dynamic_ncols=True) as bar:
+        for start in range(0, len(records), args.chunk_size):
+            chunk = records[start:start + args.chunk_size]
+            try:
+                client.write_batch(args.leaderboard, [record for _, record in chunk])
+            except ApiError as exc:
+                bar.close()
+                print(f"leaderboardctl: {_refused_line(exc, chunk, source)}; the {written} records before "
+                      f"line {chunk[0][0]} were written, none after", file=sys.stderr)
+                return EXIT_FAILED
+            written += len(chunk)
+            batches += 1
+            bar.update(len(chunk))
+    seconds = round(time.monotonic() - started, 3)
+    summary = {"leaderboard": args.leaderboard, "records": written, "batches": batches, "seconds": seconds}
+    if args.json:
+        out_json(summary)
+    else:
+        table(["leaderboard", "records", "batches", "seconds"], [[args.leaderboard, written, batches, seconds]],
+              right=(1, 2, 3))
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------- dispatch
+
+
+class Keys:
+    """The API key leaderboardctl sends: the server key when it has one, else the client key."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.key = (self._read(args.server_key_file, "LEADERBOARD_SERVER_KEY")
+                    or self._read(args.client_key_file, "LEADERBOARD_CLIENT_KEY"))
+
+    @staticmethod
+    def _read(path: Path | None, env: str) -> str | None:
+        if path is not None:
+            try:
+                value = path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise UsageError(f"cannot read the key file {path}: {exc.strerror or exc}") from None
+            if not value:
+                raise UsageError(f"the key file {path} is empty")
+            return value
+        return os.environ.get(env, "").strip() or None
+
+
+def _metadata(text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise UsageError(f"--metadata must be a JSON object, got {text!r}")
+    return value
+
+
+def _definition_settings(args: argparse.Namespace) -> dict[str, Any]:
+    settings: dict[str, Any] = {"sort_order": args.sort_order, "operator": args.operator}
+    if args.reset_schedule:
+        settings["reset_schedule"] = args.reset_schedule
+    metadata = _metadata(args.metadata)
+    if metadata is not None:
+        settings["metadata"] = metadata
+    if args.authoritative:
+        settings["authoritative"] = True
+    if args.no_ranks:
+        settings["enable_ranks"] = False
+    return settings
+
+
+def _show(args: argparse.Namespace, value: Any, printer: Callable[[Any], None]) -> int:
+    if args.json:
+        out_json(value)
+    else:
+        printer(value)
+    return EXIT_OK
 
 
 def run(args: argparse.Namespace) -> int:
     if args.command == "local":
         return _cmd_local(args)
-    client = LeaderboardClient(args.url)
-    out: Any
-    if args.command == "create":
-        settings: dict[str, Any] = {"sort_order": args.sort_order, "operator": args.operator}
-        if args.reset_schedule:
-            settings["reset_schedule"] = args.reset_schedule
-        out = client.create_leaderboard(args.leaderboard, **settings)
-    elif args.command == "submit":
+    keys = Keys(args)
+    with LeaderboardClient(args.url, api_key=keys.key, timeout=args.timeout) as client:
+        return _dispatch(client, args, keys)
+
+
+def _dispatch(client: LeaderboardClient, args: argparse.Namespace, keys: Keys) -> int:
+    command = args.command
+    if command == "create":
+        return _show(args, client.create_leaderboard(args.leaderboard, **_definition_settings(args)), print_definition)
+    if command == "list":
+        page = client.list_leaderboards(limit=args.limit, cursor=args.cursor)
+        return _show(args, page, lambda p: (print_leaderboards(p["leaderboards"]), print_cursor(p["cursor"])))
+    if command == "get":
+        return _show(args, client.get_leaderboard(args.leaderboard), print_definition)
+    if command == "delete":
+        return _show(args, client.delete_leaderboard(args.leaderboard), lambda d: out(f"deleted {d['deleted']}"))
+    if command == "submit":
         fields: dict[str, Any] = {"subscore": args.subscore}
-        if args.operator:
-            fields["operator"] = args.operator
-        if args.username:
-            fields["username"] = args.username
-        out = client.write_record(args.leaderboard, args.owner, args.score, **fields)
-    elif args.command == "top":
-        out = client.records(args.leaderboard, limit=args.limit)
-        if not args.json:
-            _print_records(out["records"])
-            print(f"({out['rank_count']} records)")
-            return 0
-    elif args.command == "around":
-        out = client.around(args.leaderboard, args.owner, limit=args.limit)
-        if not args.json:
-            _print_records(out["records"])
-            return 0
-    elif args.command == "cluster":
-        out = client.cluster()
-        if not args.json:
-            node = out["node"]
-            print(f"{node['name']}: {node['state']}, {node['records']} records, log at {node.get('log_seq', 0)}")
-            print(f"{'member':<16} {'state':<9} {'reachable':<9} {'lag':>6} {'lag s':>8} {'records':>9}")
-            for member in out["members"]:
-                print(f"{member['name'] or member['address']:<16} {member['state']:<9} "
-                      f"{str(member['reachable']):<9} {member['lag_entries'] or 0:>6} "
-                      f"{member['lag_seconds'] or 0:>8} {member['records']:>9}")
-            return 0
-    elif args.command == "digests":
-        out = []
-        for name, url in _member_urls(client):
-            with LeaderboardClient(url, timeout=5) as member:
-                try:
-                    digest = member.digest(args.leaderboard, expiry=args.expiry)
-                    out.append({"node": name, "url": url, "count": digest["count"], "digest": digest["digest"]})
-                except (ApiError, OSError) as exc:
-                    out.append({"node": name, "url": url, "error": str(exc)})
-        if not args.json:
-            for row in out:
-                print(f"{row['node']:<16} {row.get('count', '-'):>9}  {row.get('digest', row.get('error'))}")
-            digests = {row.get("digest") for row in out}
-            print("all equal" if len(digests) == 1 and None not in digests else "DIFFERENT")
-            return 0
-    else:  # pragma: no cover - argparse refuses unknown commands
-        raise SystemExit(2)
-    print(json.dumps(out, indent=2))
-    return 0
+        for name in ("operator", "username"):
+            if getattr(args, name):
+                fields[name] = getattr(args, name)
+        metadata = _metadata(args.metadata)
+        if metadata is not None:
+            fields["metadata"] = metadata
+        record = client.write_record(args.leaderboard, args.owner, args.score, **fields)
+        return _show(args, record, lambda r: print_records([r]))
+    if command == "import":
+        return _cmd_import(client, args)
+    if command == "top":
+        page = client.records(args.leaderboard, limit=args.limit, cursor=args.cursor, expiry=args.expiry)
+        return _show(args, page, print_page)
+    if command == "around":
+        page = client.around(args.leaderboard, args.owner, limit=args.limit, expiry=args.expiry)
+        return _show(args, page, lambda p: print_records(p["records"]))
+    if command == "owners":
+        page = client.records(args.leaderboard, limit=1, owner_ids=args.owners, expiry=args.expiry)
+        return _show(args, {"owner_records": page["owner_records"], "rank_count": page["rank_count"]},
+                     lambda p: print_records(p["owner_records"], empty="(none of these owners has a record)"))
+    if command == "record":
+        return _show(args, client.record(args.leaderboard, args.owner, expiry=args.expiry),
+                     lambda r: print_records([r]))
+    if command == "delete-record":
+        return _show(args, client.delete_record(args.leaderboard, args.owner),
+                     lambda d: out(f"deleted the record of {d['deleted']} in {args.leaderboard}"))
+    if command == "tournament":
+        return _dispatch_tournament(client, args)
+    if command == "cluster":
+        return _cmd_cluster(client, args)
+    if command == "digests":
+        return _cmd_digests(client, args, keys)
+    raise AssertionError(f"unknown command {command}")  # pragma: no cover - argparse refuses them
+
+
+def _dispatch_tournament(client: LeaderboardClient, args: argparse.Namespace) -> int:
+    if args.action == "create":
+        settings = _definition_settings(args)
+        settings["duration"] = args.duration
+        for name in ("title", "description", "category", "start_time", "end_time", "max_size", "max_num_score"):
+            if getattr(args, name) is not None:
+                settings[name] = getattr(args, name)
+        if args.join_required:
+            settings["join_required"] = True
+        return _show(args, client.create_tournament(args.tournament, **settings), print_definition)
+    if args.action == "join":
+        joined = client.join_tournament(args.tournament, args.owner)
+        return _show(args, joined, lambda j: out(f"{j['owner_id']} {'joined' if j['joined'] else 'had joined'} "
+                                                 f"{j['tournament_id']}"))
+    filters = {name: getattr(args, name) for name in ("category_start", "category_end", "start_time", "end_time",
+                                                      "limit", "cursor") if getattr(args, name) is not None}
+    page = client.list_tournaments(**filters)
+    return _show(args, page, lambda p: (print_tournaments(p["tournaments"]), print_cursor(p["cursor"])))
+
+
+# ---------------------------------------------------------------------------- parser
+
+
+def _common() -> argparse.ArgumentParser:
+    """The options every command takes, before or after its name (``top x --json``)."""
+    common = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: an option left out after the command does not reset what was given before it
+    common.add_argument("--url", default=argparse.SUPPRESS,
+                        help=f"a node's client API (default $LEADERBOARD_URL or {DEFAULT_URL})")
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON, not a table")
+    common.add_argument("--server-key-file", type=Path, default=argparse.SUPPRESS, metavar="FILE",
+                        help="file holding the server key (default: $LEADERBOARD_SERVER_KEY)")
+    common.add_argument("--client-key-file", type=Path, default=argparse.SUPPRESS, metavar="FILE",
+                        help="file holding the client key (default: $LEADERBOARD_CLIENT_KEY)")
+    common.add_argument("--timeout", type=float, default=argparse.SUPPRESS, metavar="SECONDS",
+                        help="seconds to wait for an answer (default 10)")
+    return common
+
+
+def _add_definition_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sort-order", choices=SORT_ORDERS, default="desc",
+                        help="desc: higher scores rank first (default); asc: lower ones do")
+    parser.add_argument("--operator", choices=OPERATORS, default="best",
+                        help="how a write combines with the record: best (default) keeps the better, set replaces, "
+                             "incr adds, decr subtracts (floored at 0)")
+    parser.add_argument("--reset-schedule", metavar="CRON", help=CRON_HELP + "; default: never reset")
+    parser.add_argument("--metadata", metavar="JSON", help="a JSON object stored with the definition")
+    parser.add_argument("--authoritative", action="store_true", help="only the server key may write records")
+    parser.add_argument("--no-ranks", action="store_true", help="keep no rank cache (records list with rank 0)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="leaderboardctl", description=__doc__,
+    common = _common()
+    parser = argparse.ArgumentParser(prog="leaderboardctl", description=__doc__, parents=[common],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--url", default=os.environ.get("LEADERBOARD_URL", "http://127.0.0.1:7350"))
-    parser.add_argument("--json", action="store_true", help="print JSON")
-    sub = parser.add_subparsers(dest="command", required=True)
-    local = sub.add_parser("local", help="start a local cluster of node processes")
-    local.add_argument("--nodes", type=int, default=3)
-    local.add_argument("--base-port", type=int, default=7350)
-    local.add_argument("--sample-data", action="store_true")
-    local.add_argument("--players", type=int, default=1000)
-    local.add_argument("--persist", action="store_true", help="give each node a data directory")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_text, description=help_text, parents=[common])
+
+    local = command("local", "start a local cluster of node processes, restarting any that exits, until Ctrl-C")
+    local.add_argument("--nodes", type=int, default=3, help="how many nodes (default 3)")
+    local.add_argument("--base-port", type=int, default=7350,
+                       help="client port of the first node; node i listens on BASE+2i (client) and BASE+2i+1 "
+                            "(peers) (default 7350)")
+    local.add_argument("--sample-data", action="store_true",
+                       help="create global, weekly, kills, speedrun and daily_cup and fill them with scores")
+    local.add_argument("--players", type=int, default=1000, help="players in the sample data (default 1000)")
+    local.add_argument("--persist", action="store_true",
+                       help="give each node a data directory, so a restarted node recovers from its disk")
     local.add_argument("--exit-after", type=float, help=argparse.SUPPRESS)
-    create = sub.add_parser("create", help="create a leaderboard")
-    create.add_argument("leaderboard")
-    create.add_argument("--sort-order", choices=["desc", "asc"], default="desc")
-    create.add_argument("--operator", choices=["best", "set", "incr", "decr"], default="best")
-    create.add_argument("--reset-schedule")
-    submit = sub.add_parser("submit", help="write a score")
+
+    create = command("create", "create a leaderboard")
+    create.add_argument("leaderboard", help="its id: ASCII letters, digits and _ . : @ + -")
+    _add_definition_options(create)
+
+    listing = command("list", "list leaderboards (tournaments: tournament list)")
+    listing.add_argument("--limit", type=int, help="leaderboards per page (default 100)")
+    listing.add_argument("--cursor", help="the cursor a previous page printed")
+    command("get", "one leaderboard's definition").add_argument("leaderboard")
+    command("delete", "delete a leaderboard with all its records (server key)").add_argument("leaderboard")
+
+    submit = command("submit", "write a score")
     submit.add_argument("leaderboard")
     submit.add_argument("owner")
     submit.add_argument("score", type=int)
-    submit.add_argument("--subscore", type=int, default=0)
-    submit.add_argument("--operator", choices=["best", "set", "incr", "decr"])
-    submit.add_argument("--username")
-    top = sub.add_parser("top", help="the first page of a leaderboard")
+    submit.add_argument("--subscore", type=int, default=0, help="breaks ties between equal scores (default 0)")
+    submit.add_argument("--operator", choices=OPERATORS, help="this write's operator instead of the leaderboard's")
+    submit.add_argument("--username", help="a display name stored with the record")
+    submit.add_argument("--metadata", metavar="JSON", help="a JSON object stored with the record")
+
+    batch = command("import", "write many records from a CSV or JSONL file, in batches, with a progress bar")
+    batch.add_argument("leaderboard")
+    batch.add_argument("file", help="CSV with a header (owner_id, score and optionally subscore, username, "
+                                    "metadata, operator) or JSONL (one record object a line); - reads stdin")
+    batch.add_argument("--format", choices=["csv", "jsonl"], help="default: from the file name (.csv, .jsonl)")
+    batch.add_argument("--chunk-size", type=int, default=BATCH_CHUNK,
+                       help=f"records per batch request (default {BATCH_CHUNK}; at most the node's "
+                            "limits.max_batch_records)")
+    batch.add_argument("--progress", action="store_true",
+                       help="show the progress bar even when stderr is not a terminal")
+
+    top = command("top", "a page of a leaderboard in rank order, with the cursors of the pages around it")
     top.add_argument("leaderboard")
-    top.add_argument("--limit", type=int, default=10)
-    around = sub.add_parser("around", help="records around an owner")
+    top.add_argument("--limit", type=int, default=10, help="records per page (default 10)")
+    top.add_argument("--cursor", help="a cursor a previous page printed (next or previous page)")
+    top.add_argument("--expiry", type=int, help="read the reset period that ended at this time (Unix seconds)")
+
+    around = command("around", "records around an owner")
     around.add_argument("leaderboard")
     around.add_argument("owner")
-    around.add_argument("--limit", type=int, default=10)
-    sub.add_parser("cluster", help="this node, its members and their replication lag")
-    digests = sub.add_parser("digests", help="a leaderboard's digest on every member, side by side")
+    around.add_argument("--limit", type=int, default=10, help="how many records (default 10)")
+    around.add_argument("--expiry", type=int, help="read the reset period that ended at this time (Unix seconds)")
+
+    owners = command("owners", "the records and ranks of some owners, wherever they rank")
+    owners.add_argument("leaderboard")
+    owners.add_argument("owners", nargs="+", metavar="owner")
+    owners.add_argument("--expiry", type=int, help="read the reset period that ended at this time (Unix seconds)")
+
+    record = command("record", "one owner's record and rank")
+    record.add_argument("leaderboard")
+    record.add_argument("owner")
+    record.add_argument("--expiry", type=int, help="read the reset period that ended at this time (Unix seconds)")
+
+    delete_record = command("delete-record", "delete one owner's record (server key)")
+    delete_record.add_argument("leaderboard")
+    delete_record.add_argument("owner")
+
+    tournament = command("tournament", "create, join and list tournaments")
+    actions = tournament.add_subparsers(dest="action", required=True, metavar="ACTION")
+    cup = actions.add_parser("create", help="create a tournament", description="create a tournament",
+                             parents=[common])
+    cup.add_argument("tournament", help="its id: ASCII letters, digits and _ . : @ + -")
+    cup.add_argument("--duration", type=int, required=True,
+                     help="seconds it accepts scores after each reset (or after start-time without a schedule)")
+    cup.add_argument("--title")
+    cup.add_argument("--description")
+    cup.add_argument("--category", type=int, help="0-127, for filtering lists")
+    cup.add_argument("--start-time", type=int, help="Unix seconds when it opens (default now)")
+    cup.add_argument("--end-time", type=int, help="Unix seconds when it closes for good (default never)")
+    cup.add_argument("--max-size", type=int, help="most owners with a record (default unlimited)")
+    cup.add_argument("--max-num-score", type=int, help="most score changes per owner and period (default unlimited)")
+    cup.add_argument("--join-required", action="store_true", help="only owners that joined may submit scores")
+    _add_definition_options(cup)
+    join = actions.add_parser("join", help="join a tournament", description="join a tournament", parents=[common])
+    join.add_argument("tournament")
+    join.add_argument("owner")
+    cups = actions.add_parser("list", help="list tournaments", description="list tournaments", parents=[common])
+    cups.add_argument("--category-start", type=int, help="lowest category (default 0)")
+    cups.add_argument("--category-end", type=int, help="highest category (default 127)")
+    cups.add_argument("--start-time", type=int, help="only those starting at or after (Unix seconds)")
+    cups.add_argument("--end-time", type=int, help="only those ending at or before (Unix seconds)")
+    cups.add_argument("--limit", type=int, help="tournaments per page (default 100)")
+    cups.add_argument("--cursor", help="the cursor a previous page printed")
+
+    command("cluster", "this node, its members, their state (unreachable since when) and replication lag")
+    digests = command("digests", "a leaderboard's digest on every member, side by side; exit 3 unless all equal")
     digests.add_argument("leaderboard")
-    digests.add_argument("--expiry", type=int)
+    digests.add_argument("--expiry", type=int, help="compare the reset period that ended at this time")
     return parser
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
+    for name, default in (("url", os.environ.get("LEADERBOARD_URL") or DEFAULT_URL), ("json", False),
+                          ("server_key_file", None), ("client_key_file", None), ("timeout", 10.0)):
+        if not hasattr(args, name):
+            setattr(args, name, default)
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     try:
-        raise SystemExit(run(args))
+        code = run(args)
+        flush()
+    except ReaderGone:
+        code = EXIT_READER_GONE
+    except UsageError as exc:
+        print(f"leaderboardctl: {exc}", file=sys.stderr)
+        code = EXIT_USAGE
     except ApiError as exc:
         print(f"leaderboardctl: {exc}", file=sys.stderr)
-        raise SystemExit(1) from None
+        code = EXIT_FAILED
     except OSError as exc:
         print(f"leaderboardctl: cannot reach {args.url}: {exc}", file=sys.stderr)
-        raise SystemExit(1) from None
+        code = EXIT_FAILED
+    if code == EXIT_READER_GONE:
+        # Nothing more reaches the reader: point stdout at /dev/null so that the interpreter's
+        # own flush at exit does not report the broken pipe either.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    raise SystemExit(code)
 
 
 if __name__ == "__main__":

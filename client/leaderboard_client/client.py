@@ -39,6 +39,13 @@ class Endpoint:
 
 
 class LeaderboardClient(Operations[Any]):
+    """Every operation of the client API over one keep-alive connection, blocking::
+
+        with LeaderboardClient("http://127.0.0.1:7350", api_key=key) as client:
+            client.write_record("weekly", "player-1", score=100)
+            page = client.top("weekly", limit=10)
+    """
+
     def __init__(self, url: str, *, timeout: float = 10.0, api_key: str | None = None,
                  ssl_context: ssl.SSLContext | None = None) -> None:
         self._endpoint = Endpoint(url)
@@ -49,6 +56,7 @@ class LeaderboardClient(Operations[Any]):
         self._conn: http.client.HTTPConnection | None = None
 
     def close(self) -> None:
+        """Close the connection (the next request opens a new one)."""
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -71,6 +79,7 @@ class LeaderboardClient(Operations[Any]):
 
     def request_raw(self, method: str, path: str, body: bytes | None = None,
                     headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        """Send one request as given; (status, body bytes), whatever the status."""
         all_headers = {"Content-Type": "application/json"} if body is not None else {}
         all_headers.update(self._headers)
         all_headers.update(headers or {})

@@ -113,61 +113,95 @@ class Operations(Generic[R]):
     # -------------------------------------------------------------------- leaderboards
 
     def create_leaderboard(self, leaderboard_id: str, **settings: Any) -> R:
+        """Create a leaderboard: its definition as stored (201 created, or 200 when an identical
+        one exists; ``ApiError`` 409 when the id exists with other settings).
+
+        ``settings`` are the body's fields: ``sort_order`` (``desc``/``asc``), ``operator``
+        (``best``/``set``/``incr``/``decr``), ``reset_schedule`` (a 5-field cron in UTC),
+        ``metadata``, ``authoritative``, ``enable_ranks``. Needs the server key.
+        """
         return self.request("POST", "/v1/leaderboards", {"id": leaderboard_id, **settings})
 
     def create_tournament(self, tournament_id: str, **settings: Any) -> R:
+        """Create a tournament: a leaderboard's settings plus ``duration`` (required: seconds
+        active after each reset), ``title``, ``description``, ``category``, ``start_time``,
+        ``end_time``, ``max_size``, ``max_num_score``, ``join_required``. Needs the server key."""
         return self.request("POST", "/v1/tournaments", {"id": tournament_id, **settings})
 
     def get_leaderboard(self, leaderboard_id: str) -> R:
+        """One leaderboard's (or tournament's) definition with ``prev_reset`` and ``next_reset``."""
         return self.request("GET", _board(leaderboard_id))
 
     def list_leaderboards(self, *, limit: int | None = None, cursor: str | None = None) -> R:
+        """A page of leaderboards in id order: ``{"leaderboards": [...], "cursor"}``; pass
+        ``cursor`` on to get the next page (None after the last)."""
         return self.request("GET", "/v1/leaderboards", query={"limit": limit, "cursor": cursor})
 
     def list_tournaments(self, **filters: Any) -> R:
+        """A page of tournaments: ``{"tournaments": [...], "cursor"}``. ``filters``:
+        ``category_start``, ``category_end``, ``start_time``, ``end_time``, ``limit``, ``cursor``."""
         return self.request("GET", "/v1/tournaments", query=filters)
 
     def delete_leaderboard(self, leaderboard_id: str) -> R:
+        """Delete a leaderboard (or tournament) with all its records. Needs the server key."""
         return self.request("DELETE", _board(leaderboard_id))
 
     def join_tournament(self, tournament_id: str, owner_id: str) -> R:
+        """Join a tournament: ``{"joined": False}`` when the owner had joined already;
+        ``ApiError`` 409 when it is full."""
         return self.request("POST", f"/v1/tournaments/{segment(tournament_id)}/join", {"owner_id": owner_id})
 
     # ------------------------------------------------------------------------- records
 
     def write_record(self, leaderboard_id: str, owner_id: str, score: int, **fields: Any) -> R:
+        """Write one record; the record as stored, with its rank. ``fields``: ``subscore``,
+        ``username``, ``metadata``, ``operator`` (overrides the leaderboard's for this write)."""
         return self.request("POST", f"{_board(leaderboard_id)}/records", {"owner_id": owner_id, "score": score, **fields})
 
     def write_batch(self, leaderboard_id: str, records: Iterable[dict[str, Any]]) -> R:
+        """Write many records at once (each a ``write_record`` body with its ``owner_id``): all
+        are checked before any is written; ``{"records": [...]}`` holds each one's result."""
         return self.request("POST", f"{_board(leaderboard_id)}/records/batch", {"records": list(records)})
 
     def records(self, leaderboard_id: str, *, limit: int | None = None, cursor: str | None = None,
                 owner_ids: Iterable[str] | None = None, expiry: int | None = None) -> R:
+        """A page of records in rank order: ``records``, ``owner_records`` (those of
+        ``owner_ids``, wherever they rank), ``next_cursor``, ``prev_cursor`` (pass either back as
+        ``cursor``), ``rank_count``. ``expiry`` reads a past reset period."""
         owners = ",".join(owner_ids) if owner_ids else None
         return self.request("GET", f"{_board(leaderboard_id)}/records",
                             query={"limit": limit, "cursor": cursor, "owner_ids": owners, "expiry": expiry})
 
-    def top(self, leaderboard_id: str, *, limit: int = 10) -> R:
-        """The first ``limit`` records (the list alone)."""
-        return self._then(self.records(leaderboard_id, limit=limit), lambda page: page["records"])
+    def top(self, leaderboard_id: str, *, limit: int = 10, expiry: int | None = None) -> R:
+        """The first page: ``records(leaderboard_id, limit=limit)``, a page like ``records()``
+        and ``around()`` return (its records are ``page["records"]``)."""
+        return self.records(leaderboard_id, limit=limit, expiry=expiry)
 
     def record(self, leaderboard_id: str, owner_id: str, *, expiry: int | None = None) -> R:
+        """One owner's record with its rank (``ApiError`` 404 ``record_not_found`` without one)."""
         return self.request("GET", f"{_board(leaderboard_id)}/records/{segment(owner_id)}",
                             query={"expiry": expiry})
 
     def around(self, leaderboard_id: str, owner_id: str, *, limit: int = 10, expiry: int | None = None) -> R:
+        """A page of ``limit`` records centred on the owner (filled from the other side at
+        either end), shaped as ``records()`` returns it."""
         return self.request("GET", f"{_board(leaderboard_id)}/records/around/{segment(owner_id)}",
                             query={"limit": limit, "expiry": expiry})
 
     def delete_record(self, leaderboard_id: str, owner_id: str) -> R:
+        """Delete one owner's record. Needs the server key."""
         return self.request("DELETE", f"{_board(leaderboard_id)}/records/{segment(owner_id)}")
 
     def digest(self, leaderboard_id: str, *, expiry: int | None = None) -> R:
+        """A content hash of one reset period (``count``, ``digest``): equal on every node that
+        holds the same records."""
         return self.request("GET", f"{_board(leaderboard_id)}/digest", query={"expiry": expiry})
 
     # ------------------------------------------------------------------------- cluster
 
     def cluster(self) -> R:
+        """This node (name, version, state, records), its version vector, and its members
+        with their state and replication lag."""
         return self.request("GET", "/v1/cluster")
 
     def ready(self) -> R:

@@ -2,6 +2,11 @@
 
 Settings come from (weakest first) defaults, ``--config FILE`` (YAML), ``LEADERBOARD_*``
 environment variables, and the flags below. ``--help`` lists every setting.
+
+A node that cannot start with its settings (an invalid value, an unreadable key file, an
+address another process holds) says so on one line that names the setting and the fix,
+and exits with ``EXIT_BAD_CONFIG`` (78, ``EX_CONFIG`` of sysexits.h), so that a supervisor
+can tell a configuration to fix from a crash to restart.
 """
 
 from __future__ import annotations
@@ -11,13 +16,42 @@ import asyncio
 import importlib.util
 import logging
 import sys
+import types
+import typing
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from .config import ENV_PREFIX, Settings, load_settings
+from .config import ENV_PREFIX, ConfigError, DeprecatedSetting, Settings, load_settings
 from .logs import configure_logging
+from .version import VERSION
+
+EXIT_FAILURE = 1  # an unexpected error (with its traceback)
+EXIT_USAGE = 2  # argparse: a flag it does not know or cannot parse
+EXIT_RECOVERY_REFUSED = 3  # the data directory holds a snapshot of a newer format
+EXIT_BAD_CONFIG = 78  # sysexits.h EX_CONFIG
+EXIT_CODES = f"""\
+exit status:
+  0   stopped by SIGTERM or SIGINT (after flushing to peers)
+  {EXIT_FAILURE}   an unexpected error (its traceback is in the log)
+  {EXIT_USAGE}   a flag it does not know or cannot parse
+  {EXIT_RECOVERY_REFUSED}   recovery refused: node.data_dir holds a snapshot of a newer format (recovery_refused in the log)
+  {EXIT_BAD_CONFIG}  bad configuration: an invalid setting, an unreadable key, token or certificate file, an API
+      key shorter than 16 characters, an address that is taken (one line on stderr names the setting and the fix)
+"""
+
+
+def _choices(annotation: Any) -> list[Any] | None:
+    """The allowed values of a ``Literal[...]`` setting (or of ``Literal[...] | None``)."""
+    if typing.get_origin(annotation) is Literal:
+        return list(typing.get_args(annotation))
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            if typing.get_origin(arg) is Literal:
+                return list(typing.get_args(arg))
+    return None
 
 
 def _describe(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> list[str]:
@@ -30,7 +64,9 @@ def _describe(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> list[str]
             continue
         default = field.get_default(call_default_factory=True) if name != "name" or prefix != ("node",) else "hostname"
         env = ENV_PREFIX + "__".join(p.upper() for p in path)
-        lines.append(f"  {'.'.join(path)} (env {env}, default {default!r})")
+        choices = _choices(annotation)
+        allowed = f", one of {', '.join(str(c) for c in choices)}" if choices else ""
+        lines.append(f"  {'.'.join(path)} (env {env}, default {default!r}{allowed})")
         if field.description:
             lines.append(f"      {field.description}")
     return lines
@@ -42,8 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve one node of a replicated, in-memory leaderboard cluster.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="settings (YAML paths in --config FILE; environment variables override the file):\n"
-        + "\n".join(_describe(Settings)),
+        + "\n".join(_describe(Settings)) + "\n\n" + EXIT_CODES,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
     parser.add_argument("--name", help="unique node name (node.name)")
     parser.add_argument("--listen", metavar="HOST:PORT", help="client API address (node.listen)")
     parser.add_argument("--peer-listen", metavar="HOST:PORT", help="peer endpoint address (node.peer_listen)")
@@ -71,14 +108,38 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return load_settings(config_file=args.config, overrides=overrides)
 
 
+def describe_invalid(exc: ValidationError) -> str:
+    """Every problem of a settings validation, on one line: ``setting: problem`` joined by ``;``."""
+    problems = []
+    for error in exc.errors():
+        setting = ".".join(str(part) for part in error["loc"]) or "settings"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "no such setting (leaderboard-node --help lists them)"
+        problems.append(f"{setting}: {message}")
+    return "; ".join(problems) + "; fix the value (leaderboard-node --help lists every setting and its values)"
+
+
+def _bad_config(message: str) -> SystemExit:
+    print(f"leaderboard-node: bad configuration: {message}", file=sys.stderr)
+    return SystemExit(EXIT_BAD_CONFIG)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    try:
-        settings = settings_from_args(args)
-    except (ValidationError, ValueError, OSError) as exc:
-        print(f"leaderboard-node: invalid settings: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    with warnings.catch_warnings(record=True) as deprecations:
+        warnings.simplefilter("always", DeprecatedSetting)
+        try:
+            settings = settings_from_args(args)
+        except ValidationError as exc:
+            raise _bad_config(describe_invalid(exc)) from None
+        except ConfigError as exc:
+            raise _bad_config(str(exc)) from None
     configure_logging(level=settings.log.level, fmt=settings.log.format)
+    log = logging.getLogger("leaderboard_node")
+    for warning in deprecations:
+        if issubclass(warning.category, DeprecatedSetting):
+            log.warning("setting_deprecated", extra={"problem": str(warning.message)})
     from .durability.journal import RecoveryRefused
     from .server import serve_forever
 
@@ -89,10 +150,12 @@ def main(argv: list[str] | None = None) -> None:
             uvloop.run(serve_forever(settings))
         else:  # pragma: no cover - uvloop is a dependency; this keeps odd platforms working
             asyncio.run(serve_forever(settings))
+    except ConfigError as exc:
+        raise _bad_config(str(exc)) from None
     except RecoveryRefused as exc:
-        logging.getLogger("leaderboard_node").error("recovery_refused", extra={"problem": str(exc)})
+        log.error("recovery_refused", extra={"problem": str(exc)})
         print(f"leaderboard-node: {exc}", file=sys.stderr)
-        raise SystemExit(3) from None
+        raise SystemExit(EXIT_RECOVERY_REFUSED) from None
 
 
 if __name__ == "__main__":

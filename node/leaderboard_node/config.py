@@ -7,12 +7,18 @@ Command-line flags override both. This is how a pod gets its settings: the opera
 ConfigMap with the YAML file and sets per-pod values (name, advertised address) as env vars.
 
 Secrets (peer token, API keys) are read from files named here, never from the command line.
+
+A setting the node cannot start with is a ``ConfigError``: it names the setting, what is
+wrong and how to fix it, and ``leaderboard-node`` prints it on one line and exits with
+``EXIT_BAD_CONFIG``. Settings that no longer do anything are accepted in old files and
+environments with a ``DeprecatedSetting`` warning (logged at start) rather than refused.
 """
 
 from __future__ import annotations
 
 import os
 import ssl
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,6 +28,32 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 ENV_PREFIX = "LEADERBOARD_"
 DEFAULT_CLIENT_PORT = 7350
 DEFAULT_PEER_PORT = 7351
+MIN_KEY_LENGTH = 16  # client API keys; checked where they are read (transport.auth)
+
+
+class ConfigError(ValueError):
+    """A setting the node cannot start with: which one, what is wrong, how to fix it."""
+
+    def __init__(self, setting: str, problem: str, fix: str) -> None:
+        super().__init__(f"{setting}: {problem}; {fix}")
+        self.setting = setting
+        self.problem = problem
+        self.fix = fix
+
+
+class DeprecatedSetting(UserWarning):
+    """A setting that does nothing any more: accepted, ignored, and reported at start."""
+
+
+def _drop_deprecated(data: Any, section: str, names: dict[str, str]) -> Any:
+    """``data`` less the deprecated ``names`` (name: why it is gone), each one warned about."""
+    if isinstance(data, dict):
+        for name, why in names.items():
+            if name in data:
+                data = {k: v for k, v in data.items() if k != name}
+                warnings.warn(f"{section}.{name} is deprecated and ignored: {why}; remove it",
+                              DeprecatedSetting, stacklevel=2)
+    return data
 
 
 class _Section(BaseModel):
@@ -89,6 +121,13 @@ class LimitSettings(_Section):
 
 
 class LeaderboardSyncSettings(_Section):
+    @model_validator(mode="before")
+    @classmethod
+    def _deprecated(cls, data: Any) -> Any:
+        return _drop_deprecated(data, "cluster.leaderboard_sync", {
+            "queue_size": "nothing is queued per peer (the backlog is the queue; see backlog_size)",
+        })
+
     enabled: bool = Field(True, description="Replicate changes to peers.")
     batch_size: int = Field(1000, ge=1, le=100_000, description="Most entries in one batch sent to a peer (or pulled in one catch-up).")
     batch_timeout: float = Field(0.005, gt=0, le=10, description="Seconds a busy sender waits after its previous batch for the next to fill (an idle one sends at once).")
@@ -100,7 +139,6 @@ class LeaderboardSyncSettings(_Section):
     backlog_bytes: int = Field(64 * 1024 * 1024, ge=64 * 1024,
                                description="Bytes of serialized entries of each origin kept for incremental catch-up "
                                            "(whichever of this and backlog_size is reached first).")
-    queue_size: int = Field(100_000, ge=1, description="Entries queued for one peer before it is switched to catch-up.")
     anti_entropy_interval: float = Field(1.0, gt=0, description="Seconds between version-vector and digest comparisons.")
     sync_chunk_records: int = Field(10_000, ge=1, description="Records in one chunk of a full sync.")
     bootstrap_timeout: float = Field(
@@ -132,19 +170,32 @@ class FaultSettings(_Section):
 
 
 class StaticDiscoverySettings(_Section):
-    peers: list[str] = Field(default_factory=list, description="Peers as NAME=HOST:PORT.")
+    peers: list[str] = Field(default_factory=list, description="Peers as NAME=HOST:PORT (or HOST:PORT).")
+
+    @field_validator("peers")
+    @classmethod
+    def _peer_addresses(cls, peers: list[str]) -> list[str]:
+        for peer in peers:
+            name, sep, address = peer.rpartition("=")
+            if sep and not name:
+                raise ValueError(f"expected NAME=HOST:PORT, got {peer!r} (no name before '=')")
+            try:
+                parse_host_port(address)
+            except ValueError:
+                raise ValueError(f"expected NAME=HOST:PORT, got {peer!r}") from None
+        return peers
 
 
 class DnsDiscoverySettings(_Section):
     name: str = Field("", description="DNS name of the headless peer Service.")
-    port: int = Field(DEFAULT_PEER_PORT, ge=1, le=65535)
+    port: int = Field(DEFAULT_PEER_PORT, ge=1, le=65535, description="Peer port of the nodes the name resolves to.")
     interval: float = Field(5.0, gt=0, description="Seconds between lookups.")
 
 
 class KubernetesDiscoverySettings(_Section):
     namespace: str | None = Field(None, description="Namespace of the pods (default: the pod's own).")
     label_selector: str = Field("", description="Label selector of the cluster's pods.")
-    port: int = Field(DEFAULT_PEER_PORT, ge=1, le=65535)
+    port: int = Field(DEFAULT_PEER_PORT, ge=1, le=65535, description="Peer port of the cluster's pods.")
     api_server: str | None = Field(
         None, description="URL of the Kubernetes API (default: in-cluster, from KUBERNETES_SERVICE_HOST/PORT).")
     token_file: Path = Field(Path("/var/run/secrets/kubernetes.io/serviceaccount/token"),
@@ -154,7 +205,9 @@ class KubernetesDiscoverySettings(_Section):
 
 
 class DiscoverySettings(_Section):
-    mode: Literal["static", "dns", "kubernetes"] = "static"
+    mode: Literal["static", "dns", "kubernetes"] = Field(
+        "static", description="static: the peers listed below (or --peers); dns: the addresses of a name; "
+                              "kubernetes: pods listed by label through the API.")
     static: StaticDiscoverySettings = Field(default_factory=StaticDiscoverySettings)
     dns: DnsDiscoverySettings = Field(default_factory=DnsDiscoverySettings)
     kubernetes: KubernetesDiscoverySettings = Field(default_factory=KubernetesDiscoverySettings)
@@ -185,12 +238,17 @@ class AuthSettings(_Section):
     """
 
     peer_token_file: Path | None = Field(None, description="File holding the shared peer token.")
-    server_key_file: Path | None = Field(None, description="File holding the server (admin) key.")
-    client_key_file: Path | None = Field(None, description="File holding the client key.")
+    server_key_file: Path | None = Field(
+        None, description=f"File holding the server (admin) key (at least {MIN_KEY_LENGTH} characters).")
+    client_key_file: Path | None = Field(
+        None, description=f"File holding the client key (at least {MIN_KEY_LENGTH} characters).")
     server_key: SecretStr | None = Field(
-        None, description="The server (admin) key itself; set it only through the environment, never in a file "
+        None, description=f"The server (admin) key itself, at least {MIN_KEY_LENGTH} visible ASCII characters "
+                          "(openssl rand -hex 32 makes one); set it only through the environment, never in a file "
                           "checked in or on the command line.")
-    client_key: SecretStr | None = Field(None, description="The client key itself; set it only through the environment.")
+    client_key: SecretStr | None = Field(
+        None, description=f"The client key itself, at least {MIN_KEY_LENGTH} visible ASCII characters, other than "
+                          "the server key; set it only through the environment.")
 
     @field_validator("server_key", "client_key", mode="before")
     @classmethod
@@ -211,11 +269,11 @@ class AuthSettings(_Section):
         for name in ("server_key", "client_key"):
             inline, path = getattr(self, name), getattr(self, f"{name}_file")
             if inline is not None and path is not None:
-                raise ValueError(f"auth.{name} and auth.{name}_file are both set; keep one")
+                raise ConfigError(f"auth.{name}", f"auth.{name} and auth.{name}_file are both set", "keep one")
             sources[name] = inline if inline is not None else path
         if sources["client_key"] is not None and sources["server_key"] is None:
-            raise ValueError("a client key is configured without a server key: set auth.server_key_file "
-                             "(or LEADERBOARD_AUTH__SERVER_KEY) too")
+            raise ConfigError("auth.client_key", "a client key is configured without a server key",
+                              "set auth.server_key_file (or LEADERBOARD_AUTH__SERVER_KEY) too")
         return sources
 
 
@@ -257,15 +315,23 @@ class TlsSettings(_Section):
             return None
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.minimum_version = self._minimum()
-        context.load_cert_chain(str(self.cert_file), str(self.key_file))
+        try:
+            context.load_cert_chain(str(self.cert_file), str(self.key_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError("tls.cert_file", f"cannot load {self.cert_file} with {self.key_file}: {exc}",
+                              "point tls.cert_file and tls.key_file at a PEM certificate chain and its key") from None
         return context
 
     def peer_client_context(self) -> ssl.SSLContext | None:
         """The context this node calls peers with; None when the peer port is plain HTTP."""
         if not (self.enabled and self.peer):
             return None
-        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH,
-                                             cafile=str(self.ca_file) if self.ca_file is not None else None)
+        try:
+            context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH,
+                                                 cafile=str(self.ca_file) if self.ca_file is not None else None)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError("tls.ca_file", f"cannot load {self.ca_file}: {exc}",
+                              "point tls.ca_file at a PEM bundle of CA certificates") from None
         context.minimum_version = self._minimum()
         return context
 
@@ -283,8 +349,10 @@ class DurabilitySettings(_Section):
 
 
 class LogSettings(_Section):
-    level: Literal["debug", "info", "warning", "error"] = "info"
-    format: Literal["json", "text"] = "json"
+    level: Literal["debug", "info", "warning", "error"] = Field("info", description="Least severe level logged.")
+    format: Literal["json", "text"] = Field(
+        "json", description="json: one JSON object per line; text: time, level, logger, event, then key=value "
+                            "for every other field.")
 
 
 LeaderboardSyncSettings.model_rebuild()
@@ -344,9 +412,17 @@ def load_settings(
     """Defaults, then the YAML file, then the environment, then explicit overrides (flags)."""
     tree: dict[str, Any] = {}
     if config_file is not None:
-        loaded = yaml.safe_load(Path(config_file).read_text()) or {}
+        try:
+            loaded = yaml.safe_load(Path(config_file).read_text()) or {}
+        except OSError as exc:
+            raise ConfigError("--config", f"cannot read {config_file}: {exc.strerror or exc}",
+                              "give the path of a readable YAML file") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError("--config", f"{config_file} is not valid YAML: {' '.join(str(exc).split())}",
+                              "fix the file (see the example node config)") from None
         if not isinstance(loaded, dict):
-            raise ValueError(f"{config_file}: the config file must hold a mapping")
+            raise ConfigError("--config", f"{config_file} does not hold a mapping of settings",
+                              "write settings as YAML keys (node:, cluster:, ...)")
         tree = loaded
     tree = _deep_merge(tree, _env_overrides(dict(os.environ if environ is None else environ)))
     tree = _deep_merge(tree, overrides or {})

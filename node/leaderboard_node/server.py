@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import os
 import ssl
 import time
 from typing import Any
@@ -17,7 +19,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from .config import Settings, parse_host_port
+from .config import ConfigError, Settings, parse_host_port
 from .domain.lives import life_id
 from .metrics import NodeMetrics
 from .node import Node, NodeState, Now
@@ -29,6 +31,7 @@ from .transport.discovery import StaticDiscovery, create_discovery
 from .transport.peer_api import create_peer_app
 from .transport.json_body import json_response
 from .transport.peer_client import HttpPeerTransport
+from .version import VERSION
 
 log = logging.getLogger("leaderboard_node.server")
 
@@ -44,7 +47,7 @@ class NodeServer:
         self.client_app = create_client_app(self.node, extra_routes=self._extra_routes)
         self.client_app.middlewares.insert(0, self._measure)
         sync = settings.cluster.leaderboard_sync
-        token = read_secret(settings.auth.peer_token_file)
+        token = read_secret(settings.auth.peer_token_file, setting="auth.peer_token_file")
         transport: PeerTransport = HttpPeerTransport(
             token=token, compression=sync.compression, on_bytes=self.metrics.peer_bytes,
             ssl_context=settings.tls.peer_client_context(), server_name=settings.tls.peer_server_name,
@@ -104,6 +107,7 @@ class NodeServer:
         body: dict[str, Any] = {
             "node": {
                 "name": node.name,
+                "version": VERSION,
                 "state": node.state.value,
                 "ready": node.ready,
                 "synced": node.ready,
@@ -144,12 +148,21 @@ class NodeServer:
             body["members"] = replicator.members_json()
         return body
 
-    async def _serve(self, app: web.Application, listen: str, *, ssl_context: ssl.SSLContext | None = None) -> None:
+    async def _serve(self, app: web.Application, listen: str, *, setting: str, flag: str,
+                     ssl_context: ssl.SSLContext | None = None) -> None:
         host, port = parse_host_port(listen)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, **self.settings.limits.server_options())
         await runner.setup()
         site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl_context)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)  # uvloop's errors carry no strerror
+            fix = (f"stop the process that holds port {port} or choose another ({flag} HOST:PORT)"
+                   if exc.errno == errno.EADDRINUSE else
+                   f"use an address of this machine ({flag} HOST:PORT)")
+            raise ConfigError(setting, f"cannot listen on {listen}: {reason.lower()}", fix) from None
         self._runners.append(runner)
         log.info("listening", extra={"node": self.node.name, "address": listen})
 
@@ -158,11 +171,12 @@ class NodeServer:
         context = tls.server_context()  # fails here, at start, when the certificate or key is wrong
         # The client port first, so /healthz answers during a long recovery (writes are refused
         # until the node is ready); the peer port only once the log is open for their batches.
-        await self._serve(self.client_app, self.settings.node.listen, ssl_context=context)
+        await self._serve(self.client_app, self.settings.node.listen, setting="node.listen", flag="--listen",
+                          ssl_context=context)
         await self.replicator.recover()
         if self.settings.cluster.leaderboard_sync.enabled:
-            await self._serve(self.peer_app, self.settings.node.peer_listen,
-                              ssl_context=context if tls.peer else None)
+            await self._serve(self.peer_app, self.settings.node.peer_listen, setting="node.peer_listen",
+                              flag="--peer-listen", ssl_context=context if tls.peer else None)
         self._tasks.append(asyncio.create_task(self._trim_loop(), name="trim"))
         await self.replicator.start()
 
@@ -189,14 +203,18 @@ class NodeServer:
         self._tasks.clear()
 
 
-def read_secret(path: Any) -> str | None:
+def read_secret(path: Any, *, setting: str) -> str | None:
     """A secret from a file (a mounted Kubernetes Secret), stripped of surrounding whitespace."""
     if path is None:
         return None
-    with open(path, encoding="utf-8") as handle:
-        value = handle.read().strip()
+    try:
+        with open(path, encoding="utf-8") as handle:
+            value = handle.read().strip()
+    except OSError as exc:
+        raise ConfigError(setting, f"cannot read {path}: {exc.strerror or exc}",
+                          "mount the Secret there or fix the path") from None
     if not value:
-        raise ValueError(f"{path} is empty")
+        raise ConfigError(setting, f"{path} is empty", "write the secret into it")
     return value
 
 

@@ -21,6 +21,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 
 import kopf
 from aiohttp import web
@@ -30,11 +31,20 @@ from leaderboard_operator.handlers import register
 from leaderboard_operator.settings import OperatorConfig
 
 
+def package_version() -> str:
+    """The installed version of leaderboard-cluster, from its package metadata."""
+    try:
+        return version("leaderboard-cluster")
+    except PackageNotFoundError:  # pragma: no cover - a source tree without metadata
+        return "0+unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="leaderboard-operator",
         description="Run the LeaderboardCluster operator (settings also from LEADERBOARD_OPERATOR_* env vars).",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument("-n", "--namespace", action="append", default=[], dest="namespaces", metavar="NS",
                        help="watch this namespace (repeatable; globs allowed); default: all namespaces")

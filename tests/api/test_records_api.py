@@ -40,7 +40,8 @@ def test_a_batch_write_applies_every_record(client, board):
     result = client.write_batch(board, [{"owner_id": f"p{i}", "score": i} for i in range(50)])
     assert len(result["records"]) == 50
     top = client.top(board, limit=3)
-    assert [(r["owner_id"], r["rank"]) for r in top] == [("p49", 1), ("p48", 2), ("p47", 3)]
+    assert [(r["owner_id"], r["rank"]) for r in top["records"]] == [("p49", 1), ("p48", 2), ("p47", 3)]
+    assert top["rank_count"] == 50 and top["next_cursor"] is not None
 
 
 def test_listing_pages_forward_and_back_with_owner_records(client, board):

@@ -21,7 +21,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from leaderboard_client import ApiError, AsyncLeaderboardClient, LeaderboardClient
-from leaderboard_node.config import Settings, TlsSettings
+from leaderboard_node.config import ConfigError, Settings, TlsSettings
 from leaderboard_node.node import Node, NodeState
 from leaderboard_node.transport.auth import ApiKeys
 from leaderboard_node.transport.client_api import create_client_app
@@ -185,5 +185,5 @@ def test_the_peer_client_context_verifies_peers_against_the_configured_ca(certif
 
 def test_a_missing_certificate_file_fails_at_start(tmp_path):
     tls = TlsSettings(cert_file=tmp_path / "nope.crt", key_file=tmp_path / "nope.key")
-    with pytest.raises(OSError):
+    with pytest.raises(ConfigError, match="tls.cert_file: cannot load .*No such file"):
         tls.server_context()

@@ -48,9 +48,9 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from pydantic import SecretStr
 
-from ..config import AuthSettings
+from ..config import MIN_KEY_LENGTH, AuthSettings, ConfigError
 from ..domain.errors import DomainError
-from .json_body import json_response
+from .json_body import error_json, json_response
 
 log = logging.getLogger("leaderboard_node.auth")
 
@@ -59,7 +59,6 @@ H = TypeVar("H", bound=Callable[..., Any])
 
 FIELD = "authorization"
 REALM = 'Bearer realm="leaderboard"'
-MIN_KEY_LENGTH = 16
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
 _ACCESS_ATTRIBUTE = "__leaderboard_access__"
 
@@ -132,17 +131,25 @@ def _digest(key: str) -> bytes:
 
 
 def _read_key(source: SecretStr | Path | None, *, name: str) -> str | None:
+    """The key, checked; a ``ConfigError`` naming the setting (never printing the key) otherwise."""
     if source is None:
         return None
     if isinstance(source, SecretStr):
-        value, origin = source.get_secret_value().strip(), f"auth.{name}"
+        value, setting, origin = source.get_secret_value().strip(), f"auth.{name}", "the key"
     else:
-        with open(source, encoding="utf-8") as handle:
-            value, origin = handle.read().strip(), str(source)
+        setting, origin = f"auth.{name}_file", str(source)
+        try:
+            with open(source, encoding="utf-8") as handle:
+                value = handle.read().strip()
+        except OSError as exc:
+            raise ConfigError(setting, f"cannot read {source}: {exc.strerror or exc}",
+                              "mount the Secret there or fix the path") from None
     if len(value) < MIN_KEY_LENGTH:
-        raise ValueError(f"{origin}: an API key needs at least {MIN_KEY_LENGTH} characters")
+        raise ConfigError(setting, f"{origin} has {len(value)} characters; an API key needs at least {MIN_KEY_LENGTH}",
+                          "generate one with `openssl rand -hex 32`")
     if not all("\x21" <= char <= "\x7e" for char in value):
-        raise ValueError(f"{origin}: an API key holds only visible ASCII characters (it travels in a header)")
+        raise ConfigError(setting, f"{origin} holds characters other than visible ASCII (a key travels in a header)",
+                          "generate one with `openssl rand -hex 32`")
     return value
 
 
@@ -159,7 +166,8 @@ class ApiKeys:
         server = _read_key(sources["server_key"], name="server_key")
         client = _read_key(sources["client_key"], name="client_key")
         if server is not None and server == client:
-            raise ValueError("the server key and the client key must differ")
+            raise ConfigError("auth.client_key", "the server key and the client key must differ",
+                              "give the client a key of its own")
         return cls(server=_digest(server) if server else None, client=_digest(client) if client else None)
 
     @classmethod
@@ -206,7 +214,7 @@ def presented_key(request: web.Request) -> str | None:
 
 def _refuse(error: DomainError) -> web.Response:
     headers = {"WWW-Authenticate": REALM} if error.status == 401 else None
-    return json_response(error.to_json(), status=error.status, headers=headers)
+    return json_response(error_json(error), status=error.status, headers=headers)
 
 
 def auth_middleware(keys: ApiKeys) -> Middleware:

@@ -8,7 +8,14 @@ logged and answered with 500 without leaking details.
 Who may call what is decided by ``auth`` (API keys; routes marked ``requires(...)``); every
 input is bounded (``LimitSettings``: body size and read time, query length, batch size,
 metadata size and depth, ids, page limits, owner_ids) and a refusal never changes stored
-data. ``GET /openapi.json`` describes all of it (``openapi``).
+data. ``GET /openapi.json`` describes all of it (``openapi``), and is also where each route's
+query parameters are declared: a parameter the route does not take is refused with a 400
+naming it, as an unknown body field is, rather than ignored (``?limt=5`` is a typo, not a
+request for the default page).
+
+A request with several bad fields gets all of them in one answer (``errors``), the first
+also as ``error``: every field error pydantic finds, and for a new leaderboard or tournament
+the checks that follow it (id characters, cron, metadata bounds, end after start) too.
 
 All times are Unix seconds (UTC); 0 means never.
 """
@@ -18,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 from aiohttp import web
@@ -37,11 +44,12 @@ from ..node import Node
 from . import openapi, schemas
 from .auth import Access, ApiKeys, auth_middleware, is_server, requires, warn_if_open
 from .schemas import Limits, int_param
-from .json_body import json_response
+from .json_body import error_body, error_json, json_response, refuse_duplicate_keys
 
 log = logging.getLogger("leaderboard_node.client_api")
 
 NODE_KEY = web.AppKey("node", Node)
+QUERY_KEY = web.AppKey("query_parameters", dict)  # route -> the query parameters it takes
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -49,7 +57,27 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
     body: dict[str, Any] = {"code": code, "message": message}
     if field is not None:
         body["field"] = field
-    return json_response({"error": body}, status=status)
+    return json_response(error_body([body]), status=status)
+
+
+def validation_problems(exc: ValidationError) -> list[dict[str, Any]]:
+    """Every field error of a pydantic validation, as error objects naming the field."""
+    problems = []
+    for error in exc.errors():
+        field = _field_of(tuple(error["loc"]))
+        problems.append({"code": "invalid_argument", "message": f"{field}: {error['msg']}", "field": field})
+    return problems
+
+
+class InvalidArguments(DomainError):
+    """Several field errors found in one request; ``error`` is the first."""
+
+    status = 400
+    code = "invalid_argument"
+
+    def __init__(self, problems: list[dict[str, Any]]) -> None:
+        super().__init__(problems[0]["message"], field=problems[0].get("field"))
+        self.problems = problems
 
 
 def _field_of(loc: tuple[Any, ...], prefix: str = "") -> str:
@@ -72,22 +100,37 @@ class QueryTooLong(DomainError):
     code = "query_too_long"
 
 
+def _check_query(request: web.Request) -> None:
+    """The bound on the query string, and that the route takes every parameter it carries."""
+    raw = request.rel_url.raw_query_string
+    if not raw:
+        return
+    limit = request.app[NODE_KEY].settings.limits.max_query_bytes
+    if len(raw) > limit:  # as sent, percent-encoded
+        raise QueryTooLong(f"the query string is longer than {limit} bytes", field="query")
+    takes = request.app[QUERY_KEY].get(request.match_info.route)
+    if takes is None:  # no route matched: the 404 or 405 says more than the parameters would
+        return
+    for name in request.query:
+        if name not in takes:
+            known = ", ".join(sorted(takes)) if takes else "no query parameters"
+            raise InvalidArgument(f"unknown query parameter {name!r}; this operation takes {known}", field=name)
+
+
 @web.middleware
 async def guard_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Errors as JSON answers that name the field, and the bounds checked before any handler
     (or the key check) runs; the body's are checked as it is read. One middleware, not two:
     each layer costs every request a coroutine."""
     try:
-        limit = request.app[NODE_KEY].settings.limits.max_query_bytes
-        if len(request.rel_url.raw_query_string) > limit:  # as sent, percent-encoded
-            raise QueryTooLong(f"the query string is longer than {limit} bytes", field="query")
+        _check_query(request)
         return await handler(request)
+    except InvalidArguments as exc:
+        return json_response(error_body(exc.problems), status=exc.status)
     except DomainError as exc:
-        return json_response(exc.to_json(), status=exc.status)
+        return json_response(error_json(exc), status=exc.status)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = _field_of(tuple(first["loc"]))
-        return error_response(400, "invalid_argument", f"{field}: {first['msg']}", field)
+        return json_response(error_body(validation_problems(exc)), status=400)
     except web.HTTPRequestEntityTooLarge:
         return error_response(413, "body_too_large",
                               f"the request body is larger than {request.app[NODE_KEY].settings.limits.max_body_bytes} bytes",
@@ -105,7 +148,7 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(500, "internal", "the node failed to handle this request")
 
 
-async def _parse(request: web.Request, model: type[BaseModel]) -> Any:
+async def _read_body(request: web.Request) -> bytes:
     timeout = _node(request).settings.limits.body_timeout
     try:
         async with asyncio.timeout(timeout):
@@ -114,7 +157,14 @@ async def _parse(request: web.Request, model: type[BaseModel]) -> Any:
         raise BodyTimeout(f"the request body did not arrive within {timeout:g} seconds", field="body") from None
     if not raw:
         raise InvalidArgument("the request needs a JSON body", field="body")
-    return model.model_validate_json(raw)
+    return raw
+
+
+async def _parse(request: web.Request, model: type[BaseModel]) -> Any:
+    raw = await _read_body(request)
+    body = model.model_validate_json(raw)
+    refuse_duplicate_keys(raw)
+    return body
 
 
 def _node(request: web.Request) -> Node:
@@ -208,43 +258,102 @@ def render_leaderboard(node: Node, leaderboard: Leaderboard) -> dict[str, Any]:
 # ------------------------------------------------------------------------- leaderboards
 
 
-def _definition(request: web.Request, body: schemas.LeaderboardCreate, *, tournament: bool) -> Leaderboard:
-    limits = _limits(request)
-    limits.identifier(body.id, field="id")
-    schedule = None
-    if body.reset_schedule is not None:
-        from ..domain.schedule import validate_cron
+def _start_time(request: web.Request, leaderboard_id: Any, start_time: Any) -> Any:
+    """``start_time``, or when it is left out: the existing tournament's (a retry matches what it
+    created), else now."""
+    if start_time is not None:
+        return start_time
+    existing = _node(request).store.leaderboards.get(leaderboard_id) if isinstance(leaderboard_id, str) else None
+    known = existing.tournament if existing is not None else None
+    return known.start_time if known is not None else _node(request).seconds()
 
-        schedule = validate_cron(body.reset_schedule)
+
+def _definition_problems(request: web.Request, values: dict[str, Any], *, skip: Collection[str] = ()
+                         ) -> tuple[list[InvalidArgument], dict[str, Any]]:
+    """The checks of a definition that follow parsing, each on its own field, all of them run.
+
+    ``values`` are the parsed body's, or the raw body's when parsing failed (then a field of
+    the wrong type, or one in ``skip``, is left to the parser's error). Returns the problems
+    and the checked values (the normalized cron, the metadata as stored text).
+    """
+    from ..domain.schedule import validate_cron
+
+    limits = _limits(request)
+    problems: list[InvalidArgument] = []
+    checked: dict[str, Any] = {}
+    checks = (("id", str, lambda v: limits.identifier(v, field="id")),
+              ("reset_schedule", str, validate_cron),
+              ("metadata", dict, limits.metadata))
+    for name, kind, check in checks:
+        value = values.get(name)
+        if name in skip or not isinstance(value, kind):
+            continue
+        try:
+            checked[name] = check(value)
+        except InvalidArgument as exc:
+            problems.append(exc)
+    end = values.get("end_time")
+    if "end_time" not in skip and "start_time" not in skip and type(end) is int and end:
+        start = _start_time(request, values.get("id"), values.get("start_time"))
+        if type(start) is int and end <= start:
+            problems.append(InvalidArgument("end_time must be after start_time", field="end_time"))
+    return problems, checked
+
+
+def _raise_all(problems: list[dict[str, Any]]) -> None:
+    if len(problems) == 1:
+        raise InvalidArgument(problems[0]["message"], field=problems[0].get("field"))
+    if problems:
+        raise InvalidArguments(problems)
+
+
+def _definition(request: web.Request, body: schemas.LeaderboardCreate, *, tournament: bool) -> Leaderboard:
+    problems, checked = _definition_problems(request, body.model_dump())
+    _raise_all([exc.to_json()["error"] for exc in problems])
     settings: TournamentSettings | None = None
     if tournament:
         assert isinstance(body, schemas.TournamentCreate)
-        start = body.start_time
-        if start is None:  # a retry without start_time matches the tournament it created
-            existing = _node(request).store.leaderboards.get(body.id)
-            known = existing.tournament if existing is not None else None
-            start = known.start_time if known is not None else _node(request).seconds()
-        if body.end_time and body.end_time <= start:
-            raise InvalidArgument("end_time must be after start_time", field="end_time")
         settings = TournamentSettings(
-            title=body.title, description=body.description, category=body.category, start_time=start,
-            end_time=body.end_time, duration=body.duration, max_size=body.max_size,
-            max_num_score=body.max_num_score, join_required=body.join_required,
+            title=body.title, description=body.description, category=body.category,
+            start_time=_start_time(request, body.id, body.start_time), end_time=body.end_time,
+            duration=body.duration, max_size=body.max_size, max_num_score=body.max_num_score,
+            join_required=body.join_required,
         )
     definition = Leaderboard(
-        id=body.id, sort_order=body.sort_order, operator=body.operator, reset_schedule=schedule,
-        metadata=limits.metadata(body.metadata) or "{}", authoritative=body.authoritative,
+        id=body.id, sort_order=body.sort_order, operator=body.operator, reset_schedule=checked.get("reset_schedule"),
+        metadata=checked.get("metadata") or "{}", authoritative=body.authoritative,
         enable_ranks=body.enable_ranks, tournament=settings,
     )
     validate_definition(definition, now=_node(request).seconds())
     return definition
 
 
+async def _parse_definition(request: web.Request, *, tournament: bool) -> schemas.LeaderboardCreate:
+    """The body of a new leaderboard or tournament; every problem of a refused one at once."""
+    raw = await _read_body(request)
+    try:
+        body = (schemas.TournamentCreate if tournament else schemas.LeaderboardCreate).model_validate_json(raw)
+    except ValidationError as exc:
+        problems = validation_problems(exc)
+        try:
+            values = json.loads(raw)
+        except ValueError:
+            values = None
+        if isinstance(values, dict):  # the later checks too, on the fields the parser did not refuse
+            flagged = {problem["field"].split(".")[0].split("[")[0] for problem in problems}
+            later, _ = _definition_problems(request, values, skip=flagged)
+            problems += [exc.to_json()["error"] for exc in later]
+        _raise_all(problems)
+        raise  # pragma: no cover - a ValidationError has at least one problem
+    refuse_duplicate_keys(raw)
+    return body
+
+
 @requires(Access.SERVER)
 async def create_leaderboard(request: web.Request, *, tournament: bool = False) -> web.Response:
     node = _node(request)
     node.require_ready()
-    body = await _parse(request, schemas.TournamentCreate if tournament else schemas.LeaderboardCreate)
+    body = await _parse_definition(request, tournament=tournament)
     definition = _definition(request, body, tournament=tournament)
     leaderboard, created, changes = node.store.create_leaderboard(definition)
     await _commit(node, changes)
@@ -416,7 +525,7 @@ async def write_batch(request: web.Request) -> web.Response:
     replicated, timeout = _ack_mode(request)
     results, changes = node.store.write_records(leaderboard_id, writes, now=node.seconds(), server=is_server(request))
     await _commit(node, changes, replicated=replicated, timeout=timeout)  # one log entry batch for the request
-    return json_response({"records": [render_record(r) if isinstance(r, RecordView) else r.to_json()
+    return json_response({"records": [render_record(r) if isinstance(r, RecordView) else error_json(r)
                                           for r in results]})
 
 
@@ -532,4 +641,8 @@ def create_client_app(node: Node, *, extra_routes: Callable[[web.Application], N
     add_record_routes(router, "/v1/tournaments")
     if extra_routes is not None:
         extra_routes(app)
+    takes = openapi.query_parameters(json.loads(spec))
+    app[QUERY_KEY] = {route: takes.get(("get" if route.method == "HEAD" else route.method.lower(),
+                                        route.resource.canonical), frozenset())
+                      for route in router.routes() if route.resource is not None}
     return app

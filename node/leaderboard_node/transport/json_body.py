@@ -1,8 +1,18 @@
-"""JSON response bodies, serialized by orjson: a page of records is a tenth of what
+"""JSON bodies in and out.
+
+Out: response bodies serialized by orjson: a page of records is a tenth of what
 ``json.dumps`` takes, and half of pydantic-core's ``to_json`` (which a read used to spend a
 tenth of its time in). Scores and counters are int64 or uint64 (the domain clamps them),
 which orjson writes exactly; only metadata can hold a wider integer, and such a body goes
-through the standard library instead."""
+through the standard library instead. Errors are ``{"error": FIRST, "errors": [ALL]}``:
+``error`` is the first problem (what clients read since the beginning), ``errors`` every
+problem found in the request, each ``{"code", "message", "field"}``.
+
+In: pydantic parses request bodies, and like every JSON parser it keeps the last value of a
+key an object repeats. ``refuse_duplicate_keys`` parses the body once more with the
+standard library, which hands each object over as its list of pairs, to refuse them
+instead; about 3 us per record on top of pydantic's 3.5, and 11 us for a single write.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +23,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from ..domain.errors import DomainError, InvalidArgument
+
 
 def json_response(body: Any, *, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
     try:
@@ -20,3 +32,65 @@ def json_response(body: Any, *, status: int = 200, headers: Mapping[str, str] | 
     except TypeError:  # an integer beyond 64 bits (in metadata)
         data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
     return web.Response(body=data, status=status, headers=headers, content_type="application/json")
+
+
+def error_body(problems: list[dict[str, Any]]) -> dict[str, Any]:
+    """The body of an error answer: the first problem as ``error``, all of them as ``errors``."""
+    return {"error": problems[0], "errors": problems}
+
+
+def error_json(error: DomainError) -> dict[str, Any]:
+    return error_body([error.to_json()["error"]])
+
+
+class _Repeats(dict[str, Any]):
+    """An object of the body that repeats ``key``."""
+
+    key: str
+
+
+def _first_repeat(pairs: list[tuple[str, Any]]) -> str:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            return key
+        seen.add(key)
+    raise AssertionError("no key repeats")  # pragma: no cover
+
+
+def _path_to(value: Any, target: Any, path: str = "") -> str | None:
+    """Where ``target`` sits in ``value``, as a field name (``records[3].metadata``)."""
+    if value is target:
+        return path
+    children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, child in children:
+        if isinstance(child, (dict, list)):
+            found = _path_to(child, target, f"{path}[{key}]" if isinstance(key, int) else
+                             f"{path}.{key}" if path else str(key))
+            if found is not None:
+                return found
+    return None
+
+
+def refuse_duplicate_keys(raw: bytes) -> None:
+    """``InvalidArgument`` naming the first key that an object of the JSON body repeats."""
+    repeats: list[_Repeats] = []
+
+    def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj = dict(pairs)
+        if len(obj) == len(pairs):
+            return obj
+        marked = _Repeats(obj)
+        marked.key = _first_repeat(pairs)
+        repeats.append(marked)
+        return marked
+
+    try:
+        value = json.loads(raw, object_pairs_hook=pairs_hook)
+    except ValueError:  # not JSON: the model's parser has said so already
+        return
+    if repeats:
+        first = repeats[0]
+        where = _path_to(value, first) or ""
+        field = f"{where}.{first.key}" if where else first.key
+        raise InvalidArgument(f"{field} appears more than once in the JSON body; send each key once", field=field)

@@ -25,7 +25,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 
-from ..config import KubernetesDiscoverySettings
+from ..config import ConfigError, KubernetesDiscoverySettings
 from ..replication.peers import Peer
 
 log = logging.getLogger("leaderboard_node.kubernetes_discovery")
@@ -69,8 +69,10 @@ class KubernetesDiscovery:
         else:
             host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT", "443")
             if not host:
-                raise ValueError("kubernetes discovery needs cluster.discovery.kubernetes.api_server "
-                                 "outside a pod (KUBERNETES_SERVICE_HOST is not set)")
+                raise ConfigError("cluster.discovery.kubernetes.api_server",
+                                  "kubernetes discovery outside a pod needs the API server's URL "
+                                  "(KUBERNETES_SERVICE_HOST is not set)",
+                                  "set it, or use cluster.discovery.mode static or dns")
             self.api_server = f"https://{host}:{port}"
         self.labels = parse_selector(settings.label_selector)
         self._pods: dict[str, dict[str, Any]] = {}

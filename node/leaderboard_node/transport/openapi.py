@@ -1,7 +1,8 @@
 """The OpenAPI 3.1 description of the client API, served at ``GET /openapi.json``.
 
 Request bodies are generated from the pydantic models that validate them (``schemas``), so
-the published schemas cannot drift from validation; fields whose bounds come from settings
+the published schemas cannot drift from validation; the query parameters listed here are
+the ones each route takes (``query_parameters``), and the client API refuses any other; fields whose bounds come from settings
 carry an ``x-limit`` marker there, replaced here by the node's configured bounds (id length,
 batch size). Responses, parameters and status codes are written by hand below, in one place;
 ``tests/api/test_openapi.py`` runs schemathesis against a live node to check that answers
@@ -18,12 +19,12 @@ described in prose and refused with a 400 naming the field.
 from __future__ import annotations
 
 import copy
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
 from ..config import LimitSettings
+from ..version import VERSION
 from ..domain.records import INT64_MAX, INT64_MIN
 from . import schemas
 from .auth import FIELD as AUTH_FIELD
@@ -123,13 +124,16 @@ def response_schemas() -> dict[str, Schema]:
         "expiry_time": TIME,
         "rank": {"type": "integer", "minimum": 0, "description": "1-based; 0 when ranks are off."},
     })
+    problem = _object({
+        "code": {"type": "string", "description": "Stable snake_case code, for programs."},
+        "message": {"type": "string", "description": "For people."},
+        "field": {"type": "string", "description": "The part of the request that was wrong."},
+        "details": {"type": "object"},
+    }, required=["code", "message"])
     error = _object({
-        "error": _object({
-            "code": {"type": "string", "description": "Stable snake_case code, for programs."},
-            "message": {"type": "string", "description": "For people."},
-            "field": {"type": "string", "description": "The part of the request that was wrong."},
-            "details": {"type": "object"},
-        }, required=["code", "message"]),
+        "error": {**problem, "description": "The first problem."},
+        "errors": {"type": "array", "items": problem, "minItems": 1,
+                   "description": "Every problem found in the request (a body with several bad fields)."},
     })
     return {
         "Error": error,
@@ -159,7 +163,8 @@ def response_schemas() -> dict[str, Schema]:
         "Readiness": _object({"ready": {"type": "boolean"},
                               "state": {"type": "string", "enum": ["starting", "syncing", "ready", "stopping"]}}),
         "Cluster": _object({
-            "node": _object({"name": {"type": "string"}, "state": {"type": "string"}, "ready": {"type": "boolean"},
+            "node": _object({"name": {"type": "string"}, "version": {"type": "string", "description": "The build."},
+                             "state": {"type": "string"}, "ready": {"type": "boolean"},
                              "records": NON_NEGATIVE, "leaderboards": NON_NEGATIVE},
                             required=["name", "state", "ready"], closed=False),
             "members": {"type": "array", "items": {"type": "object"}},
@@ -170,7 +175,8 @@ def response_schemas() -> dict[str, Schema]:
 # ----------------------------------------------------------------------------- operations
 
 _ERRORS = {
-    400: "The request is invalid; `error.field` names the part that was wrong.",
+    400: "The request is invalid, or carries a query parameter the operation does not take; `error.field` names "
+         "the part that was wrong, `errors` lists every problem found.",
     401: "No API key, or a wrong one (`error.field` is `authorization`).",
     403: "The operation needs the server key, the leaderboard is authoritative, or the tournament must be joined.",
     404: "No such leaderboard, tournament, record or reset period.",
@@ -203,7 +209,7 @@ def _operation(
         content = ({"text/plain": {"schema": {"type": "string"}}} if schema == "text" else
                    {JSON: {"schema": {"type": "object"} if schema == "object" else _ref(schema)}})
         responses[str(status)] = {"description": description, "content": content}
-    codes = set(errors)
+    codes = set(errors) | {400}  # every operation refuses query parameters it does not take
     if body is not None:
         codes |= {400, 408, 413}
     if access != "open":
@@ -221,6 +227,12 @@ def _operation(
     if auth:
         operation["security"] = [] if access == "open" else [{"bearer": []}, {"apiKey": []}]
     return operation
+
+
+def query_parameters(spec: dict[str, Any]) -> dict[tuple[str, str], frozenset[str]]:
+    """(method, path) -> the names of the query parameters the operation takes."""
+    return {(method, path): frozenset(p["name"] for p in operation.get("parameters", ()) if p["in"] == "query")
+            for path, operations in spec["paths"].items() for method, operation in operations.items()}
 
 
 def build_spec(limits: LimitSettings, *, auth: bool) -> dict[str, Any]:
@@ -342,7 +354,7 @@ def build_spec(limits: LimitSettings, *, auth: bool) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {
             "title": "leaderboard-cluster client API",
-            "version": _version(),
+            "version": VERSION,
             "description": (
                 "A replicated, in-memory leaderboard and tournament service. All times are Unix seconds (UTC); "
                 "0 means never. Errors are `{\"error\": {\"code\", \"message\", \"field\"}}` with a 4xx status. "
@@ -353,10 +365,3 @@ def build_spec(limits: LimitSettings, *, auth: bool) -> dict[str, Any]:
         "paths": copy.deepcopy(paths),
         "components": components,
     }
-
-
-def _version() -> str:
-    try:
-        return version("leaderboard-cluster")
-    except PackageNotFoundError:  # pragma: no cover - running from a source tree without metadata
-        return "0"
