@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import datetime
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from leaderboard_operator import rendering, resources
 from leaderboard_operator import status as status_mod
 from leaderboard_operator.members import MemberReport, PodInfo
 
+from ..operator.apiserver import apply_defaults, undeclared
 from .conftest import CHART, CRD_FILE, EXAMPLES, KUBERNETES_VERSION
 
 # Keys a branch of anyOf/allOf/oneOf/not must not set in a structural schema.
@@ -58,40 +58,6 @@ def defaults(schema: dict[str, Any], path: str = "") -> list[tuple[str, dict[str
         found += defaults(sub, f"{path}/{name}")
     if isinstance(schema.get("items"), dict):
         found += defaults(schema["items"], f"{path}[]")
-    return found
-
-
-def apply_defaults(schema: dict[str, Any], value: Any) -> Any:
-    """Default a value the way the API server does (absent fields with a default get it)."""
-    if isinstance(value, dict):
-        for name, sub in schema.get("properties", {}).items():
-            if name not in value and "default" in sub:
-                value[name] = copy.deepcopy(sub["default"])
-            if name in value:
-                value[name] = apply_defaults(sub, value[name])
-    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
-        value = [apply_defaults(schema["items"], item) for item in value]
-    return value
-
-
-def undeclared(schema: dict[str, Any], value: Any, path: str = "") -> list[str]:
-    """Fields of ``value`` that the API server would prune under ``schema``."""
-    if schema.get("x-kubernetes-preserve-unknown-fields") is True:
-        return []
-    found: list[str] = []
-    if isinstance(value, dict):
-        properties = schema.get("properties", {})
-        extra = schema.get("additionalProperties")
-        for key, item in value.items():
-            if key in properties:
-                found += undeclared(properties[key], item, f"{path}.{key}")
-            elif isinstance(extra, dict):
-                found += undeclared(extra, item, f"{path}.{key}")
-            else:
-                found.append(f"{path}.{key}")
-    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
-        for index, item in enumerate(value):
-            found += undeclared(schema["items"], item, f"{path}[{index}]")
     return found
 
 

@@ -9,12 +9,15 @@ or schema validation. So:
 
 * every resource is declared up front, including what kopf itself needs (namespaces, CRDs,
   events), or kopf finishes its discovery and then waits silently;
-* :class:`ApiServer` adds what kopf relies on: a new ``resourceVersion`` on every write (kopf
-  skips the stale events queued before its own patch by it; without it, every handler runs
-  again for each stale event), ``uid``, ``creationTimestamp`` and ``generateName`` on creation
-  (kopf's Events are all named by ``generateName``; kmock would store only the first one),
-  and 422 instead of 500 for a failed JSON-patch ``test`` (kopf's optimistic concurrency on
-  finalizers: with 500 it retries the same stale patch 9 times with backoff);
+* :class:`~.apiserver.ApiServer` adds what kopf relies on: a new ``resourceVersion`` on every
+  write (kopf skips the stale events queued before its own patch by it; without it, every
+  handler runs again for each stale event), ``uid``, ``creationTimestamp`` and
+  ``generateName`` on creation (kopf's Events are all named by ``generateName``; kmock would
+  store only the first one), and 422 instead of 500 for a failed JSON-patch ``test`` (kopf's
+  optimistic concurrency on finalizers: with 500 it retries the same stale patch 9 times with
+  backoff); and what a real API server does to what it is sent: canonical quantities,
+  defaulting, name and schema validation, generation, the status and scale subresources,
+  garbage collection (see ``apiserver.py``);
 * pods are created by hand (``add_pod``) when a test needs members;
 * ``kopf.operator()`` is replaced by ``spawn_tasks()`` + ``run_tasks()`` (see ``operator``);
 * the operator filters listed objects by labels itself (see ``leaderboard_operator.kube``),
@@ -30,53 +33,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import datetime
-import itertools
 import logging
-import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import aiohttp.web
-import attrs
-import jsonpatch
 import kmock as kmock_lib
 import kopf
 import pytest
 
 from leaderboard_operator import OperatorConfig, Context, register, resources
 
+from .apiserver import SKIP_ADMISSION_HEADER, ApiServer, kmock_key
+
 NAMESPACE = "lb-test"
 T = TypeVar("T")
-
-
-def kmock_key(resource: resources.Resource) -> kmock_lib.resource:
-    return kmock_lib.resource(group=resource.group, version=resource.version, plural=resource.plural)
-
-
-@attrs.define(kw_only=True)
-class ApiServer(kmock_lib.KubernetesEmulator):
-    """kmock's emulator plus resourceVersions, uids, generateName, and 422 for failed JSON-patch tests."""
-
-    _versions: Iterator[int] = attrs.field(factory=lambda: itertools.count(1), init=False)
-
-    async def _handle(self, request: kmock_lib.Request) -> aiohttp.web.StreamResponse:
-        if request.resource is not None and request.action in (kmock_lib.action.CREATE, kmock_lib.action.UPDATE):
-            version = str(next(self._versions))
-            if isinstance(request.data, dict):
-                metadata = request.data.setdefault("metadata", {})
-                metadata["resourceVersion"] = version
-                if request.action == kmock_lib.action.CREATE:
-                    if not metadata.get("name") and metadata.get("generateName"):
-                        metadata["name"] = metadata["generateName"] + uuid.uuid4().hex[:5]
-                    metadata.setdefault("uid", str(uuid.uuid4()))
-                    metadata.setdefault("creationTimestamp", datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
-            elif isinstance(request.data, list):  # a JSON patch
-                request.data.append({"op": "add", "path": "/metadata/resourceVersion", "value": version})
-        try:
-            return await super()._handle(request)
-        except jsonpatch.JsonPatchTestFailed as exc:
-            raise kmock_lib.KubernetesError(status=422, reason="Invalid", message=str(exc)) from exc
 
 
 @contextlib.asynccontextmanager
@@ -129,19 +100,28 @@ class Cluster:
             assert response.status < 400, f"{method} {path}: {response.status} {await response.text()}"
             return await response.json()
 
-    async def apply_cluster(self, name: str, spec: Mapping[str, Any] | None = None, **meta: Any) -> dict[str, Any]:
+    async def apply_cluster(self, name: str, spec: Mapping[str, Any] | None = None, *,
+                            admission: bool = True, **meta: Any) -> dict[str, Any]:
+        """``kubectl apply`` a LeaderboardCluster; ``admission=False`` lets in what the CRD refuses,
+        as an older CRD without its rules would have (the operator must refuse it itself)."""
         body = {
             "apiVersion": f"{resources.GROUP}/{resources.VERSION}",
             "kind": resources.KIND,
-            "metadata": {"name": name, "namespace": NAMESPACE, "generation": 1, **meta},
+            "metadata": {"name": name, "namespace": NAMESPACE, **meta},
             "spec": dict(spec or {}),
         }
-        result: dict[str, Any] = await self.request("POST", resources.CLUSTERS.url(namespace=NAMESPACE), json=body)
+        headers = {} if admission else {SKIP_ADMISSION_HEADER: "true"}
+        result: dict[str, Any] = await self.request("POST", resources.CLUSTERS.url(namespace=NAMESPACE), json=body,
+                                                    headers=headers)
         return result
 
-    async def patch(self, resource: resources.Resource, name: str, patch: Mapping[str, Any]) -> Any:
-        return await self.request("PATCH", resource.url(namespace=NAMESPACE, name=name), json=patch,
-                                  headers={"Content-Type": "application/merge-patch+json"})
+    async def patch(self, resource: resources.Resource, name: str, patch: Mapping[str, Any], *,
+                    subresource: str | None = None, admission: bool = True) -> Any:
+        headers = {"Content-Type": "application/merge-patch+json"}
+        if not admission:
+            headers[SKIP_ADMISSION_HEADER] = "true"
+        return await self.request("PATCH", resource.url(namespace=NAMESPACE, name=name, subresource=subresource),
+                                  json=patch, headers=headers)
 
     async def delete(self, resource: resources.Resource, name: str) -> Any:
         return await self.request("DELETE", resource.url(namespace=NAMESPACE, name=name))

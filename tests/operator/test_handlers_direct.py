@@ -59,9 +59,12 @@ async def test_calling_the_members_handler_twice_patches_the_status_once(
 
 
 async def test_a_foreign_object_in_the_way_is_reported_not_overwritten(cluster: Cluster, context: Context) -> None:
+    owner = await cluster.request("POST", resources.CONFIGMAPS.url(namespace=NAMESPACE), json={
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": NAMESPACE}})
     foreign = {"apiVersion": "v1", "kind": "ConfigMap",
                "metadata": {"name": "lb-config", "namespace": NAMESPACE, "ownerReferences": [{
-                   "apiVersion": "v1", "kind": "ConfigMap", "name": "x", "uid": "someone-else", "controller": True}]},
+                   "apiVersion": "v1", "kind": "ConfigMap", "name": "x", "uid": owner["metadata"]["uid"],
+                   "controller": True}]},
                "data": {"node.yaml": "mine"}}
     await cluster.request("POST", resources.CONFIGMAPS.url(namespace=NAMESPACE), json=foreign)
     raw = await cluster.apply_cluster("lb")
@@ -99,7 +102,7 @@ async def test_a_successful_reconciliation_clears_the_last_error(cluster: Cluste
 
 
 async def test_an_invalid_spec_is_a_permanent_error(cluster: Cluster, context: Context) -> None:
-    raw = await cluster.apply_cluster("lb", {"replicas": -2})
+    raw = await cluster.apply_cluster("lb", {"replicas": -2}, admission=False)
     kwargs = handler_kwargs(raw)
     with pytest.raises(kopf.PermanentError, match="replicas"):
         await handlers.reconcile(context=context, trigger="create", **kwargs)
@@ -107,7 +110,7 @@ async def test_an_invalid_spec_is_a_permanent_error(cluster: Cluster, context: C
 
 
 async def test_a_too_long_name_is_a_permanent_error(cluster: Cluster, context: Context) -> None:
-    raw = await cluster.apply_cluster("x" * 53)
+    raw = await cluster.apply_cluster("x" * 53, admission=False)
     with pytest.raises(kopf.PermanentError, match="at most 52"):
         await handlers.reconcile(context=context, trigger="create", **handler_kwargs(raw))
 

@@ -177,7 +177,7 @@ async def test_deleting_one_cluster_keeps_another(cluster: Cluster, operator: Ru
 
 
 async def test_an_invalid_spec_is_reported_in_the_status(cluster: Cluster, operator: RunningOperator) -> None:
-    await cluster.apply_cluster("lb", {"replicas": 0})
+    await cluster.apply_cluster("lb", {"replicas": 0}, admission=False)
     error = await eventually(lambda: cluster.get(resources.CLUSTERS, "lb")["status"]["lastError"],
                              what="status.lastError")
     assert error["reason"] == "InvalidSpec"
@@ -193,7 +193,7 @@ async def test_an_invalid_spec_is_reported_in_the_status(cluster: Cluster, opera
 
 
 async def test_fixing_an_invalid_spec_clears_the_error(cluster: Cluster, operator: RunningOperator) -> None:
-    await cluster.apply_cluster("lb", {"replicas": 0})
+    await cluster.apply_cluster("lb", {"replicas": 0}, admission=False)
     await eventually(lambda: cluster.get(resources.CLUSTERS, "lb")["status"]["lastError"], what="status.lastError")
     await cluster.patch(resources.CLUSTERS, "lb", {"spec": {"replicas": 2}})
     await eventually(lambda: cluster.get(resources.STATEFULSETS, "lb"), what="StatefulSet lb after the fix")
