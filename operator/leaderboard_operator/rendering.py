@@ -15,9 +15,10 @@ Every child of a ``LeaderboardCluster`` named ``NAME`` is rendered here:
 
 The functions take the cluster's name, namespace and parsed spec (:class:`ClusterSpec`) and
 return :class:`Child` values: the manifest plus what the applying layer must know to patch it
-safely -- which fields are immutable once created (never patched), which optional fields must
-be cleared (set to null in a merge patch) when the spec no longer sets them, and whether the
-object is created once and never patched (the token Secret). Owner references are not added
+safely -- which fields are immutable once created (never patched), which fields the spec owns
+whole (see :data:`STATEFULSET_OWNED`), which maps hold quantities (compared by meaning: the API
+server stores ``0.5`` as ``500m``), and whether the object is created once and never patched
+(the token Secret). Owner references are not added
 here: the handlers adopt the children (:func:`kopf.adopt`) with the real owner body.
 
 Caveats:
@@ -42,6 +43,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import yaml
+from kubernetes.utils import parse_quantity
 
 from leaderboard_operator import resources
 
@@ -65,7 +67,7 @@ LABEL_COMPONENT = "app.kubernetes.io/component"
 LABEL_PART_OF = "app.kubernetes.io/part-of"
 CONFIG_HASH_ANNOTATION = f"{resources.GROUP}/config-hash"
 
-FieldPath = tuple[str, ...]
+FieldPath = tuple[str | int, ...]  # an int indexes a list
 
 # Fields that cannot change after creation: never patched, never compared.
 STATEFULSET_IMMUTABLE: tuple[FieldPath, ...] = (
@@ -77,12 +79,22 @@ STATEFULSET_IMMUTABLE: tuple[FieldPath, ...] = (
 SERVICE_IMMUTABLE: tuple[FieldPath, ...] = (("spec", "clusterIP"),)
 ROLEBINDING_IMMUTABLE: tuple[FieldPath, ...] = (("roleRef",),)
 
-# Optional pod-spec fields taken from the cluster's spec: cleared when the spec drops them.
+# Fields whose whole value comes from the cluster's spec, and inside which the API server adds
+# nothing: the child must match them exactly (not as a subset: a key the spec dropped is removed,
+# and the field is cleared when the spec drops it), at once, not with the next unrelated patch.
 POD_SPEC = ("spec", "template", "spec")
-STATEFULSET_CLEARABLE: tuple[FieldPath, ...] = (
+CONTAINER = (*POD_SPEC, "containers", 0)
+STATEFULSET_OWNED: tuple[FieldPath, ...] = (
+    (*POD_SPEC, "affinity"),
     (*POD_SPEC, "tolerations"),
     (*POD_SPEC, "nodeSelector"),
     (*POD_SPEC, "topologySpreadConstraints"),
+    (*CONTAINER, "resources"),
+)
+# Maps of quantities, which the API server stores in canonical form (compared by meaning).
+STATEFULSET_QUANTITIES: tuple[FieldPath, ...] = (
+    (*CONTAINER, "resources", "requests"),
+    (*CONTAINER, "resources", "limits"),
 )
 
 
@@ -142,6 +154,10 @@ class ClusterSpec:
         replicas = int(raw.get("replicas", 3))
         if replicas < 1:
             raise ValueError(f"spec.replicas must be at least 1, got {replicas}")
+        for part, quantities in (raw.get("resources") or {}).items():
+            for key, value in (quantities or {}).items():
+                _check_quantity(f"spec.resources.{part}.{key}", value)
+        _check_quantity("spec.storage.size", storage.get("size") or "1Gi")
         return cls(
             replicas=replicas,
             image=raw.get("image") or default_image,
@@ -177,7 +193,8 @@ class Child:
     resource: resources.Resource
     manifest: dict[str, Any]
     immutable: tuple[FieldPath, ...] = ()
-    clearable: tuple[FieldPath, ...] = ()
+    owned: tuple[FieldPath, ...] = ()
+    quantities: tuple[FieldPath, ...] = ()
     create_only: bool = False
 
     @property
@@ -236,6 +253,13 @@ class Names:
 
     def peer_token_secret(self, spec: ClusterSpec) -> str:
         return spec.peer_token_secret or self.generated_secret
+
+
+def _check_quantity(field: str, value: Any) -> None:
+    try:
+        parse_quantity(value)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{field} must be a quantity such as 500m, 2 or 1Gi, got {value!r}") from exc
 
 
 def check_name(name: str) -> None:
@@ -523,7 +547,8 @@ def render_stateful_set(name: str, namespace: str, spec: ClusterSpec) -> Child:
     return Child(
         resource=resources.STATEFULSETS,
         immutable=STATEFULSET_IMMUTABLE,
-        clearable=STATEFULSET_CLEARABLE,
+        owned=STATEFULSET_OWNED,
+        quantities=STATEFULSET_QUANTITIES,
         manifest={
             "apiVersion": "apps/v1",
             "kind": "StatefulSet",

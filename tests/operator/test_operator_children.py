@@ -10,7 +10,7 @@ import yaml
 from leaderboard_operator import resources
 from leaderboard_operator.handlers import FINALIZER
 
-from .conftest import NAMESPACE, Cluster, RunningOperator, eventually
+from .conftest import NAMESPACE, ApiServer, Cluster, RunningOperator, eventually, writes
 
 CHILDREN = [
     (resources.SERVICES, "lb-peers"),
@@ -199,3 +199,48 @@ async def test_fixing_an_invalid_spec_clears_the_error(cluster: Cluster, operato
     await eventually(lambda: cluster.get(resources.STATEFULSETS, "lb"), what="StatefulSet lb after the fix")
     await eventually(lambda: "lastError" not in cluster.get(resources.CLUSTERS, "lb")["status"],
                      what="status.lastError cleared")
+
+
+def drift_checks(operator: RunningOperator) -> float:
+    return operator.context.metrics.reconciles.labels("drift", "success")._value.get()
+
+
+async def test_quantities_the_api_normalises_are_no_drift(cluster: Cluster, k8s: ApiServer, operator: RunningOperator) -> None:
+    await cluster.apply_cluster("lb", {"resources": {"requests": {"cpu": "0.5", "memory": "1024Mi"},
+                                                     "limits": {"cpu": "1000m", "memory": 2147483648}}})
+    await eventually(lambda: all_children_exist(cluster), what="all children of lb")
+    container = cluster.get(resources.STATEFULSETS, "lb")["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"] == {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "2147483648"}}
+    checks = drift_checks(operator)
+    await eventually(lambda: drift_checks(operator) >= checks + 3, what="three more drift checks")
+    assert [w for w in writes(k8s) if w.startswith("PATCH") and "/statefulsets/" in w] == []
+    assert not [e for e in events(cluster) if e["reason"] == "DriftCorrected"]
+    assert 'action="patched"' not in operator.context.metrics.render().decode()
+
+
+async def test_removing_a_field_from_the_spec_removes_it_at_once_and_a_scale_rolls_nothing(
+        cluster: Cluster, operator: RunningOperator) -> None:
+    await cluster.apply_cluster("lb", {"resources": {"requests": {"cpu": "250m"}, "limits": {"memory": "1Gi"}},
+                                       "nodeSelector": {"disk": "ssd", "zone": "a"}})
+    sts = await eventually(lambda: cluster.get(resources.STATEFULSETS, "lb"), what="StatefulSet lb")
+    assert sts["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] == {"memory": "1Gi"}
+    await cluster.patch(resources.CLUSTERS, "lb", {"spec": {"resources": {"limits": None}, "nodeSelector": {"zone": None}}})
+
+    def template() -> dict:
+        return cluster.get(resources.STATEFULSETS, "lb")["spec"]["template"]
+
+    await eventually(lambda: template()["spec"]["containers"][0]["resources"] == {"requests": {"cpu": "250m"}}
+                     and template()["spec"]["nodeSelector"] == {"disk": "ssd"}, timeout=3,
+                     what="the limits and the zone selector removed from the pod template")
+    before = template()
+    await cluster.patch(resources.CLUSTERS, "lb", {"spec": {"replicas": 4}}, subresource="scale")
+    await eventually(lambda: cluster.get(resources.STATEFULSETS, "lb")["spec"]["replicas"] == 4, what="the scale to 4")
+    assert template() == before, "a scale changed the pod template: every pod would roll"
+    await cluster.patch(resources.CLUSTERS, "lb", {"spec": {"resources": None}})
+    await eventually(lambda: "resources" not in template()["spec"]["containers"][0], timeout=3,
+                     what="the resources removed from the container")
+
+
+def events(cluster: Cluster) -> list[dict]:
+    found = [cluster.get(resources.EVENTS, name) for name in cluster.names(resources.EVENTS)]
+    return [e for e in found if e]

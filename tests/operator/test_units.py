@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import aiohttp
 import pytest
 
@@ -55,9 +57,46 @@ def test_satisfaction_is_a_subset_check(actual: dict, wanted: dict, satisfied: b
     assert children.is_satisfied(actual, wanted) is satisfied
 
 
+@pytest.mark.parametrize("actual, wanted", [("500m", "0.5"), ("1", "1000m"), ("1Gi", "1024Mi"), ("2", 2)])
+def test_quantities_are_compared_by_meaning(actual: str, wanted: str | int) -> None:
+    assert children.is_satisfied({"q": {"cpu": actual}}, {"q": {"cpu": wanted}}, quantities=[("q",)])
+    assert not children.is_satisfied({"q": {"cpu": actual}}, {"q": {"cpu": "3"}}, quantities=[("q",)])
+
+
+def test_in_an_owned_field_a_key_the_spec_dropped_is_drift() -> None:
+    owned = [("spec", "sel")]
+    assert not children.is_satisfied({"spec": {"sel": {"a": "1", "b": "2"}}}, {"spec": {"sel": {"a": "1"}}}, owned=owned)
+    assert children.is_satisfied({"spec": {"sel": {"a": "1"}, "x": 1}}, {"spec": {"sel": {"a": "1"}}}, owned=owned)
+
+
+def test_the_patch_removes_what_the_spec_dropped_from_an_owned_map() -> None:
+    child = sts_child({"nodeSelector": {"disk": "ssd"}})
+    actual = {"spec": {"template": {"spec": {"nodeSelector": {"disk": "ssd", "zone": "a"}}}}}
+    patch = children.desired_patch(child, actual)
+    assert patch["spec"]["template"]["spec"]["nodeSelector"] == {"disk": "ssd", "zone": None}
+
+
+def test_resources_the_spec_dropped_are_drift_inside_the_container_list() -> None:
+    child = sts_child({"resources": {"requests": {"cpu": "1"}}})
+    patch = children.desired_patch(child)
+    actual = copy.deepcopy(child.manifest)
+    assert children.is_satisfied(actual, patch, owned=child.owned, quantities=child.quantities)
+    actual["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] = {"memory": "1Gi"}
+    assert not children.is_satisfied(actual, patch, owned=child.owned, quantities=child.quantities)
+    bare = sts_child()
+    assert not children.is_satisfied(actual, children.desired_patch(bare), owned=bare.owned, quantities=bare.quantities)
+
+
+@pytest.mark.parametrize("spec", [{"resources": {"requests": {"cpu": "lots"}}}, {"storage": {"size": "big"}}])
+def test_a_value_that_is_no_quantity_is_an_invalid_spec(spec: dict) -> None:
+    with pytest.raises(ValueError, match="must be a quantity"):
+        ClusterSpec.parse(spec, default_image="img")
+
+
 def test_a_rendered_child_satisfies_its_own_patch() -> None:
-    child = sts_child({"tolerations": [{"key": "k", "operator": "Exists"}]})
-    assert children.is_satisfied(child.manifest, children.desired_patch(child))
+    child = sts_child({"tolerations": [{"key": "k", "operator": "Exists"}], "resources": {"limits": {"cpu": "0.5"}}})
+    assert children.is_satisfied(child.manifest, children.desired_patch(child, child.manifest),
+                                 owned=child.owned, quantities=child.quantities)
 
 
 def test_pod_info_reads_readiness_restarts_and_port() -> None:
