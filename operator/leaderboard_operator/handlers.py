@@ -237,6 +237,7 @@ async def monitor(
     """Poll the pods and members; publish status, conditions and phase-change events."""
     config, metrics = context.config, context.metrics
     try:
+        rendering.check_name(name)
         desired = rendering.ClusterSpec.parse(spec, default_image=config.default_image).replicas
     except (ValueError, TypeError):
         return  # the children handler reports the invalid spec

@@ -23,8 +23,9 @@ here: the handlers adopt the children (:func:`kopf.adopt`) with the real owner b
 
 Caveats:
 
-* Names: pods are ``NAME-<ordinal>`` and the StatefulSet's revision label is ``NAME-<hash>``,
-  which must fit in 63 characters, so ``NAME`` is limited to 52 (:func:`check_name`).
+* Names: ``NAME`` names the client Service, so it must be a DNS-1035 label (no dots), and pods
+  are ``NAME-<ordinal>`` and the StatefulSet's revision label is ``NAME-<hash>``, which must fit
+  in 63 characters, so ``NAME`` is limited to 52 (:func:`check_name`; the CRD has the same rule).
 * The node reads ``/etc/leaderboard/node.yaml``; per-pod values (name, IP, namespace) come as
   ``LEADERBOARD_*`` env vars, which the node's loader parses as YAML scalars.
 * The ConfigMap and the token are projected into one volume at ``/etc/leaderboard`` (a nested
@@ -39,6 +40,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -57,6 +59,7 @@ TOKEN_FILE = f"{CONFIG_DIR}/secrets/{TOKEN_KEY}"
 DATA_DIR = "/data"
 NODE_UID = 10001
 MAX_NAME_LENGTH = 52
+DNS_1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 
 APP_NAME = "leaderboard-node"
 MANAGER = "leaderboard-operator"
@@ -263,6 +266,12 @@ def _check_quantity(field: str, value: Any) -> None:
 
 
 def check_name(name: str) -> None:
+    """The cluster's name must fit its children's names (the CRD says the same, in CEL)."""
+    if not DNS_1035_LABEL.fullmatch(name):
+        raise ValueError(
+            f"metadata.name {name!r} is not a DNS-1035 label (lower case letters, digits and '-', starting "
+            f"with a letter, ending with a letter or digit; no dots): it names the cluster's Services"
+        )
     if len(name) > MAX_NAME_LENGTH:
         raise ValueError(
             f"the cluster's name is {len(name)} characters long; at most {MAX_NAME_LENGTH} fit "

@@ -244,3 +244,25 @@ async def test_removing_a_field_from_the_spec_removes_it_at_once_and_a_scale_rol
 def events(cluster: Cluster) -> list[dict]:
     found = [cluster.get(resources.EVENTS, name) for name in cluster.names(resources.EVENTS)]
     return [e for e in found if e]
+
+
+async def test_a_name_that_is_no_dns_label_creates_nothing_and_is_reported(cluster: Cluster, operator: RunningOperator) -> None:
+    await cluster.apply_cluster("lb.x", admission=False)  # as an older CRD, without the name rule, would let in
+    error = await eventually(lambda: cluster.get(resources.CLUSTERS, "lb.x")["status"]["lastError"],
+                             what="status.lastError of lb.x")
+    assert error["reason"] == "InvalidSpec" and "DNS-1035" in error["message"], error
+    await eventually(lambda: [e for e in events(cluster) if e["reason"] == "InvalidSpec" and e["type"] == "Warning"],
+                     what="a Warning event InvalidSpec")
+    created = {(res.kind, name) for res in resources.ALL if res.namespaced and res not in (resources.EVENTS, resources.CLUSTERS)
+               for name in cluster.names(res)}
+    assert created == set()
+
+
+async def test_the_crd_refuses_a_name_that_is_no_dns_label(cluster: Cluster) -> None:
+    for name in ("lb.x", "9lb", "x" * 53, "Lb"):  # the last is not even a DNS-1123 subdomain
+        async with cluster.kmock.request("POST", resources.CLUSTERS.url(namespace=NAMESPACE), json={
+                "apiVersion": f"{resources.GROUP}/{resources.VERSION}", "kind": resources.KIND,
+                "metadata": {"name": name, "namespace": NAMESPACE}, "spec": {}}) as response:
+            assert response.status == 422, name
+            assert "DNS-1035" in (await response.json())["message"] or name == "Lb"
+    await cluster.apply_cluster("x" * 52)
