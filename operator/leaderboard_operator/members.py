@@ -5,9 +5,14 @@ Each node answers ``GET /v1/cluster`` on its client port with its own state and 
 its peers::
 
     {"node": {"name": "lb-0", "epoch": 123, "state": "ready", "ready": true, "synced": true,
-              "version_vector": {"lb-0": {"epoch": 123, "seq": 42}}, "records": 1000},
+              "version_vector": {"lb-0": {"epoch": 123, "seq": 42}}, "records": 1000,
+              "clock": {"max_offset_ms": 500, "offset_ms": 3.5, "skewed": false, "since": null}},
      "members": [{"name": "lb-1", "address": "10.0.0.2:7351", "state": "ready",
-                  "reachable": true, "lag_entries": 0, "lag_seconds": 0.0}]}
+                  "reachable": true, "lag_entries": 0, "lag_seconds": 0.0, "clock_offset_ms": -1.5}]}
+
+``node.clock`` is absent from older nodes (:attr:`MemberReport.clock` is then None: unknown). A
+member the node cannot reach has ``state: "unreachable"`` and ``unreachable_since`` (unix
+seconds); older nodes say ``reachable: false`` instead.
 
 :func:`poll_members` asks all the pods concurrently, each with a short timeout, and never
 raises: a member that does not answer (or answers garbage) is reported as unreachable, which
@@ -15,6 +20,11 @@ is itself an observation (the status shows it, and the cluster is not Ready).
 
 Pods without an IP (not scheduled yet) or being deleted are not asked. The pods' readiness and
 restart counts come from the pod objects (:func:`pod_info`), not from the nodes.
+
+What keeps a pod from running is read from the pod (:class:`PodProblem`): the scheduler's
+``PodScheduled=False`` with reason ``Unschedulable`` and its message (``0/3 nodes are available:
+3 Insufficient cpu``), or a container waiting for a reason that does not resolve by itself
+(:data:`PROBLEM_REASONS`: image pull and crash-loop back-offs, bad configuration).
 
 The port asked is the pod's own container port named ``http`` (7350 as rendered), unless the
 operator's ``member_port`` setting overrides it; this also lets tests run several members on
@@ -35,6 +45,25 @@ from leaderboard_operator import rendering, resources
 from leaderboard_operator.kube import Kube
 
 
+# Waiting reasons of a container that need a human (the kubelet's own names).
+PROBLEM_REASONS = frozenset({
+    "ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName",
+    "CrashLoopBackOff", "CreateContainerConfigError", "CreateContainerError", "RunContainerError",
+})
+STARTING_REASONS = ("ContainerCreating", "PodInitializing")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PodProblem:
+    """Why a pod cannot run: the scheduler's or the kubelet's reason and message."""
+
+    reason: str
+    message: str = ""
+
+    def describe(self) -> str:
+        return f"{self.reason}: {self.message}" if self.message else self.reason
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class PodInfo:
     """What the operator needs to know of one pod (pure data, see :func:`pod_info`)."""
@@ -50,6 +79,17 @@ class PodInfo:
     # waiting for a reason other than being created): not answering is expected for a while.
     fresh: bool = False
     started_at: datetime.datetime | None = None  # status.startTime, else metadata.creationTimestamp
+    ready_since: datetime.datetime | None = None  # the Ready condition's lastTransitionTime, when ready
+    problem: PodProblem | None = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ClockReport:
+    """A node's ``clock``: how far its wall clock is from its reachable peers' majority."""
+
+    max_offset_ms: float | None
+    offset_ms: float | None  # positive: ahead; None: not measured yet
+    skewed: bool
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -70,6 +110,15 @@ class MemberReport:
         return node if isinstance(node, Mapping) else {}
 
     @property
+    def clock(self) -> ClockReport | None:
+        """The node's clock report; None from nodes that do not report one (older versions)."""
+        clock = self.node.get("clock")
+        if not isinstance(clock, Mapping) or not isinstance(clock.get("skewed"), bool):
+            return None
+        return ClockReport(max_offset_ms=_float(clock.get("max_offset_ms")), offset_ms=_float(clock.get("offset_ms")),
+                           skewed=clock["skewed"])
+
+    @property
     def peers(self) -> Sequence[Mapping[str, Any]]:
         peers = (self.data or {}).get("members")
         return [peer for peer in peers if isinstance(peer, Mapping)] if isinstance(peers, list) else []
@@ -85,6 +134,7 @@ def pod_info(pod: Mapping[str, Any]) -> PodInfo:
     ports = [port.get("containerPort") for container in (pod.get("spec") or {}).get("containers") or []
              for port in container.get("ports") or [] if port.get("name") == "http"]
     containers = status.get("containerStatuses") or []
+    ready_condition = next((c for c in conditions if c.get("type") == "Ready"), {})
     failed = any("terminated" in (cs.get("state") or {}) or "terminated" in (cs.get("lastState") or {})
                  or ((cs.get("state") or {}).get("waiting") or {}).get("reason") not in (None, *STARTING_REASONS)
                  for cs in containers)
@@ -98,10 +148,25 @@ def pod_info(pod: Mapping[str, Any]) -> PodInfo:
         port=int(ports[0]) if ports and ports[0] else None,
         fresh=restarts == 0 and not failed,
         started_at=_time(status.get("startTime") or metadata.get("creationTimestamp")),
+        ready_since=_time(ready_condition.get("lastTransitionTime")) if ready else None,
+        problem=pod_problem(status),
     )
 
 
-STARTING_REASONS = ("ContainerCreating", "PodInitializing")
+def pod_problem(status: Mapping[str, Any]) -> PodProblem | None:
+    """What keeps the pod from running, if anything needs a human (see the module docstring)."""
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "PodScheduled" and cond.get("status") == "False" and cond.get("reason") == "Unschedulable":
+            return PodProblem(reason="Unschedulable", message=str(cond.get("message") or ""))
+    for cs in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in PROBLEM_REASONS:
+            return PodProblem(reason=str(waiting["reason"]), message=str(waiting.get("message") or ""))
+    return None
+
+
+def _float(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _time(value: Any) -> datetime.datetime | None:

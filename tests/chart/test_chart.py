@@ -170,3 +170,11 @@ def test_the_readme_documents_running_on_kubernetes() -> None:
                  "helm install", "apply -f crds/examples/minimal.yaml", "scale lbc/leaderboard --replicas=5",
                  "get lbc"):
         assert step in readme, step
+
+
+def test_the_operators_environment_is_its_settings(render: Render) -> None:
+    from leaderboard_operator.settings import OperatorConfig
+    container = only(render("operator.busyPollInterval=2"), "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    config = OperatorConfig.from_env(env)
+    assert (config.poll_interval, config.busy_poll_interval, config.reconcile_interval) == (10.0, 2.0, 30.0)

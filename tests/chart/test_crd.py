@@ -13,7 +13,7 @@ import yaml
 
 from leaderboard_operator import rendering, resources
 from leaderboard_operator import status as status_mod
-from leaderboard_operator.members import MemberReport, PodInfo
+from leaderboard_operator.members import MemberReport, PodInfo, PodProblem
 
 from ..operator.apiserver import apply_defaults, undeclared
 from .conftest import CHART, CRD_FILE, EXAMPLES, KUBERNETES_VERSION
@@ -157,13 +157,20 @@ def test_the_schema_rejects_an_invalid_spec(spec: dict[str, Any], crd_schema: di
 
 
 def test_nothing_the_operator_writes_into_the_status_is_pruned(crd_schema: dict[str, Any]) -> None:
-    pods = [PodInfo(name="lb-0", ip="10.0.0.1", ready=True, restarts=1, terminating=False)]
+    pods = [PodInfo(name="lb-0", ip="10.0.0.1", ready=True, restarts=1, terminating=False),
+            PodInfo(name="lb-1", ip="10.0.0.2", ready=False, restarts=0, terminating=False,
+                    problem=PodProblem(reason="CrashLoopBackOff", message="back-off 5m0s"))]
     reports = {"lb-0": MemberReport(pod="lb-0", data={
-        "node": {"state": "ready", "ready": True, "synced": True, "version_vector": {"lb-0": {"epoch": 1, "seq": 2}}},
-        "members": [{"name": "lb-1", "lag_entries": 3}]})}
-    observed = status_mod.compute_status(desired=1, pods=pods, reports=reports, selector="a=b", previous=None,
+        "node": {"state": "ready", "ready": True, "synced": True, "version_vector": {"lb-0": {"epoch": 1, "seq": 2}},
+                 "clock": {"max_offset_ms": 500, "offset_ms": 700.5, "skewed": True, "since": 1700000000}},
+        "members": [{"name": "lb-1", "lag_entries": 3, "state": "unreachable", "unreachable_since": 1700000000}]}),
+        "lb-1": MemberReport(pod="lb-1", data={"node": {"state": "ready"},
+                                               "members": [{"name": "lb-0", "reachable": False}]})}
+    observed = status_mod.compute_status(desired=2, pods=pods, reports=reports, selector="a=b", previous=None,
                                          now=datetime.datetime.now(datetime.UTC))
-    observed["members"][0]["lagEntries"] = 3
+    assert {"clockOffsetMs", "clockSkewed", "unreachableFrom"} <= set(observed["members"][0])
+    assert {"lagEntries", "problem", "unreachableFrom"} <= set(observed["members"][1])
+    assert "ClockSkew" in {c["type"] for c in observed["conditions"]}
     status = {**observed, "observedGeneration": 4,
               "lastError": {"time": "2025-01-01T00:00:00Z", "reason": "ReconcileFailed", "message": "x"},
               "kopf": {"progress": {"children": {"retries": 1}}}}

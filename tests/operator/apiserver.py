@@ -477,6 +477,7 @@ class ApiServer(kmock_lib.KubernetesEmulator):
                 new = {**new, "status": old.get("status")}
             if new.get("status") is None:
                 new.pop("status", None)
+            new = copy.deepcopy(new)  # shares nothing with old, which the patch is computed against
         new = self._normalise(kind, new, old=old, skip=skip)
         if self._spec_of(new) != self._spec_of(old):
             new["metadata"]["generation"] = int(old["metadata"].get("generation") or 1) + 1

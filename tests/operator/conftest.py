@@ -127,8 +127,9 @@ class Cluster:
         return await self.request("DELETE", resource.url(namespace=NAMESPACE, name=name))
 
     async def add_pod(self, cluster: str, ordinal: int, *, ip: str | None, port: int = 7350,
-                      ready: bool = True, restarts: int = 0) -> None:
-        """A pod as the StatefulSet controller and kubelet would make it (kmock has neither)."""
+                      ready: bool = True, restarts: int = 0, **status: Any) -> None:
+        """A pod as the StatefulSet controller and kubelet would make it (kmock has neither);
+        ``status`` fields replace the usual ones (an unscheduled pod's, for example)."""
         pod = {
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": f"{cluster}-{ordinal}", "namespace": NAMESPACE,
@@ -138,7 +139,7 @@ class Cluster:
                                      "ports": [{"name": "http", "containerPort": port}]}]},
             "status": {"phase": "Running", "podIP": ip,
                        "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
-                       "containerStatuses": [{"name": "node", "restartCount": restarts}]},
+                       "containerStatuses": [{"name": "node", "restartCount": restarts}], **status},
         }
         await self.request("POST", resources.PODS.url(namespace=NAMESPACE), json=pod)
 
@@ -174,8 +175,9 @@ class RunningOperator:
 
 
 @pytest.fixture()
-def operator_config(k8s: ApiServer) -> OperatorConfig:
-    return OperatorConfig(
+def operator_config(k8s: ApiServer, request: pytest.FixtureRequest) -> OperatorConfig:
+    """The operator's settings; a test changes some with ``parametrize("operator_config", [{...}], indirect=True)``."""
+    settings: dict[str, Any] = dict(
         server=str(k8s.url),
         reconcile_interval=0.5,
         poll_interval=0.2,
@@ -184,6 +186,8 @@ def operator_config(k8s: ApiServer) -> OperatorConfig:
         retry_delay=0.2,
         default_image="leaderboard-node:test",
     )
+    settings.update(getattr(request, "param", {}))
+    return OperatorConfig(**settings)
 
 
 class ForeignTasks(Collection["asyncio.Task[Any]"]):
@@ -224,6 +228,9 @@ async def operator(k8s: ApiServer, operator_config: OperatorConfig) -> AsyncIter
     settings = kopf.OperatorSettings()
     settings.scanning.disabled = True
     settings.watching.reconnect_backoff = 0.05
+    # A worker of a resource's events idles this long before it exits, and the operator's stop
+    # waits for it (5 s by default, in the teardown of every test that changed a cluster late).
+    settings.queueing.idle_timeout = 0.5
     stop_flag: asyncio.Event = asyncio.Event()
     ready_flag: asyncio.Event = asyncio.Event()
     foreign = ForeignTasks(asyncio.all_tasks())
@@ -292,11 +299,14 @@ class FakeMembers:
 
     @staticmethod
     def report(name: str, *, state: str = "ready", ready: bool = True, synced: bool = True,
-               peers: Mapping[str, int] | None = None, seq: int = 42) -> dict[str, Any]:
-        """A node's answer, shaped like the node's ``/v1/cluster``."""
+               peers: Mapping[str, int] | None = None, seq: int = 42,
+               clock: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """A node's answer, shaped like the node's ``/v1/cluster`` (``clock``: its ``node.clock``,
+        absent as from nodes older than the clock check)."""
         return {
             "node": {"name": name, "epoch": 123, "state": state, "ready": ready, "synced": synced,
-                     "version_vector": {name: {"epoch": 123, "seq": seq}}, "records": 1000},
+                     "version_vector": {name: {"epoch": 123, "seq": seq}}, "records": 1000,
+                     **({"clock": dict(clock)} if clock is not None else {})},
             "members": [{"name": peer, "address": "10.0.0.9:7351", "state": "ready", "reachable": True,
                          "lag_entries": lag, "lag_seconds": 0.0} for peer, lag in (peers or {}).items()],
         }

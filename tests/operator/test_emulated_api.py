@@ -99,6 +99,7 @@ async def test_the_scale_subresource_reads_and_writes_the_replicas(cluster: Clus
                         subresource="scale")
     stored = cluster.get(resources.CLUSTERS, "lb")
     assert stored["spec"]["replicas"] == 5 and "x" not in (stored["metadata"].get("labels") or {})
+    assert stored["metadata"]["generation"] == 2
     async with cluster.kmock.request(
             "PATCH", resources.CLUSTERS.url(namespace=NAMESPACE, name="lb", subresource="scale"),
             json={"spec": {"replicas": 0}}, headers={"Content-Type": "application/merge-patch+json"}) as response:

@@ -23,9 +23,9 @@ async def test_calling_the_children_handler_twice_writes_nothing_the_second_time
     await handlers.reconcile(context=context, trigger="create", **first)
     created = writes(k8s)
     assert len([w for w in created if w.startswith("POST")]) == 1 + 9  # the cluster, then its children
-    assert dict(first["patch"].status) == {
-        "selector": "app.kubernetes.io/name=leaderboard-node,app.kubernetes.io/instance=lb",
-        "phase": "Pending", "observedGeneration": 1}
+    status = dict(first["patch"].status)  # the new spec's status, at once
+    assert (status["selector"], status["phase"], status["observedGeneration"], status["members"]) == (
+        "app.kubernetes.io/name=leaderboard-node,app.kubernetes.io/instance=lb", "Pending", 1, [])
 
     await handlers.reconcile(context=context, trigger="create", **handler_kwargs(raw))
     assert writes(k8s) == created
