@@ -59,10 +59,10 @@ def test_the_operator_is_one_recreated_replica_with_probes(render: Render) -> No
 
 
 def test_the_operator_gives_clusters_the_charts_node_image(render: Render) -> None:
-    env = {e["name"]: e["value"] for e in only(render(), "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    env = {e["name"]: e.get("value") for e in only(render(), "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["LEADERBOARD_OPERATOR_DEFAULT_IMAGE"] == "leaderboard-node:0.1.0"
     custom = render("node.image.repository=registry.example/lb-node", "node.image.tag=2.0")
-    env = {e["name"]: e["value"] for e in only(custom, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    env = {e["name"]: e.get("value") for e in only(custom, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["LEADERBOARD_OPERATOR_DEFAULT_IMAGE"] == "registry.example/lb-node:2.0"
 
 
@@ -178,3 +178,11 @@ def test_the_operators_environment_is_its_settings(render: Render) -> None:
     env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
     config = OperatorConfig.from_env(env)
     assert (config.poll_interval, config.busy_poll_interval, config.reconcile_interval) == (10.0, 2.0, 30.0)
+
+
+def test_the_operators_identity_is_its_pods_name(render: Render) -> None:
+    from leaderboard_operator import cli
+    container = only(render(), "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in container["env"]
+    args = cli.build_parser().parse_args(container["args"])
+    assert cli.identity(args, {"POD_NAME": "lb-operator-5f9c-abcde"}) == "lb-operator-5f9c-abcde"
