@@ -28,8 +28,10 @@ Caveats:
   in 63 characters, so ``NAME`` is limited to 52 (:func:`check_name`; the CRD has the same rule).
 * The node reads ``/etc/leaderboard/node.yaml``; per-pod values (name, IP, namespace) come as
   ``LEADERBOARD_*`` env vars, which the node's loader parses as YAML scalars.
-* The ConfigMap and the token are projected into one volume at ``/etc/leaderboard`` (a nested
-  mount into a read-only ConfigMap volume can fail to create its mount point).
+* The ConfigMap, the peer token and the client API's keys (``spec.auth.serverKeySecret`` and
+  ``clientKeySecret``, when set; without them the nodes' client API is open) are projected into
+  one volume at ``/etc/leaderboard`` (a nested mount into a read-only ConfigMap volume can fail
+  to create its mount point). The node reads the keys from those files.
 * A config change rolls the pods: the pod template carries a hash of the config.
 * The volumeClaimTemplates of a StatefulSet are immutable: a changed ``spec.storage`` applies
   to new clusters only (see :data:`STATEFULSET_IMMUTABLE`).
@@ -56,6 +58,8 @@ CONFIG_FILE = f"{CONFIG_DIR}/node.yaml"
 CONFIG_KEY = "node.yaml"
 TOKEN_KEY = "token"
 TOKEN_FILE = f"{CONFIG_DIR}/secrets/{TOKEN_KEY}"
+SERVER_KEY_FILE = f"{CONFIG_DIR}/secrets/server-key"  # the client API's keys, from spec.auth
+CLIENT_KEY_FILE = f"{CONFIG_DIR}/secrets/client-key"
 DATA_DIR = "/data"
 NODE_UID = 10001
 MAX_NAME_LENGTH = 52
@@ -120,6 +124,22 @@ class SyncSpec:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class SecretKeyRef:
+    """A key of a Secret in the cluster's namespace (``{name, key}``)."""
+
+    name: str
+    key: str
+
+    @classmethod
+    def parse(cls, raw: Any, *, field: str, default_key: str) -> SecretKeyRef | None:
+        if raw is None:
+            return None
+        if not isinstance(raw, Mapping) or not raw.get("name"):
+            raise ValueError(f"{field} must name a Secret: {{name: SECRET, key: KEY}}, got {raw!r}")
+        return cls(name=str(raw["name"]), key=str(raw.get("key") or default_key))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class ServiceSpec:
     type: str = "ClusterIP"
     port: int = CLIENT_PORT
@@ -136,6 +156,8 @@ class ClusterSpec:
     storage: StorageSpec = StorageSpec()
     sync: SyncSpec = SyncSpec()
     peer_token_secret: str | None = None
+    server_key: SecretKeyRef | None = None  # the client API's admin key
+    client_key: SecretKeyRef | None = None  # its ordinary key (needs a server key)
     max_unavailable: int | str = 1
     affinity: Mapping[str, Any] | None = None
     tolerations: Sequence[Mapping[str, Any]] | None = None
@@ -161,6 +183,14 @@ class ClusterSpec:
             for key, value in (quantities or {}).items():
                 _check_quantity(f"spec.resources.{part}.{key}", value)
         _check_quantity("spec.storage.size", storage.get("size") or "1Gi")
+        auth = raw.get("auth") or {}
+        server_key = SecretKeyRef.parse(auth.get("serverKeySecret"), field="spec.auth.serverKeySecret",
+                                        default_key="server-key")
+        client_key = SecretKeyRef.parse(auth.get("clientKeySecret"), field="spec.auth.clientKeySecret",
+                                        default_key="client-key")
+        if client_key is not None and server_key is None:
+            raise ValueError("spec.auth.clientKeySecret needs spec.auth.serverKeySecret too: "
+                             "with a client key alone, nobody could create a leaderboard")
         return cls(
             replicas=replicas,
             image=raw.get("image") or default_image,
@@ -178,7 +208,9 @@ class ClusterSpec:
                 blacklist_cache=tuple(sync.get("blacklistCache") or ()),
                 backlog_size=int(sync.get("backlogSize", 100_000)),
             ),
-            peer_token_secret=(raw.get("auth") or {}).get("peerTokenSecret") or None,
+            peer_token_secret=auth.get("peerTokenSecret") or None,
+            server_key=server_key,
+            client_key=client_key,
             max_unavailable=(raw.get("podDisruptionBudget") or {}).get("maxUnavailable", 1),
             affinity=raw.get("affinity") or None,
             tolerations=raw.get("tolerations") or None,
@@ -323,7 +355,11 @@ def render_node_config(name: str, namespace: str, spec: ClusterSpec) -> dict[str
                 "backlog_size": spec.sync.backlog_size,
             },
         },
-        "auth": {"peer_token_file": TOKEN_FILE},
+        "auth": {
+            "peer_token_file": TOKEN_FILE,
+            **({"server_key_file": SERVER_KEY_FILE} if spec.server_key else {}),
+            **({"client_key_file": CLIENT_KEY_FILE} if spec.client_key else {}),
+        },
         "log": {"level": "info", "format": "json"},
     }
 
@@ -475,6 +511,8 @@ def config_hash(name: str, namespace: str, spec: ClusterSpec) -> str:
     digest = hashlib.sha256()
     digest.update(render_node_config_text(name, namespace, spec).encode())
     digest.update(Names(name).peer_token_secret(spec).encode())
+    for ref in (spec.server_key, spec.client_key):  # another Secret: the pods must mount it
+        digest.update(f"|{ref.name}/{ref.key}".encode() if ref else b"|")
     return digest.hexdigest()[:16]
 
 
@@ -535,6 +573,9 @@ def render_stateful_set(name: str, namespace: str, spec: ClusterSpec) -> Child:
                 {"configMap": {"name": names.config_map, "items": [{"key": CONFIG_KEY, "path": CONFIG_KEY}]}},
                 {"secret": {"name": names.peer_token_secret(spec),
                             "items": [{"key": TOKEN_KEY, "path": f"secrets/{TOKEN_KEY}"}]}},
+                *({"secret": {"name": ref.name, "items": [{"key": ref.key, "path": path[len(CONFIG_DIR) + 1:]}]}}
+                  for ref, path in ((spec.server_key, SERVER_KEY_FILE), (spec.client_key, CLIENT_KEY_FILE))
+                  if ref is not None),
             ]}},
             {"name": "tmp", "emptyDir": {}},
         ],

@@ -70,7 +70,8 @@ async def test_a_cluster_is_defaulted_pruned_and_validated_by_its_crd(cluster: C
     stored = await cluster.apply_cluster("lb", {"replicas": 2, "unknownField": 1})
     assert stored["spec"]["replicas"] == 2 and stored["spec"]["storage"] == {"size": "1Gi", "retainOnDelete": False}
     assert "unknownField" not in stored["spec"]
-    for spec in ({"replicas": 0}, {"service": {"type": "ExternalName"}}):
+    for spec in ({"replicas": 0}, {"service": {"type": "ExternalName"}},
+                 {"auth": {"clientKeySecret": {"name": "keys"}}}):  # the last: a CEL rule
         async with cluster.kmock.request("POST", resources.CLUSTERS.url(namespace=NAMESPACE), json={
                 "apiVersion": f"{resources.GROUP}/{resources.VERSION}", "kind": resources.KIND,
                 "metadata": {"name": "bad", "namespace": NAMESPACE}, "spec": spec}) as response:
