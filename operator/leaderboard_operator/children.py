@@ -4,6 +4,7 @@ Applying the rendered children: idempotent create-or-patch, and deletion.
 :func:`ensure` brings one child in line with its rendering, whatever state it is found in:
 
 * absent -> created (a concurrent creation, 409, is taken as "exists" and checked as such);
+* create-only (the generated token Secret) -> created, or left as it is: never read;
 * present and matching -> left alone (no write at all: the periodic drift check is cheap);
 * present and drifted -> merge-patched with the rendered manifest, minus the immutable fields,
   plus ``null`` for what the spec no longer sets in the fields it owns (:attr:`Child.owned`);
@@ -136,6 +137,12 @@ def owned_by(obj: Mapping[str, Any], owner_uid: str | None) -> bool:
 
 async def ensure(kube: Kube, child: Child, *, owner_uid: str | None) -> Outcome:
     """Create or patch one child (see the module docstring)."""
+    if child.create_only:  # never read (it is a Secret): created, or there already
+        try:
+            await kube.create(child.resource, child.manifest)
+        except Conflict:
+            return Outcome.UNCHANGED
+        return Outcome.CREATED
     try:
         actual = await kube.get(child.resource, namespace=child.namespace, name=child.name)
     except NotFound:
@@ -145,9 +152,6 @@ async def ensure(kube: Kube, child: Child, *, owner_uid: str | None) -> Outcome:
             actual = await kube.get(child.resource, namespace=child.namespace, name=child.name)
         else:
             return Outcome.CREATED
-
-    if child.create_only:
-        return Outcome.UNCHANGED
 
     controller = controller_uid(actual)
     if controller is not None and owner_uid is not None and controller != owner_uid:
@@ -177,9 +181,13 @@ async def ensure_all(
 
 
 async def delete_all(kube: Kube, children: Sequence[Child], *, owner_uid: str | None) -> list[str]:
-    """Delete the children this owner owns (in reverse order); return what was deleted."""
+    """Delete the children this owner owns (in reverse order); return what was deleted. The
+    create-only ones (the token Secret, which the operator may not read) are left to the garbage
+    collector, which deletes them through their owner reference."""
     deleted: list[str] = []
     for child in reversed(children):
+        if child.create_only:
+            continue
         try:
             actual = await kube.get(child.resource, namespace=child.namespace, name=child.name)
         except NotFound:

@@ -32,9 +32,10 @@ re-checks anyway); everything else is a :class:`kopf.TemporaryError` with the co
 Caveats:
 
 * Deletion is explicit although every child carries an owner reference: a real cluster's
-  garbage collector would do it, but explicit deletion is faster, also removes the PVCs
-  (which the StatefulSet's retention policy only handles on Kubernetes >= 1.27), and works
-  on API emulators without a garbage collector.
+  garbage collector would do it, but explicit deletion is faster and also removes the PVCs
+  (which the StatefulSet's retention policy only handles on Kubernetes >= 1.27). The token
+  Secret is the exception: the operator may create Secrets but not read or delete them, so the
+  garbage collector removes it.
 * Drift is found by a timer, not by watching the children: watching eight more kinds
   cluster-wide would cost kopf memory per object, while the timer costs a few GETs per
   cluster per interval. A deleted child is back within ``reconcile_interval``.
@@ -376,7 +377,6 @@ async def delete(
         owned = rendering.render_children(name, namespace, cluster)
     except (ValueError, TypeError):
         return  # nothing could have been created from an invalid spec
-    owned.insert(0, rendering.render_peer_token_secret(name, namespace, token=""))
     try:
         async with context.lock(namespace, name):  # wait for a drift check in progress, if any
             deleted = await children.delete_all(context.kube, owned, owner_uid=uid)

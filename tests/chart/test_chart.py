@@ -88,30 +88,72 @@ def test_disabling_metrics_removes_the_port_and_the_service(render: Render) -> N
     assert [p["name"] for p in container["ports"]] == ["liveness"]
 
 
-def test_the_cluster_role_grants_everything_the_operator_uses(render: Render) -> None:
-    rules = only(render(), "ClusterRole")["rules"]
-    granted: dict[tuple[str, str], set[str]] = {}
-    for rule in rules:
-        for group in rule["apiGroups"]:
-            for plural in rule["resources"]:
-                granted.setdefault((group, plural), set()).update(rule["verbs"])
+Grants = dict[tuple[str, str], set[str]]
+
+
+def grants(*roles: dict[str, Any]) -> Grants:
+    """(API group, resource) -> verbs, over the rules of some Roles or ClusterRoles."""
+    granted: Grants = {}
+    for role in roles:
+        for rule in role["rules"]:
+            for group in rule["apiGroups"]:
+                for plural in rule["resources"]:
+                    granted.setdefault((group, plural), set()).update(rule["verbs"])
+    return granted
+
+
+def used(*, namespaced: bool | None = None) -> Grants:
+    """What the operator uses (resources.py), namespaced or cluster-scoped or all."""
+    found: Grants = {}
     for res in resources.ALL:
-        missing = res.verbs - granted.get((res.group, res.plural), set())
-        assert not missing, f"the ClusterRole lacks {sorted(missing)} on {res}"
-    for sub, verbs in resources.CLUSTER_SUBRESOURCES.items():
-        missing = verbs - granted.get((resources.GROUP, f"{resources.PLURAL}/{sub}"), set())
-        assert not missing, f"the ClusterRole lacks {sorted(missing)} on {resources.PLURAL}/{sub}"
+        if namespaced is None or res.namespaced == namespaced:
+            found.setdefault((res.group, res.plural), set()).update(res.verbs)
+    if namespaced is not False:
+        for sub, verbs in resources.CLUSTER_SUBRESOURCES.items():
+            found[(resources.GROUP, f"{resources.PLURAL}/{sub}")] = set(verbs)
+        found[("events.k8s.io", "events")] = set(resources.EVENTS.verbs)  # either events API
+    return found
 
 
-def test_the_cluster_role_covers_the_nodes_role(render: Render) -> None:
+def test_the_cluster_role_grants_exactly_what_the_operator_uses(render: Render) -> None:
+    assert grants(only(render(), "ClusterRole")) == used()
+
+
+def test_the_operator_may_create_secrets_but_never_read_them(render: Render) -> None:
+    for documents in (render(), render("watchNamespaces={games}")):
+        roles = [d for d in documents if d["kind"] in ("Role", "ClusterRole")]
+        assert grants(*roles)[("", "secrets")] == {"create"}
+
+
+def test_watched_namespaces_get_roles_and_the_cluster_role_keeps_no_namespaced_rule(render: Render) -> None:
+    documents = render("watchNamespaces={games,ops}")
+    assert grants(only(documents, "ClusterRole")) == used(namespaced=False)
+    roles = {d["metadata"]["namespace"]: d for d in documents if d["kind"] == "Role"}
+    assert set(roles) == {"games", "ops"}
+    for role in roles.values():
+        assert grants(role) == used(namespaced=True)
+    bindings = [d for d in documents if d["kind"] == "RoleBinding"]
+    account = only(documents, "ServiceAccount")["metadata"]["name"]
+    assert {b["metadata"]["namespace"] for b in bindings} == {"games", "ops"}
+    assert all(b["subjects"] == [{"kind": "ServiceAccount", "name": account, "namespace": "leaderboard-system"}]
+               and b["roleRef"]["kind"] == "Role" for b in bindings)
+
+
+def test_watched_namespace_globs_need_the_cluster_role(render: Render) -> None:
+    documents = render("watchNamespaces={games-*}")
+    assert not [d for d in documents if d["kind"] == "Role"]
+    assert grants(only(documents, "ClusterRole")) == used()
+
+
+def test_the_operators_rules_cover_the_nodes_role(render: Render) -> None:
     # RBAC forbids granting what one does not hold: the operator must hold the nodes' rules.
     from leaderboard_operator import rendering
-    granted = {(g, r): set(rule["verbs"]) for rule in only(render(), "ClusterRole")["rules"]
-               for g in rule["apiGroups"] for r in rule["resources"]}
-    for rule in rendering.render_role("lb", "ns").manifest["rules"]:
-        for group in rule["apiGroups"]:
-            for plural in rule["resources"]:
-                assert set(rule["verbs"]) <= granted[(group, plural)]
+    for documents in (render(), render("watchNamespaces={games}")):
+        granted = grants(*[d for d in documents if d["kind"] in ("Role", "ClusterRole")])
+        for rule in rendering.render_role("lb", "ns").manifest["rules"]:
+            for group in rule["apiGroups"]:
+                for plural in rule["resources"]:
+                    assert set(rule["verbs"]) <= granted[(group, plural)]
 
 
 def test_the_binding_names_the_service_account(render: Render) -> None:

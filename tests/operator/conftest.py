@@ -250,10 +250,11 @@ async def operator(k8s: ApiServer, operator_config: OperatorConfig) -> AsyncIter
         try:
             done, _ = await asyncio.wait({task}, timeout=0.3)
             if not done:
-                # Timers spawned while kopf stops can miss its daemon killer; kopf then waits 5 s
-                # for them before cancelling them. Cancel them now instead.
+                # Timers spawned while kopf stops can miss its daemon killer, and a worker may be
+                # in a handler (an observation polls members); kopf then waits 5 s for them
+                # before cancelling them. Cancel them now instead.
                 for leftover in asyncio.all_tasks():
-                    if leftover.get_name().startswith("runner of ") and leftover not in foreign:
+                    if leftover.get_name().startswith(("runner of ", "worker for ")) and leftover not in foreign:
                         leftover.cancel()
             await asyncio.wait_for(task, timeout=10)
         finally:

@@ -266,3 +266,38 @@ async def test_the_crd_refuses_a_name_that_is_no_dns_label(cluster: Cluster) -> 
             assert response.status == 422, name
             assert "DNS-1035" in (await response.json())["message"] or name == "Lb"
     await cluster.apply_cluster("x" * 52)
+
+
+def verbs_used(k8s: ApiServer) -> dict[tuple[str, str], set[str]]:
+    """(API group, resource[/subresource]) -> verbs, of the requests kopf and the operator's client made."""
+    used: dict[tuple[str, str], set[str]] = {}
+    for request in k8s:
+        agent = request.headers.get("User-Agent", "")
+        if not (agent.startswith("kopf/") or agent.startswith("leaderboard-operator")) or request.resource is None:
+            continue
+        if request.resource.plural is None:
+            continue  # discovery
+        verb = {"GET": "watch" if request.params.get("watch") == "true" else "get" if request.name else "list",
+                "POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}[request.method.value]
+        plural = request.resource.plural + (f"/{request.subresource}" if request.subresource else "")
+        used.setdefault((request.resource.group, plural), set()).add(verb)
+    return used
+
+
+async def test_the_operator_uses_only_what_resources_declares(cluster: Cluster, k8s: ApiServer,
+                                                              operator: RunningOperator) -> None:
+    await cluster.apply_cluster("lb", {"auth": {"serverKeySecret": {"name": "keys"}}})
+    await eventually(lambda: all_children_exist(cluster), what="all children of lb")
+    await cluster.patch(resources.CLUSTERS, "lb", {"spec": {"replicas": 4}}, subresource="scale")
+    await cluster.patch(resources.STATEFULSETS, "lb", {"spec": {"replicas": 1}})  # drift
+    await eventually(lambda: cluster.get(resources.STATEFULSETS, "lb")["spec"]["replicas"] == 4, what="the drift fixed")
+    await cluster.delete(resources.CLUSTERS, "lb")
+    await eventually(lambda: cluster.get(resources.CLUSTERS, "lb") is None, what="lb deleted")
+    declared = {(res.group, res.plural): res.verbs for res in resources.ALL}
+    declared |= {(resources.GROUP, f"{resources.PLURAL}/{sub}"): verbs
+                 for sub, verbs in resources.CLUSTER_SUBRESOURCES.items()}
+    used = verbs_used(k8s)
+    assert used[("", "secrets")] == {"create"}  # never read
+    undeclared = {key: verbs - declared.get(key, set()) for key, verbs in used.items()
+                  if verbs - declared.get(key, set())}
+    assert undeclared == {}
