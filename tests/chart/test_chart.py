@@ -30,7 +30,7 @@ def test_the_chart_lints_with_a_cluster_and_namespaces(run_helm: HelmRun) -> Non
     ("watchNamespaces={games}", "metrics.enabled=false", "serviceAccount.create=false", "rbac.create=false"),
 ], ids=["defaults", "with-cluster", "minimal"])
 def test_every_rendered_object_is_valid(render: Render, crd_schema: dict[str, Any], sets: tuple[str, ...]) -> None:
-    documents = render(*sets)
+    documents = render(*sets, tests=True)
     assert documents
     for document in documents:
         if document["apiVersion"].startswith(resources.GROUP + "/"):
@@ -228,3 +228,25 @@ def test_the_operators_identity_is_its_pods_name(render: Render) -> None:
     assert {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in container["env"]
     args = cli.build_parser().parse_args(container["args"])
     assert cli.identity(args, {"POD_NAME": "lb-operator-5f9c-abcde"}) == "lb-operator-5f9c-abcde"
+
+
+def test_helm_test_checks_the_operator_and_the_charts_cluster(render: Render) -> None:
+    from leaderboard_operator import check
+    for sets, cluster in (((), False), (("cluster.enabled=true", "cluster.name=games"), True),
+                          (("metrics.enabled=false",), False)):
+        documents = render(*sets, tests=True)
+        hooks = [d for d in documents if (d["metadata"].get("annotations") or {}).get("helm.sh/hook") == "test"]
+        assert {d["kind"] for d in hooks} == {"ServiceAccount", "Role", "RoleBinding", "Pod"}
+        pod = next(d for d in hooks if d["kind"] == "Pod")
+        container = pod["spec"]["containers"][0]
+        assert container["image"] == only(documents, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
+        assert container["command"] == ["python", "-m", check.__name__]
+        args = container["args"]
+        assert f"--deployment={only(documents, 'Deployment')['metadata']['name']}" in args
+        assert ("--cluster=games" in args) is cluster
+        assert any(a.startswith("--metrics-url=http://lb-leaderboard-operator-metrics.") for a in args) is (
+            "metrics.enabled=false" not in sets)
+        role = next(d for d in hooks if d["kind"] == "Role")
+        assert {r for rule in role["rules"] for r in rule["resources"]} == (
+            {"deployments", "deployments/status"} | ({"leaderboardclusters"} if cluster else set()))
+        assert all(rule["verbs"] == ["get"] and rule["resourceNames"] for rule in role["rules"])

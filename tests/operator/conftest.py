@@ -283,9 +283,16 @@ class FakeMembers:
             return aiohttp.web.Response(status=answer)
         return aiohttp.web.json_response(answer)
 
+    async def _readyz(self, request: aiohttp.web.Request) -> aiohttp.web.StreamResponse:
+        port = request.transport.get_extra_info("sockname")[1] if request.transport else None
+        answer = self.answers.get(self.ports.index(port), 503)
+        ready = isinstance(answer, Mapping) and (answer.get("node") or {}).get("ready") is True
+        return aiohttp.web.json_response({"ready": ready}, status=200 if ready else 503)
+
     async def start(self, count: int) -> None:
         app = aiohttp.web.Application()
         app.router.add_get("/v1/cluster", self._handle)
+        app.router.add_get("/readyz", self._readyz)
         for _ in range(count):
             runner = aiohttp.web.AppRunner(app, access_log=None)
             await runner.setup()
