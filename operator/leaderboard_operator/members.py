@@ -18,6 +18,12 @@ seconds); older nodes say ``reachable: false`` instead.
 raises: a member that does not answer (or answers garbage) is reported as unreachable, which
 is itself an observation (the status shows it, and the cluster is not Ready).
 
+With client API keys (``spec.auth``), ``/v1/cluster`` needs a key, which the operator does not
+hold (it never reads Secrets). A node that refuses it (401, 403) is asked its open ``/readyz``
+instead: its state and readiness, from which ``synced`` is taken as ``ready`` and the clock as
+skewed only if the node says so (``reason: clock_skew``; a ready node is not skewed); lag,
+version vector and clock offset are then unknown (:attr:`MemberReport.limited`).
+
 Pods without an IP (not scheduled yet) or being deleted are not asked. The pods' readiness and
 restart counts come from the pod objects (:func:`pod_info`), not from the nodes.
 
@@ -99,6 +105,7 @@ class MemberReport:
     pod: str
     data: Mapping[str, Any] | None = None
     error: str | None = None
+    limited: bool = False  # from /readyz: the node refused /v1/cluster without a key
 
     @property
     def reachable(self) -> bool:
@@ -193,12 +200,18 @@ def member_url(pod: PodInfo, *, scheme: str, port: int | None, path: str) -> str
     return f"{scheme}://{host}:{port or pod.port or rendering.CLIENT_PORT}{path}"
 
 
+REFUSED = frozenset({401, 403})  # the node's client API keys: /v1/cluster needs one
+READINESS_PATH = "/readyz"
+
+
 async def fetch_member(
     session: aiohttp.ClientSession, pod: PodInfo, *, scheme: str, port: int | None, path: str, timeout: float,
 ) -> MemberReport:
     url = member_url(pod, scheme=scheme, port=port, path=path)
     try:
         async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+            if response.status in REFUSED:
+                return await _fetch_readiness(session, pod, scheme=scheme, port=port, timeout=timeout)
             if response.status != 200:
                 return MemberReport(pod=pod.name, error=f"HTTP {response.status} from {url}")
             data = await response.json(content_type=None)
@@ -207,6 +220,25 @@ async def fetch_member(
     if not isinstance(data, Mapping) or not isinstance(data.get("node"), Mapping):
         return MemberReport(pod=pod.name, error=f"unexpected answer from {url}")
     return MemberReport(pod=pod.name, data=data)
+
+
+async def _fetch_readiness(
+    session: aiohttp.ClientSession, pod: PodInfo, *, scheme: str, port: int | None, timeout: float,
+) -> MemberReport:
+    """The node's open ``/readyz``, as a limited report (see the module docstring)."""
+    url = member_url(pod, scheme=scheme, port=port, path=READINESS_PATH)
+    try:
+        async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+            answer = await response.json(content_type=None)
+    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+        return MemberReport(pod=pod.name, error=f"{type(exc).__name__} from {url}: {exc}".rstrip(": "))
+    if not isinstance(answer, Mapping) or not isinstance(answer.get("ready"), bool):
+        return MemberReport(pod=pod.name, error=f"unexpected answer from {url}")
+    ready, skewed = answer["ready"], answer.get("reason") == "clock_skew"
+    node: dict[str, Any] = {"name": pod.name, "state": answer.get("state"), "ready": ready, "synced": ready}
+    if ready or skewed:
+        node["clock"] = {"max_offset_ms": None, "offset_ms": None, "skewed": skewed, "since": None}
+    return MemberReport(pod=pod.name, data={"node": node, "members": []}, limited=True)
 
 
 async def poll_members(

@@ -271,6 +271,7 @@ class FakeMembers:
     def __init__(self) -> None:
         self.ports: list[int] = []
         self.answers: dict[int, Mapping[str, Any] | int] = {}  # by member index
+        self.readiness: dict[int, tuple[int, Mapping[str, Any]]] = {}  # /readyz; else from answers
         self.requests: list[int] = []  # member indexes, in order
         self._runners: list[aiohttp.web.AppRunner] = []
 
@@ -285,7 +286,11 @@ class FakeMembers:
 
     async def _readyz(self, request: aiohttp.web.Request) -> aiohttp.web.StreamResponse:
         port = request.transport.get_extra_info("sockname")[1] if request.transport else None
-        answer = self.answers.get(self.ports.index(port), 503)
+        index = self.ports.index(port)
+        if index in self.readiness:
+            status, body = self.readiness[index]
+            return aiohttp.web.json_response(body, status=status)
+        answer = self.answers.get(index, 503)
         ready = isinstance(answer, Mapping) and (answer.get("node") or {}).get("ready") is True
         return aiohttp.web.json_response({"ready": ready}, status=200 if ready else 503)
 

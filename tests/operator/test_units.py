@@ -241,3 +241,19 @@ async def test_the_api_client_logs_in_again_on_401() -> None:
     finally:
         await kube.close()
         await runner.cleanup()
+
+
+async def test_a_node_that_wants_an_api_key_is_read_from_its_open_readiness(members: FakeMembers) -> None:
+    members.answers = {0: 401, 1: 401, 2: 401}
+    members.readiness = {0: (200, {"ready": True, "state": "ready"}),
+                         1: (503, {"ready": False, "state": "syncing"}),
+                         2: (503, {"ready": False, "state": "ready", "reason": "clock_skew"})}
+    pods = [PodInfo(name=f"lb-{i}", ip="127.0.0.1", port=members.ports[i], ready=i == 0, restarts=0, terminating=False)
+            for i in range(3)]
+    async with aiohttp.ClientSession() as session:
+        reports = await poll_members(session, pods, timeout=1.0)
+    assert all(report.reachable and report.limited for report in reports.values())
+    assert (reports["lb-0"].node["state"], reports["lb-0"].node["synced"], reports["lb-0"].clock.skewed) == (
+        "ready", True, False)
+    assert (reports["lb-1"].node["state"], reports["lb-1"].clock) == ("syncing", None)
+    assert reports["lb-2"].clock.skewed is True
