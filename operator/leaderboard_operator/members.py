@@ -87,6 +87,9 @@ class PodInfo:
     started_at: datetime.datetime | None = None  # status.startTime, else metadata.creationTimestamp
     ready_since: datetime.datetime | None = None  # the Ready condition's lastTransitionTime, when ready
     problem: PodProblem | None = None
+    # Not ready although its containers are: the node lifecycle controller marked it (its node
+    # stopped heartbeating); the kubelet would have said ContainersReady=False too.
+    node_lost: bool = False
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -142,6 +145,7 @@ def pod_info(pod: Mapping[str, Any]) -> PodInfo:
              for port in container.get("ports") or [] if port.get("name") == "http"]
     containers = status.get("containerStatuses") or []
     ready_condition = next((c for c in conditions if c.get("type") == "Ready"), {})
+    containers_ready = any(c.get("type") == "ContainersReady" and c.get("status") == "True" for c in conditions)
     failed = any("terminated" in (cs.get("state") or {}) or "terminated" in (cs.get("lastState") or {})
                  or ((cs.get("state") or {}).get("waiting") or {}).get("reason") not in (None, *STARTING_REASONS)
                  for cs in containers)
@@ -157,6 +161,7 @@ def pod_info(pod: Mapping[str, Any]) -> PodInfo:
         started_at=_time(status.get("startTime") or metadata.get("creationTimestamp")),
         ready_since=_time(ready_condition.get("lastTransitionTime")) if ready else None,
         problem=pod_problem(status),
+        node_lost=not ready and containers_ready,
     )
 
 

@@ -16,8 +16,9 @@ Resyncing     a member is catching up (reports state ``starting``/``syncing``, o
               its node is ready but its pod has not passed the readiness probe yet), or a pod on
               its first start has not answered yet (for up to ``STARTUP_GRACE``: a replacement is
               starting, not failing)
-Degraded      a member does not answer (it crashed, restarted, or has been starting for longer
-              than ``STARTUP_GRACE``); a member's clock is off (it refuses to be ready); a member
+Degraded      a pod's node is not ready (its pod is Ready=False while its containers are ready:
+              the node lifecycle controller's mark); a member does not answer (it crashed,
+              restarted, or has been starting for longer than ``STARTUP_GRACE``); a member's clock is off (it refuses to be ready); a member
               is up but its peers cannot reach it (for longer than ``PEER_GRACE``); or fewer
               ready members than wanted
 Ready         all wanted members are ready and synced
@@ -31,7 +32,7 @@ The conditions follow the Kubernetes conventions (``type``, ``status`` ``True``/
 * ``Progressing`` -- the phase is Pending, Scaling or Resyncing (it should resolve by itself);
 * ``Degraded``    -- the phase is Degraded (it may need a human); the reason says why
   (``NoReplicasReady``, ``Unschedulable``, ``ImagePullBackOff``, ``CrashLoopBackOff``,
-  ``MembersUnreachable``, ``ClockSkew``, ``PeersUnreachable``, ``ReplicasUnavailable``) and the
+  ``NodeNotReady``, ``MembersUnreachable``, ``ClockSkew``, ``PeersUnreachable``, ``ReplicasUnavailable``) and the
   message names the pods, with the scheduler's or the kubelet's own message;
 * ``ClockSkew``   -- a member's node reports its wall clock beyond the bound from its peers'
   (the node then refuses to be ready). Nodes that do not report their clock (older versions)
@@ -202,8 +203,8 @@ def compute_phase(
         return Phase(phase=SCALING, reason="Scaling", message=f"{len(live)} pods for {desired} replicas{extra}")
 
     def catching_up(pod: PodInfo, m: Mapping[str, Any]) -> bool:
-        if m.get("clockSkewed"):
-            return False  # not ready because of its clock, not catching up
+        if m.get("clockSkewed") or pod.node_lost:
+            return False  # not ready because of its clock, or of its node: not catching up
         return (m["state"] in CATCHING_UP_STATES
                 or (m["ready"] and not m["synced"] and m["state"] not in ("unreachable", "pending"))
                 or (not m["ready"] and m["state"] == "ready")  # synced; its readiness probe is due
@@ -212,6 +213,9 @@ def compute_phase(
     resyncing = [pod.name for pod in live if catching_up(pod, by_pod[pod.name])]
     if resyncing:
         return Phase(phase=RESYNCING, reason="Resyncing", message=f"resyncing: {', '.join(resyncing)}")
+    lost = [pod.name for pod in live if pod.node_lost]
+    if lost:
+        return Phase(phase=DEGRADED, reason="NodeNotReady", message=f"on a node that is not ready: {', '.join(lost)}")
     unreachable = [m["pod"] for m in members if m["state"] == "unreachable"]
     if unreachable:
         return Phase(phase=DEGRADED, reason="MembersUnreachable", message=f"not answering: {', '.join(unreachable)}")

@@ -334,3 +334,13 @@ def test_a_member_its_peers_lost_only_just_now_is_not_degraded() -> None:
     result = compute(3, [settled_pod(0), settled_pod(1), settled_pod(2)], [peer_report(0, [view]), report(1), report(2)])
     assert result["phase"] == "Ready"
     assert result["members"][2]["unreachableFrom"] == ["lb-0"]
+
+
+def test_pods_on_a_node_that_is_not_ready_are_degraded_not_resyncing() -> None:
+    lost = pod_info({"metadata": {"name": "lb-2"}, "status": {"podIP": "10.0.0.2", "conditions": [
+        {"type": "ContainersReady", "status": "True"}, {"type": "Ready", "status": "False"}],
+        "containerStatuses": [{"restartCount": 0, "state": {"running": {}}}]}})
+    assert lost.node_lost
+    result = compute(3, [pod(0), pod(1), lost], [report(0), report(1), report(2)])
+    degraded = next(c for c in result["conditions"] if c["type"] == "Degraded")
+    assert (result["phase"], degraded["reason"]) == ("Degraded", "NodeNotReady")
