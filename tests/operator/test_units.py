@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
@@ -14,6 +15,9 @@ from leaderboard_operator.rendering import ClusterSpec
 from leaderboard_operator.settings import OperatorConfig
 
 from .conftest import FakeMembers
+
+if TYPE_CHECKING:
+    from leaderboard_operator import Context
 
 
 def sts_child(spec: dict | None = None) -> rendering.Child:
@@ -257,3 +261,17 @@ async def test_a_node_that_wants_an_api_key_is_read_from_its_open_readiness(memb
         "ready", True, False)
     assert (reports["lb-1"].node["state"], reports["lb-1"].clock) == ("syncing", None)
     assert reports["lb-2"].clock.skewed is True
+
+
+async def test_api_errors_are_the_kubernetes_packages_typed_errors(context: "Context") -> None:
+    from kubernetes.client.exceptions import ApiException, NotFoundException, UnprocessableEntityException
+
+    from leaderboard_operator.kube import NotFound
+    with pytest.raises(NotFoundException) as missing:
+        await context.kube.get(resources.PODS, namespace="lb-test", name="nope")
+    assert isinstance(missing.value, NotFound) and missing.value.status == 404 and not str(missing.value).startswith("(")
+    service = rendering.render_client_service("lb.x", "lb-test", ClusterSpec.parse({}, default_image="i")).manifest
+    with pytest.raises(UnprocessableEntityException) as invalid:
+        await context.kube.create(resources.SERVICES, service)
+    assert isinstance(invalid.value, ApiException) and invalid.value.reason == "Invalid" and not invalid.value.retriable
+    assert "DNS-1035" in str(invalid.value)
