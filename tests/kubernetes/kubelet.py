@@ -441,6 +441,8 @@ class Kubelet:
                     if pod.started_monotonic is not None and time.monotonic() - pod.started_monotonic < delay:
                         continue  # the first probe waits initialDelaySeconds
                     ready = await self._probe(pod) and pod.name not in self._unready
+                    if not self._node_ready:
+                        continue  # the node went down during the probe: its result goes nowhere
                     if ready != pod.ready:
                         pod.ready, pod.ready_since = ready, now()
                         if ready:
