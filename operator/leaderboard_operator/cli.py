@@ -12,6 +12,11 @@ Endpoints:
 
 The operator runs standalone (no kopf peering): deploy one replica with the ``Recreate``
 strategy, as the Helm chart does, so that two operators never handle the same cluster.
+
+Its identity (in kopf's peering and logs) is the pod's name (``POD_NAME``, from the downward
+API), else the host name: never the user name, which kopf would take from the passwd entry of
+the process's UID -- and runtimes such as OpenShift's run containers under arbitrary UIDs that
+have none.
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 import kopf
@@ -57,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--poll-interval", type=float, default=None, help="seconds between member polls")
     parser.add_argument("--member-scheme", choices=("http", "https"), default=None)
     parser.add_argument("--member-port", type=int, default=None, help="port of the members' /v1/cluster")
+    parser.add_argument("--identity", default=None,
+                        help="the operator's identity; default: $POD_NAME, else the host name")
     parser.add_argument("--log-format", choices=("plain", "full", "json"), default="full")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     parser.add_argument("--debug", action="store_true", help="log everything, kopf's internals too")
@@ -86,6 +95,12 @@ async def serve_metrics(metrics: metrics_mod.OperatorMetrics, *, port: int, host
     return runner
 
 
+def identity(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> str:
+    """The operator's identity (see the module docstring)."""
+    env = os.environ if environ is None else environ
+    return args.identity or env.get("POD_NAME") or socket.gethostname()
+
+
 async def run(args: argparse.Namespace) -> None:
     config = config_from_args(args)
     registry = kopf.OperatorRegistry()
@@ -95,6 +110,7 @@ async def run(args: argparse.Namespace) -> None:
         await kopf.operator(
             registry=registry,
             standalone=True,
+            identity=identity(args),  # type: ignore[arg-type]  # kopf's Identity is a NewType of str
             clusterwide=not args.namespaces,
             namespaces=args.namespaces,
             liveness_endpoint=f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None,

@@ -10,11 +10,19 @@ functions can be called directly, e.g. twice in a row in tests to prove them ide
 =====================  ===========================================================================
 login                  credentials for kopf and for our own client (:mod:`.kube`), same source
 configure (startup)    kopf settings: our finalizer and annotation prefix, quieter event posting
-children               on create, resume and spec update: render, adopt, create-or-patch children
+children               on create, resume and spec update: render, adopt, create-or-patch children,
+                       then observe: a status (and ``observedGeneration``) for the new spec at once
 drift (timer)          the same every ``reconcile_interval``: repairs edited or deleted children
-members (timer)        every ``poll_interval``: pods + members' ``/v1/cluster`` -> status, events
+members (timer)        observe -- pods + members' ``/v1/cluster`` -> status, conditions, events --
+                       every ``busy_poll_interval`` while anything is in progress (not Ready, a
+                       generation not observed yet, a pod changed), else every ``poll_interval``
+pods (event)           a change of a managed pod: its cluster is observed at the next tick
 cleanup (delete)       explicit deletion of the children (and PVCs unless retained)
 =====================  ===========================================================================
+
+``observedGeneration`` is written only together with a status computed from that generation's
+spec, so a status never claims Ready for a spec it has not seen (``kubectl scale`` to 2 of a
+Ready cluster of 5 reads Scaling at once, not "Ready, 5 ready" until the next poll).
 
 Errors: an invalid spec, or children the API rejects as invalid (400, 422), are a
 :class:`kopf.PermanentError` (retrying cannot help until the spec changes; the drift timer
@@ -24,9 +32,10 @@ re-checks anyway); everything else is a :class:`kopf.TemporaryError` with the co
 Caveats:
 
 * Deletion is explicit although every child carries an owner reference: a real cluster's
-  garbage collector would do it, but explicit deletion is faster, also removes the PVCs
-  (which the StatefulSet's retention policy only handles on Kubernetes >= 1.27), and works
-  on API emulators without a garbage collector.
+  garbage collector would do it, but explicit deletion is faster and also removes the PVCs
+  (which the StatefulSet's retention policy only handles on Kubernetes >= 1.27). The token
+  Secret is the exception: the operator may create Secrets but not read or delete them, so the
+  garbage collector removes it.
 * Drift is found by a timer, not by watching the children: watching eight more kinds
   cluster-wide would cost kopf memory per object, while the timer costs a few GETs per
   cluster per interval. A deleted child is back within ``reconcile_interval``.
@@ -34,6 +43,9 @@ Caveats:
   the timer gives up as soon as kopf says the object is going (``stopped``): a drift check
   that started just before a deletion must not re-create what the deletion removed.
 * ``kopf.event()`` needs a running operator; direct calls (tests) skip the events.
+* The pods are watched by kopf (one watch per namespace, filtered by labels on the client:
+  kopf sends no label selector), only to wake their cluster's status up; the status itself is
+  computed from a fresh list of the cluster's pods.
 """
 
 from __future__ import annotations
@@ -44,6 +56,7 @@ import datetime
 import functools
 import logging
 import secrets
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -70,13 +83,48 @@ class Context:
     metrics: OperatorMetrics
     _http: aiohttp.ClientSession | None = None
     _locks: dict[tuple[str, str], asyncio.Lock] = dataclasses.field(default_factory=dict)
+    _polled: dict[tuple[str, str], float] = dataclasses.field(default_factory=dict)  # monotonic time
+    _nudged: set[tuple[str, str]] = dataclasses.field(default_factory=set)
+    _observed: dict[tuple[str, str], Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    _observing: dict[tuple[str, str], asyncio.Lock] = dataclasses.field(default_factory=dict)
 
     def lock(self, namespace: str, name: str) -> asyncio.Lock:
         """One lock per cluster: its children are never created and deleted concurrently."""
         return self._locks.setdefault((namespace, name), asyncio.Lock())
 
     def forget(self, namespace: str, name: str) -> None:
-        self._locks.pop((namespace, name), None)
+        for memory in (self._locks, self._polled, self._observed, self._observing):
+            memory.pop((namespace, name), None)
+        self._nudged.discard((namespace, name))
+
+    def observing(self, namespace: str, name: str) -> asyncio.Lock:
+        """One observation of a cluster at a time: two at once would post the same events twice."""
+        return self._observing.setdefault((namespace, name), asyncio.Lock())
+
+    def last_observed(self, namespace: str, name: str, *, status: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The status last published (kopf's body may not show it yet: the next timer tick can come
+        before the watch event of the previous tick's patch); the body's after a restart."""
+        return self._observed.get((namespace, name)) or status
+
+    def published(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        self._observed[(namespace, name)] = status
+
+    def nudge(self, namespace: str, name: str) -> None:
+        """Something of the cluster changed (a pod): observe it at the next tick."""
+        self._nudged.add((namespace, name))
+
+    def poll_due(self, namespace: str, name: str, *, status: Mapping[str, Any], generation: Any) -> bool:
+        """Whether the cluster is to be observed now (see the module docstring); consumes a nudge."""
+        key = (namespace, name)
+        nudged = key in self._nudged
+        self._nudged.discard(key)
+        last = self._polled.get(key)
+        return (nudged or last is None or status.get("phase") != status_mod.READY
+                or status.get("observedGeneration") != generation
+                or time.monotonic() - last >= self.config.poll_interval)
+
+    def polled(self, namespace: str, name: str) -> None:
+        self._polled[(namespace, name)] = time.monotonic()
 
     @classmethod
     def create(cls, config: OperatorConfig, *, metrics: OperatorMetrics | None = None) -> Context:
@@ -175,16 +223,14 @@ async def reconcile(
         logger.info(f"{reason}: {summary}")
         _post_event(body, type="Normal", reason=reason, message=summary)
 
-    selector = rendering.selector_string(name)
-    if status.get("selector") != selector:
-        patch.status["selector"] = selector
-    if not status.get("phase"):
-        patch.status["phase"] = status_mod.PENDING
-    generation = meta.get("generation")
-    if generation is not None and status.get("observedGeneration") != generation:
-        patch.status["observedGeneration"] = generation
     if (status.get("lastError") or {}).get("reason") in RECONCILE_REASONS:
         patch.status["lastError"] = None
+    if trigger != "drift" or status.get("observedGeneration") != meta.get("generation"):
+        try:  # the status of the new spec, now; failing here is the monitor's to report
+            await observe(context=context, body=body, meta=meta, spec=spec, status=status, name=name,
+                          namespace=namespace, patch=patch, logger=logger, stopped=stopped)
+        except kopf.TemporaryError:
+            pass
 
 
 async def _apply_children(
@@ -224,7 +270,22 @@ async def _apply_children(
 async def monitor(
     *,
     context: Context,
+    meta: Mapping[str, Any],
+    status: Mapping[str, Any],
+    name: str,
+    namespace: str,
+    **kwargs: Any,
+) -> None:
+    """The members timer: observe the cluster when due (see the module docstring)."""
+    if context.poll_due(namespace, name, status=status, generation=meta.get("generation")):
+        await observe(context=context, meta=meta, status=status, name=name, namespace=namespace, **kwargs)
+
+
+async def observe(
+    *,
+    context: Context,
     body: kopf.Body,
+    meta: Mapping[str, Any],
     spec: Mapping[str, Any],
     status: Mapping[str, Any],
     name: str,
@@ -234,9 +295,24 @@ async def monitor(
     stopped: Any = None,
     **_: Any,
 ) -> None:
-    """Poll the pods and members; publish status, conditions and phase-change events."""
+    """Poll the pods and members; publish status, conditions, ``observedGeneration`` and events."""
+    async with context.observing(namespace, name):
+        await _observe(context=context, body=body, meta=meta, spec=spec, status=status, name=name,
+                       namespace=namespace, patch=patch, logger=logger, stopped=stopped)
+
+
+async def _observe(
+    *, context: Context, body: kopf.Body, meta: Mapping[str, Any], spec: Mapping[str, Any],
+    status: Mapping[str, Any], name: str, namespace: str, patch: kopf.Patch,
+    logger: logging.Logger | logging.LoggerAdapter[Any], stopped: Any,
+) -> None:
     config, metrics = context.config, context.metrics
+    generation = meta.get("generation")
+    previous = context.last_observed(namespace, name, status=status)
+    if isinstance(generation, int) and (previous.get("observedGeneration") or 0) > generation:
+        return  # a stale body: a newer spec's status is published already
     try:
+        rendering.check_name(name)
         desired = rendering.ClusterSpec.parse(spec, default_image=config.default_image).replicas
     except (ValueError, TypeError):
         return  # the children handler reports the invalid spec
@@ -252,6 +328,7 @@ async def monitor(
         path=config.member_path, timeout=config.member_timeout)
     if stopped:
         return  # being deleted: the status no longer matters
+    context.polled(namespace, name)
     for report in reports.values():
         metrics.members_polled.labels("ok" if report.reachable else "unreachable").inc()
         if not report.reachable:
@@ -259,20 +336,28 @@ async def monitor(
 
     observed = status_mod.compute_status(
         desired=desired, pods=pods, reports=reports, selector=rendering.selector_string(name),
-        previous=status, now=datetime.datetime.now(datetime.UTC))
-    for key, value in status_mod.changed_fields(status, observed).items():
+        previous=previous, now=datetime.datetime.now(datetime.UTC))
+    for key, value in status_mod.changed_fields(status, observed).items():  # against what is stored
         patch.status[key] = value
+    if generation is not None and status.get("observedGeneration") != generation:
+        patch.status["observedGeneration"] = generation
     if (status.get("lastError") or {}).get("reason") in MONITOR_REASONS:
         patch.status["lastError"] = None
+    context.published(namespace, name, {**observed, "observedGeneration": generation})
 
-    old_phase, new_phase = status.get("phase"), observed["phase"]
-    metrics.observe_phase(namespace=namespace, cluster=name, phase=new_phase, ready=observed["readyReplicas"])
-    if old_phase != new_phase and not (old_phase in (None, status_mod.PENDING) and new_phase == status_mod.PENDING):
-        progressing = next(c for c in observed["conditions"] if c["type"] == "Progressing")
-        message = f"{progressing['message']} (was {old_phase or 'unknown'})"
-        logger.info(f"Phase {old_phase} -> {new_phase}: {progressing['message']}")
-        _post_event(body, type="Warning" if new_phase == status_mod.DEGRADED else "Normal",
-                    reason=new_phase, message=message)
+    metrics.observe_phase(namespace=namespace, cluster=name, phase=observed["phase"], ready=observed["readyReplicas"])
+    if previous.get("phase") != observed["phase"]:
+        logger.info(f"Phase {previous.get('phase')} -> {observed['phase']}")
+    for notice in status_mod.notices(previous, observed):
+        logger.info(f"{notice.reason}: {notice.message}")
+        _post_event(body, type=notice.type, reason=notice.reason, message=notice.message)
+
+
+async def pod_changed(*, context: Context, labels: Mapping[str, str], namespace: str | None, **_: Any) -> None:
+    """A managed pod changed: its cluster's status is observed at the next tick."""
+    cluster = labels.get(rendering.LABEL_INSTANCE)
+    if cluster and namespace:
+        context.nudge(namespace, cluster)
 
 
 async def delete(
@@ -292,7 +377,6 @@ async def delete(
         owned = rendering.render_children(name, namespace, cluster)
     except (ValueError, TypeError):
         return  # nothing could have been created from an invalid spec
-    owned.insert(0, rendering.render_peer_token_secret(name, namespace, token=""))
     try:
         async with context.lock(namespace, name):  # wait for a drift check in progress, if any
             deleted = await children.delete_all(context.kube, owned, owner_uid=uid)
@@ -351,6 +435,10 @@ def register(
     kopf.on.update(*resource, registry=registry, id="children", field="spec")(bind(reconcile, trigger="update"))
     kopf.timer(*resource, registry=registry, id="drift", interval=config.reconcile_interval,
                initial_delay=config.reconcile_interval)(bind(reconcile, trigger="drift"))
-    kopf.timer(*resource, registry=registry, id="members", interval=config.poll_interval)(bind(monitor))
+    kopf.timer(*resource, registry=registry, id="members",
+               interval=min(config.poll_interval, config.busy_poll_interval))(bind(monitor))
+    kopf.on.event("", "v1", "pods", registry=registry, id="pods",
+                  labels={rendering.LABEL_NAME: rendering.APP_NAME, rendering.LABEL_INSTANCE: kopf.PRESENT},
+                  )(bind(pod_changed))
     kopf.on.delete(*resource, registry=registry, id="cleanup")(bind(delete))
     return context

@@ -24,13 +24,22 @@ Caveats:
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
 import kopf
+from kubernetes.client.exceptions import (
+    ApiException,
+    BadRequestException,
+    ConflictException,
+    ForbiddenException,
+    NotFoundException,
+    ServiceException,
+    UnauthorizedException,
+    UnprocessableEntityException,
+)
 
 from leaderboard_operator.resources import Resource
 
@@ -39,13 +48,16 @@ MERGE_PATCH = "application/merge-patch+json"
 Relogin = Callable[[], Awaitable["kopf.ConnectionInfo | None"]]
 
 
-@dataclasses.dataclass
-class ApiError(Exception):
-    """An error answer of the API server (or no answer at all: status 0)."""
+class ApiError(ApiException):
+    """An error answer of the API server (or no answer at all: status 0).
 
-    status: int
-    reason: str
-    message: str
+    The errors are the ``kubernetes`` package's own types (:class:`ApiException` and, by
+    status, :class:`NotFoundException`, :class:`ConflictException`...), so that code written
+    against that package catches them too; ``reason`` is the API's (``NotFound``, ``Invalid``...)."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(status=status, reason=reason)
+        self.message = message
 
     def __str__(self) -> str:
         return f"{self.status} {self.reason}: {self.message}"
@@ -56,17 +68,41 @@ class ApiError(Exception):
         return self.status in (0, 401, 403, 404, 409, 429) or self.status >= 500
 
 
-class NotFound(ApiError):
+class BadRequest(ApiError, BadRequestException):
     pass
 
 
-class Conflict(ApiError):
+class Unauthorized(ApiError, UnauthorizedException):
+    pass
+
+
+class Forbidden(ApiError, ForbiddenException):
+    pass
+
+
+class NotFound(ApiError, NotFoundException):
+    pass
+
+
+class Conflict(ApiError, ConflictException):
+    pass
+
+
+class Invalid(ApiError, UnprocessableEntityException):
+    pass
+
+
+class ServerError(ApiError, ServiceException):
     pass
 
 
 class NotConnected(ApiError):
     def __init__(self) -> None:
         super().__init__(0, "NotConnected", "no credentials yet: the login handler has not run")
+
+
+_BY_STATUS: dict[int, type[ApiError]] = {400: BadRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound,
+                                          409: Conflict, 422: Invalid}
 
 
 class Kube:
@@ -201,10 +237,7 @@ def _error(status: int, text: str) -> ApiError:
         payload = {}
     if not isinstance(payload, dict):
         payload = {}
-    reason = str(payload.get("reason") or "")
+    error_class = _BY_STATUS.get(status, ServerError if status >= 500 else ApiError)
+    reason = str(payload.get("reason") or error_class.__name__)
     message = str(payload.get("message") or text[:200])
-    if status == 404:
-        return NotFound(status, reason or "NotFound", message)
-    if status == 409:
-        return Conflict(status, reason or "Conflict", message)
-    return ApiError(status, reason or "Error", message)
+    return error_class(status, reason, message)

@@ -15,19 +15,23 @@ Every child of a ``LeaderboardCluster`` named ``NAME`` is rendered here:
 
 The functions take the cluster's name, namespace and parsed spec (:class:`ClusterSpec`) and
 return :class:`Child` values: the manifest plus what the applying layer must know to patch it
-safely -- which fields are immutable once created (never patched), which optional fields must
-be cleared (set to null in a merge patch) when the spec no longer sets them, and whether the
-object is created once and never patched (the token Secret). Owner references are not added
+safely -- which fields are immutable once created (never patched), which fields the spec owns
+whole (see :data:`STATEFULSET_OWNED`), which maps hold quantities (compared by meaning: the API
+server stores ``0.5`` as ``500m``), and whether the object is created once and never patched
+(the token Secret). Owner references are not added
 here: the handlers adopt the children (:func:`kopf.adopt`) with the real owner body.
 
 Caveats:
 
-* Names: pods are ``NAME-<ordinal>`` and the StatefulSet's revision label is ``NAME-<hash>``,
-  which must fit in 63 characters, so ``NAME`` is limited to 52 (:func:`check_name`).
+* Names: ``NAME`` names the client Service, so it must be a DNS-1035 label (no dots), and pods
+  are ``NAME-<ordinal>`` and the StatefulSet's revision label is ``NAME-<hash>``, which must fit
+  in 63 characters, so ``NAME`` is limited to 52 (:func:`check_name`; the CRD has the same rule).
 * The node reads ``/etc/leaderboard/node.yaml``; per-pod values (name, IP, namespace) come as
   ``LEADERBOARD_*`` env vars, which the node's loader parses as YAML scalars.
-* The ConfigMap and the token are projected into one volume at ``/etc/leaderboard`` (a nested
-  mount into a read-only ConfigMap volume can fail to create its mount point).
+* The ConfigMap, the peer token and the client API's keys (``spec.auth.serverKeySecret`` and
+  ``clientKeySecret``, when set; without them the nodes' client API is open) are projected into
+  one volume at ``/etc/leaderboard`` (a nested mount into a read-only ConfigMap volume can fail
+  to create its mount point). The node reads the keys from those files.
 * A config change rolls the pods: the pod template carries a hash of the config.
 * The volumeClaimTemplates of a StatefulSet are immutable: a changed ``spec.storage`` applies
   to new clusters only (see :data:`STATEFULSET_IMMUTABLE`).
@@ -38,10 +42,12 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import yaml
+from kubernetes.utils import parse_quantity
 
 from leaderboard_operator import resources
 
@@ -52,9 +58,12 @@ CONFIG_FILE = f"{CONFIG_DIR}/node.yaml"
 CONFIG_KEY = "node.yaml"
 TOKEN_KEY = "token"
 TOKEN_FILE = f"{CONFIG_DIR}/secrets/{TOKEN_KEY}"
+SERVER_KEY_FILE = f"{CONFIG_DIR}/secrets/server-key"  # the client API's keys, from spec.auth
+CLIENT_KEY_FILE = f"{CONFIG_DIR}/secrets/client-key"
 DATA_DIR = "/data"
 NODE_UID = 10001
 MAX_NAME_LENGTH = 52
+DNS_1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 
 APP_NAME = "leaderboard-node"
 MANAGER = "leaderboard-operator"
@@ -65,7 +74,7 @@ LABEL_COMPONENT = "app.kubernetes.io/component"
 LABEL_PART_OF = "app.kubernetes.io/part-of"
 CONFIG_HASH_ANNOTATION = f"{resources.GROUP}/config-hash"
 
-FieldPath = tuple[str, ...]
+FieldPath = tuple[str | int, ...]  # an int indexes a list
 
 # Fields that cannot change after creation: never patched, never compared.
 STATEFULSET_IMMUTABLE: tuple[FieldPath, ...] = (
@@ -77,12 +86,22 @@ STATEFULSET_IMMUTABLE: tuple[FieldPath, ...] = (
 SERVICE_IMMUTABLE: tuple[FieldPath, ...] = (("spec", "clusterIP"),)
 ROLEBINDING_IMMUTABLE: tuple[FieldPath, ...] = (("roleRef",),)
 
-# Optional pod-spec fields taken from the cluster's spec: cleared when the spec drops them.
+# Fields whose whole value comes from the cluster's spec, and inside which the API server adds
+# nothing: the child must match them exactly (not as a subset: a key the spec dropped is removed,
+# and the field is cleared when the spec drops it), at once, not with the next unrelated patch.
 POD_SPEC = ("spec", "template", "spec")
-STATEFULSET_CLEARABLE: tuple[FieldPath, ...] = (
+CONTAINER = (*POD_SPEC, "containers", 0)
+STATEFULSET_OWNED: tuple[FieldPath, ...] = (
+    (*POD_SPEC, "affinity"),
     (*POD_SPEC, "tolerations"),
     (*POD_SPEC, "nodeSelector"),
     (*POD_SPEC, "topologySpreadConstraints"),
+    (*CONTAINER, "resources"),
+)
+# Maps of quantities, which the API server stores in canonical form (compared by meaning).
+STATEFULSET_QUANTITIES: tuple[FieldPath, ...] = (
+    (*CONTAINER, "resources", "requests"),
+    (*CONTAINER, "resources", "limits"),
 )
 
 
@@ -105,6 +124,22 @@ class SyncSpec:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class SecretKeyRef:
+    """A key of a Secret in the cluster's namespace (``{name, key}``)."""
+
+    name: str
+    key: str
+
+    @classmethod
+    def parse(cls, raw: Any, *, field: str, default_key: str) -> SecretKeyRef | None:
+        if raw is None:
+            return None
+        if not isinstance(raw, Mapping) or not raw.get("name"):
+            raise ValueError(f"{field} must name a Secret: {{name: SECRET, key: KEY}}, got {raw!r}")
+        return cls(name=str(raw["name"]), key=str(raw.get("key") or default_key))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class ServiceSpec:
     type: str = "ClusterIP"
     port: int = CLIENT_PORT
@@ -121,6 +156,8 @@ class ClusterSpec:
     storage: StorageSpec = StorageSpec()
     sync: SyncSpec = SyncSpec()
     peer_token_secret: str | None = None
+    server_key: SecretKeyRef | None = None  # the client API's admin key
+    client_key: SecretKeyRef | None = None  # its ordinary key (needs a server key)
     max_unavailable: int | str = 1
     affinity: Mapping[str, Any] | None = None
     tolerations: Sequence[Mapping[str, Any]] | None = None
@@ -142,6 +179,18 @@ class ClusterSpec:
         replicas = int(raw.get("replicas", 3))
         if replicas < 1:
             raise ValueError(f"spec.replicas must be at least 1, got {replicas}")
+        for part, quantities in (raw.get("resources") or {}).items():
+            for key, value in (quantities or {}).items():
+                _check_quantity(f"spec.resources.{part}.{key}", value)
+        _check_quantity("spec.storage.size", storage.get("size") or "1Gi")
+        auth = raw.get("auth") or {}
+        server_key = SecretKeyRef.parse(auth.get("serverKeySecret"), field="spec.auth.serverKeySecret",
+                                        default_key="server-key")
+        client_key = SecretKeyRef.parse(auth.get("clientKeySecret"), field="spec.auth.clientKeySecret",
+                                        default_key="client-key")
+        if client_key is not None and server_key is None:
+            raise ValueError("spec.auth.clientKeySecret needs spec.auth.serverKeySecret too: "
+                             "with a client key alone, nobody could create a leaderboard")
         return cls(
             replicas=replicas,
             image=raw.get("image") or default_image,
@@ -159,7 +208,9 @@ class ClusterSpec:
                 blacklist_cache=tuple(sync.get("blacklistCache") or ()),
                 backlog_size=int(sync.get("backlogSize", 100_000)),
             ),
-            peer_token_secret=(raw.get("auth") or {}).get("peerTokenSecret") or None,
+            peer_token_secret=auth.get("peerTokenSecret") or None,
+            server_key=server_key,
+            client_key=client_key,
             max_unavailable=(raw.get("podDisruptionBudget") or {}).get("maxUnavailable", 1),
             affinity=raw.get("affinity") or None,
             tolerations=raw.get("tolerations") or None,
@@ -177,7 +228,8 @@ class Child:
     resource: resources.Resource
     manifest: dict[str, Any]
     immutable: tuple[FieldPath, ...] = ()
-    clearable: tuple[FieldPath, ...] = ()
+    owned: tuple[FieldPath, ...] = ()
+    quantities: tuple[FieldPath, ...] = ()
     create_only: bool = False
 
     @property
@@ -238,7 +290,20 @@ class Names:
         return spec.peer_token_secret or self.generated_secret
 
 
+def _check_quantity(field: str, value: Any) -> None:
+    try:
+        parse_quantity(value)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{field} must be a quantity such as 500m, 2 or 1Gi, got {value!r}") from exc
+
+
 def check_name(name: str) -> None:
+    """The cluster's name must fit its children's names (the CRD says the same, in CEL)."""
+    if not DNS_1035_LABEL.fullmatch(name):
+        raise ValueError(
+            f"metadata.name {name!r} is not a DNS-1035 label (lower case letters, digits and '-', starting "
+            f"with a letter, ending with a letter or digit; no dots): it names the cluster's Services"
+        )
     if len(name) > MAX_NAME_LENGTH:
         raise ValueError(
             f"the cluster's name is {len(name)} characters long; at most {MAX_NAME_LENGTH} fit "
@@ -290,7 +355,11 @@ def render_node_config(name: str, namespace: str, spec: ClusterSpec) -> dict[str
                 "backlog_size": spec.sync.backlog_size,
             },
         },
-        "auth": {"peer_token_file": TOKEN_FILE},
+        "auth": {
+            "peer_token_file": TOKEN_FILE,
+            **({"server_key_file": SERVER_KEY_FILE} if spec.server_key else {}),
+            **({"client_key_file": CLIENT_KEY_FILE} if spec.client_key else {}),
+        },
         "log": {"level": "info", "format": "json"},
     }
 
@@ -442,6 +511,8 @@ def config_hash(name: str, namespace: str, spec: ClusterSpec) -> str:
     digest = hashlib.sha256()
     digest.update(render_node_config_text(name, namespace, spec).encode())
     digest.update(Names(name).peer_token_secret(spec).encode())
+    for ref in (spec.server_key, spec.client_key):  # another Secret: the pods must mount it
+        digest.update(f"|{ref.name}/{ref.key}".encode() if ref else b"|")
     return digest.hexdigest()[:16]
 
 
@@ -502,6 +573,9 @@ def render_stateful_set(name: str, namespace: str, spec: ClusterSpec) -> Child:
                 {"configMap": {"name": names.config_map, "items": [{"key": CONFIG_KEY, "path": CONFIG_KEY}]}},
                 {"secret": {"name": names.peer_token_secret(spec),
                             "items": [{"key": TOKEN_KEY, "path": f"secrets/{TOKEN_KEY}"}]}},
+                *({"secret": {"name": ref.name, "items": [{"key": ref.key, "path": path[len(CONFIG_DIR) + 1:]}]}}
+                  for ref, path in ((spec.server_key, SERVER_KEY_FILE), (spec.client_key, CLIENT_KEY_FILE))
+                  if ref is not None),
             ]}},
             {"name": "tmp", "emptyDir": {}},
         ],
@@ -523,7 +597,8 @@ def render_stateful_set(name: str, namespace: str, spec: ClusterSpec) -> Child:
     return Child(
         resource=resources.STATEFULSETS,
         immutable=STATEFULSET_IMMUTABLE,
-        clearable=STATEFULSET_CLEARABLE,
+        owned=STATEFULSET_OWNED,
+        quantities=STATEFULSET_QUANTITIES,
         manifest={
             "apiVersion": "apps/v1",
             "kind": "StatefulSet",

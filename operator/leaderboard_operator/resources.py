@@ -1,9 +1,14 @@
 """
 The Kubernetes resources this operator touches, as plain values.
 
-Everything the operator reads or writes is listed here (:data:`ALL`), with the verbs it uses.
-The Helm chart's ClusterRole must grant at least these; a test compares the two, so adding a
-resource here without granting it in the chart fails the test suite rather than a deployment.
+Everything the operator reads or writes is listed here (:data:`ALL`), with the verbs it uses
+and no others (least privilege). The Helm chart grants exactly these (a test compares the two,
+and another checks that the running operator uses nothing else), so adding a resource here
+without granting it in the chart fails the test suite rather than a deployment.
+
+Secrets are only created (the generated peer token), never read: the operator does not need to
+read any Secret, so it is not allowed to. The garbage collector deletes that Secret with its
+cluster (owner reference); the operator does not.
 """
 
 from __future__ import annotations
@@ -48,13 +53,13 @@ class Resource:
         return f"{self.plural}.{self.group}" if self.group else self.plural
 
 
-_OWNED = frozenset({"get", "list", "watch", "create", "patch", "update", "delete"})
+_OWNED = frozenset({"get", "create", "patch", "delete"})  # see children.py
 
 CLUSTERS = Resource(group=GROUP, version=VERSION, plural=PLURAL, kind=KIND,
-                    verbs=frozenset({"get", "list", "watch", "patch", "update"}))
+                    verbs=frozenset({"get", "list", "watch", "patch"}))
 SERVICES = Resource(group="", version="v1", plural="services", kind="Service", verbs=_OWNED)
 CONFIGMAPS = Resource(group="", version="v1", plural="configmaps", kind="ConfigMap", verbs=_OWNED)
-SECRETS = Resource(group="", version="v1", plural="secrets", kind="Secret", verbs=_OWNED)
+SECRETS = Resource(group="", version="v1", plural="secrets", kind="Secret", verbs=frozenset({"create"}))
 SERVICEACCOUNTS = Resource(group="", version="v1", plural="serviceaccounts", kind="ServiceAccount", verbs=_OWNED)
 ROLES = Resource(group="rbac.authorization.k8s.io", version="v1", plural="roles", kind="Role", verbs=_OWNED)
 ROLEBINDINGS = Resource(group="rbac.authorization.k8s.io", version="v1", plural="rolebindings",
@@ -81,7 +86,7 @@ ALL: tuple[Resource, ...] = (
 
 #: Subresources of the cluster resource written by the operator, with their verbs.
 CLUSTER_SUBRESOURCES: dict[str, frozenset[str]] = {
-    "status": frozenset({"get", "patch", "update"}),
+    "status": frozenset({"get", "patch"}),
     # Setting blockOwnerDeletion on children requires update on the owner's finalizers.
     "finalizers": frozenset({"update"}),
 }

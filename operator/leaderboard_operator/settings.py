@@ -41,8 +41,12 @@ class OperatorConfig:
     #: Seconds between drift checks of each cluster's children (a kopf timer per cluster).
     reconcile_interval: float = 30.0
 
-    #: Seconds between polls of each cluster's members (a kopf timer per cluster).
+    #: Seconds between polls of each cluster's members while it is settled (Ready, its spec observed).
     poll_interval: float = 10.0
+
+    #: Seconds between polls while anything is in progress (a phase other than Ready, a spec not
+    #: observed yet) or one of the cluster's pods changed: a kopf timer per cluster ticks this often.
+    busy_poll_interval: float = 1.0
 
     #: How the members' ``/v1/cluster`` endpoint is reached: ``{scheme}://{pod IP}:{port}{path}``;
     #: without ``member_port``, the port is the pod's container port named ``http``.
@@ -60,7 +64,8 @@ class OperatorConfig:
     retry_delay: float = 10.0
 
     def __post_init__(self) -> None:
-        for name in ("reconcile_interval", "poll_interval", "member_timeout", "api_timeout", "retry_delay"):
+        for name in ("reconcile_interval", "poll_interval", "busy_poll_interval", "member_timeout", "api_timeout",
+                     "retry_delay"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
         if self.member_port is not None and not 0 < self.member_port < 65536:

@@ -60,9 +60,13 @@ Render = Callable[..., list[dict[str, Any]]]
 
 @pytest.fixture(scope="session")
 def render(run_helm: HelmRun) -> Render:
-    """``helm template`` the chart (CRDs included) with ``--set`` style overrides; the documents."""
-    def template(*sets: str, namespace: str = "leaderboard-system", extra: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """``helm template`` the chart (CRDs included) with ``--set`` style overrides; the documents
+    (with ``helm test``'s hooks only if ``tests``)."""
+    def template(*sets: str, namespace: str = "leaderboard-system", extra: Sequence[str] = (),
+                 tests: bool = False) -> list[dict[str, Any]]:
         args = ["template", "lb", str(CHART), "--include-crds", "--namespace", namespace, *extra]
+        if not tests:
+            args.append("--skip-tests")
         for item in sets:
             args += ["--set", item]
         output = run_helm(*args).stdout

@@ -30,7 +30,7 @@ def test_the_chart_lints_with_a_cluster_and_namespaces(run_helm: HelmRun) -> Non
     ("watchNamespaces={games}", "metrics.enabled=false", "serviceAccount.create=false", "rbac.create=false"),
 ], ids=["defaults", "with-cluster", "minimal"])
 def test_every_rendered_object_is_valid(render: Render, crd_schema: dict[str, Any], sets: tuple[str, ...]) -> None:
-    documents = render(*sets)
+    documents = render(*sets, tests=True)
     assert documents
     for document in documents:
         if document["apiVersion"].startswith(resources.GROUP + "/"):
@@ -59,10 +59,10 @@ def test_the_operator_is_one_recreated_replica_with_probes(render: Render) -> No
 
 
 def test_the_operator_gives_clusters_the_charts_node_image(render: Render) -> None:
-    env = {e["name"]: e["value"] for e in only(render(), "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    env = {e["name"]: e.get("value") for e in only(render(), "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["LEADERBOARD_OPERATOR_DEFAULT_IMAGE"] == "leaderboard-node:0.1.0"
     custom = render("node.image.repository=registry.example/lb-node", "node.image.tag=2.0")
-    env = {e["name"]: e["value"] for e in only(custom, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    env = {e["name"]: e.get("value") for e in only(custom, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["LEADERBOARD_OPERATOR_DEFAULT_IMAGE"] == "registry.example/lb-node:2.0"
 
 
@@ -88,30 +88,72 @@ def test_disabling_metrics_removes_the_port_and_the_service(render: Render) -> N
     assert [p["name"] for p in container["ports"]] == ["liveness"]
 
 
-def test_the_cluster_role_grants_everything_the_operator_uses(render: Render) -> None:
-    rules = only(render(), "ClusterRole")["rules"]
-    granted: dict[tuple[str, str], set[str]] = {}
-    for rule in rules:
-        for group in rule["apiGroups"]:
-            for plural in rule["resources"]:
-                granted.setdefault((group, plural), set()).update(rule["verbs"])
+Grants = dict[tuple[str, str], set[str]]
+
+
+def grants(*roles: dict[str, Any]) -> Grants:
+    """(API group, resource) -> verbs, over the rules of some Roles or ClusterRoles."""
+    granted: Grants = {}
+    for role in roles:
+        for rule in role["rules"]:
+            for group in rule["apiGroups"]:
+                for plural in rule["resources"]:
+                    granted.setdefault((group, plural), set()).update(rule["verbs"])
+    return granted
+
+
+def used(*, namespaced: bool | None = None) -> Grants:
+    """What the operator uses (resources.py), namespaced or cluster-scoped or all."""
+    found: Grants = {}
     for res in resources.ALL:
-        missing = res.verbs - granted.get((res.group, res.plural), set())
-        assert not missing, f"the ClusterRole lacks {sorted(missing)} on {res}"
-    for sub, verbs in resources.CLUSTER_SUBRESOURCES.items():
-        missing = verbs - granted.get((resources.GROUP, f"{resources.PLURAL}/{sub}"), set())
-        assert not missing, f"the ClusterRole lacks {sorted(missing)} on {resources.PLURAL}/{sub}"
+        if namespaced is None or res.namespaced == namespaced:
+            found.setdefault((res.group, res.plural), set()).update(res.verbs)
+    if namespaced is not False:
+        for sub, verbs in resources.CLUSTER_SUBRESOURCES.items():
+            found[(resources.GROUP, f"{resources.PLURAL}/{sub}")] = set(verbs)
+        found[("events.k8s.io", "events")] = set(resources.EVENTS.verbs)  # either events API
+    return found
 
 
-def test_the_cluster_role_covers_the_nodes_role(render: Render) -> None:
+def test_the_cluster_role_grants_exactly_what_the_operator_uses(render: Render) -> None:
+    assert grants(only(render(), "ClusterRole")) == used()
+
+
+def test_the_operator_may_create_secrets_but_never_read_them(render: Render) -> None:
+    for documents in (render(), render("watchNamespaces={games}")):
+        roles = [d for d in documents if d["kind"] in ("Role", "ClusterRole")]
+        assert grants(*roles)[("", "secrets")] == {"create"}
+
+
+def test_watched_namespaces_get_roles_and_the_cluster_role_keeps_no_namespaced_rule(render: Render) -> None:
+    documents = render("watchNamespaces={games,ops}")
+    assert grants(only(documents, "ClusterRole")) == used(namespaced=False)
+    roles = {d["metadata"]["namespace"]: d for d in documents if d["kind"] == "Role"}
+    assert set(roles) == {"games", "ops"}
+    for role in roles.values():
+        assert grants(role) == used(namespaced=True)
+    bindings = [d for d in documents if d["kind"] == "RoleBinding"]
+    account = only(documents, "ServiceAccount")["metadata"]["name"]
+    assert {b["metadata"]["namespace"] for b in bindings} == {"games", "ops"}
+    assert all(b["subjects"] == [{"kind": "ServiceAccount", "name": account, "namespace": "leaderboard-system"}]
+               and b["roleRef"]["kind"] == "Role" for b in bindings)
+
+
+def test_watched_namespace_globs_need_the_cluster_role(render: Render) -> None:
+    documents = render("watchNamespaces={games-*}")
+    assert not [d for d in documents if d["kind"] == "Role"]
+    assert grants(only(documents, "ClusterRole")) == used()
+
+
+def test_the_operators_rules_cover_the_nodes_role(render: Render) -> None:
     # RBAC forbids granting what one does not hold: the operator must hold the nodes' rules.
     from leaderboard_operator import rendering
-    granted = {(g, r): set(rule["verbs"]) for rule in only(render(), "ClusterRole")["rules"]
-               for g in rule["apiGroups"] for r in rule["resources"]}
-    for rule in rendering.render_role("lb", "ns").manifest["rules"]:
-        for group in rule["apiGroups"]:
-            for plural in rule["resources"]:
-                assert set(rule["verbs"]) <= granted[(group, plural)]
+    for documents in (render(), render("watchNamespaces={games}")):
+        granted = grants(*[d for d in documents if d["kind"] in ("Role", "ClusterRole")])
+        for rule in rendering.render_role("lb", "ns").manifest["rules"]:
+            for group in rule["apiGroups"]:
+                for plural in rule["resources"]:
+                    assert set(rule["verbs"]) <= granted[(group, plural)]
 
 
 def test_the_binding_names_the_service_account(render: Render) -> None:
@@ -170,3 +212,41 @@ def test_the_readme_documents_running_on_kubernetes() -> None:
                  "helm install", "apply -f crds/examples/minimal.yaml", "scale lbc/leaderboard --replicas=5",
                  "get lbc"):
         assert step in readme, step
+
+
+def test_the_operators_environment_is_its_settings(render: Render) -> None:
+    from leaderboard_operator.settings import OperatorConfig
+    container = only(render("operator.busyPollInterval=2"), "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    config = OperatorConfig.from_env(env)
+    assert (config.poll_interval, config.busy_poll_interval, config.reconcile_interval) == (10.0, 2.0, 30.0)
+
+
+def test_the_operators_identity_is_its_pods_name(render: Render) -> None:
+    from leaderboard_operator import cli
+    container = only(render(), "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in container["env"]
+    args = cli.build_parser().parse_args(container["args"])
+    assert cli.identity(args, {"POD_NAME": "lb-operator-5f9c-abcde"}) == "lb-operator-5f9c-abcde"
+
+
+def test_helm_test_checks_the_operator_and_the_charts_cluster(render: Render) -> None:
+    from leaderboard_operator import check
+    for sets, cluster in (((), False), (("cluster.enabled=true", "cluster.name=games"), True),
+                          (("metrics.enabled=false",), False)):
+        documents = render(*sets, tests=True)
+        hooks = [d for d in documents if (d["metadata"].get("annotations") or {}).get("helm.sh/hook") == "test"]
+        assert {d["kind"] for d in hooks} == {"ServiceAccount", "Role", "RoleBinding", "Pod"}
+        pod = next(d for d in hooks if d["kind"] == "Pod")
+        container = pod["spec"]["containers"][0]
+        assert container["image"] == only(documents, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
+        assert container["command"] == ["python", "-m", check.__name__]
+        args = container["args"]
+        assert f"--deployment={only(documents, 'Deployment')['metadata']['name']}" in args
+        assert ("--cluster=games" in args) is cluster
+        assert any(a.startswith("--metrics-url=http://lb-leaderboard-operator-metrics.") for a in args) is (
+            "metrics.enabled=false" not in sets)
+        role = next(d for d in hooks if d["kind"] == "Role")
+        assert {r for rule in role["rules"] for r in rule["resources"]} == (
+            {"deployments", "deployments/status"} | ({"leaderboardclusters"} if cluster else set()))
+        assert all(rule["verbs"] == ["get"] and rule["resourceNames"] for rule in role["rules"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import datetime
 from pathlib import Path
 from typing import Any
@@ -14,8 +13,9 @@ import yaml
 
 from leaderboard_operator import rendering, resources
 from leaderboard_operator import status as status_mod
-from leaderboard_operator.members import MemberReport, PodInfo
+from leaderboard_operator.members import MemberReport, PodInfo, PodProblem
 
+from ..operator.apiserver import apply_defaults, undeclared
 from .conftest import CHART, CRD_FILE, EXAMPLES, KUBERNETES_VERSION
 
 # Keys a branch of anyOf/allOf/oneOf/not must not set in a structural schema.
@@ -58,40 +58,6 @@ def defaults(schema: dict[str, Any], path: str = "") -> list[tuple[str, dict[str
         found += defaults(sub, f"{path}/{name}")
     if isinstance(schema.get("items"), dict):
         found += defaults(schema["items"], f"{path}[]")
-    return found
-
-
-def apply_defaults(schema: dict[str, Any], value: Any) -> Any:
-    """Default a value the way the API server does (absent fields with a default get it)."""
-    if isinstance(value, dict):
-        for name, sub in schema.get("properties", {}).items():
-            if name not in value and "default" in sub:
-                value[name] = copy.deepcopy(sub["default"])
-            if name in value:
-                value[name] = apply_defaults(sub, value[name])
-    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
-        value = [apply_defaults(schema["items"], item) for item in value]
-    return value
-
-
-def undeclared(schema: dict[str, Any], value: Any, path: str = "") -> list[str]:
-    """Fields of ``value`` that the API server would prune under ``schema``."""
-    if schema.get("x-kubernetes-preserve-unknown-fields") is True:
-        return []
-    found: list[str] = []
-    if isinstance(value, dict):
-        properties = schema.get("properties", {})
-        extra = schema.get("additionalProperties")
-        for key, item in value.items():
-            if key in properties:
-                found += undeclared(properties[key], item, f"{path}.{key}")
-            elif isinstance(extra, dict):
-                found += undeclared(extra, item, f"{path}.{key}")
-            else:
-                found.append(f"{path}.{key}")
-    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
-        for index, item in enumerate(value):
-            found += undeclared(schema["items"], item, f"{path}[{index}]")
     return found
 
 
@@ -191,13 +157,20 @@ def test_the_schema_rejects_an_invalid_spec(spec: dict[str, Any], crd_schema: di
 
 
 def test_nothing_the_operator_writes_into_the_status_is_pruned(crd_schema: dict[str, Any]) -> None:
-    pods = [PodInfo(name="lb-0", ip="10.0.0.1", ready=True, restarts=1, terminating=False)]
+    pods = [PodInfo(name="lb-0", ip="10.0.0.1", ready=True, restarts=1, terminating=False),
+            PodInfo(name="lb-1", ip="10.0.0.2", ready=False, restarts=0, terminating=False,
+                    problem=PodProblem(reason="CrashLoopBackOff", message="back-off 5m0s"))]
     reports = {"lb-0": MemberReport(pod="lb-0", data={
-        "node": {"state": "ready", "ready": True, "synced": True, "version_vector": {"lb-0": {"epoch": 1, "seq": 2}}},
-        "members": [{"name": "lb-1", "lag_entries": 3}]})}
-    observed = status_mod.compute_status(desired=1, pods=pods, reports=reports, selector="a=b", previous=None,
+        "node": {"state": "ready", "ready": True, "synced": True, "version_vector": {"lb-0": {"epoch": 1, "seq": 2}},
+                 "clock": {"max_offset_ms": 500, "offset_ms": 700.5, "skewed": True, "since": 1700000000}},
+        "members": [{"name": "lb-1", "lag_entries": 3, "state": "unreachable", "unreachable_since": 1700000000}]}),
+        "lb-1": MemberReport(pod="lb-1", data={"node": {"state": "ready"},
+                                               "members": [{"name": "lb-0", "reachable": False}]})}
+    observed = status_mod.compute_status(desired=2, pods=pods, reports=reports, selector="a=b", previous=None,
                                          now=datetime.datetime.now(datetime.UTC))
-    observed["members"][0]["lagEntries"] = 3
+    assert {"clockOffsetMs", "clockSkewed", "unreachableFrom"} <= set(observed["members"][0])
+    assert {"lagEntries", "problem", "unreachableFrom"} <= set(observed["members"][1])
+    assert "ClockSkew" in {c["type"] for c in observed["conditions"]}
     status = {**observed, "observedGeneration": 4,
               "lastError": {"time": "2025-01-01T00:00:00Z", "reason": "ReconcileFailed", "message": "x"},
               "kopf": {"progress": {"children": {"retries": 1}}}}

@@ -19,6 +19,9 @@ from ..operator.conftest import NAMESPACE, ApiServer, Cluster, emulated_api, ope
 from .kubelet import Kubelet, WatchingApiServer
 
 
+NODE_CPU = "2500m"  # the one node's allocatable CPU: room for five pods that request 500m
+
+
 @pytest.fixture()
 async def k8s() -> AsyncIterator[ApiServer]:
     """As ``tests/operator``'s ``k8s``, with watches that do not lose events (see kubelet.py)."""
@@ -66,7 +69,8 @@ def operator_config(k8s: WatchingApiServer, ports: tuple[int, int]) -> OperatorC
 @pytest.fixture()
 async def kubelet(cluster: Cluster, ports: tuple[int, int], tmp_path: Path) -> AsyncIterator[Kubelet]:
     """The StatefulSet controller and kubelet; every process is killed at the end, logs are checked."""
-    harness = Kubelet(cluster, workdir=tmp_path, client_port=ports[0], peer_port=ports[1], namespace=NAMESPACE)
+    harness = Kubelet(cluster, workdir=tmp_path, client_port=ports[0], peer_port=ports[1], namespace=NAMESPACE,
+                      node_cpu=NODE_CPU)
     await harness.start()
     try:
         yield harness

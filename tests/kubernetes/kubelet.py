@@ -25,6 +25,18 @@ in the test's event loop, next to the embedded operator:
   when the process dies it marks the pod not ready, and restarts it after a back-off with
   ``restartCount + 1`` (unless the test holds the pod down, see :meth:`Kubelet.hold`).
 
+* **scheduler.** One node (``laptop``) with ``node_cpu`` allocatable CPU (unlimited if None):
+  a pod whose container's CPU request does not fit beside the scheduled pods' stays unscheduled
+  -- ``phase: Pending``, no IP, no process, ``PodScheduled=False`` with reason ``Unschedulable``
+  and the scheduler's message (``0/1 nodes are available: 1 Insufficient cpu. ...``) -- and is
+  scheduled when room frees up.
+* **node lifecycle controller.** :meth:`Kubelet.node_not_ready` plays a node that stops
+  heartbeating: every pod is marked ``Ready=False`` (and only that: ``ContainersReady`` stays
+  as the kubelet last said) while the processes keep running, and the kubelet's own reports
+  resume when the block ends.
+* **readiness probe**: the first probe of a started container waits the probe's
+  ``initialDelaySeconds`` (2 s as rendered), as the kubelet does; then every ``interval``.
+
 What a laptop needs besides, and nothing more, overrides the pod's own settings (as env vars,
 which win over the config file): every pod listens on its own 127.0.0.x with the same client
 and peer ports (the test's port pair instead of 7350/7351, which may be taken), discovery talks
@@ -69,6 +81,7 @@ import contextlib
 import copy
 import dataclasses
 import datetime
+import decimal
 import inspect
 import logging
 import os
@@ -83,6 +96,7 @@ from typing import Any, TypeVar
 import aiohttp
 import attrs
 import yaml
+from kubernetes.utils import parse_quantity
 
 from leaderboard_client import ApiError, LeaderboardClient
 from leaderboard_operator import resources
@@ -149,10 +163,12 @@ class Pod:
     ready: bool = False
     ready_since: str = dataclasses.field(default_factory=now)
     started_at: str | None = None
+    started_monotonic: float | None = None
     last_exit: int | None = None
     exits: list[int] = dataclasses.field(default_factory=list)
     crashes_in_a_row: int = 0
     terminating: bool = False
+    scheduled: bool = True
     task: asyncio.Task[None] | None = None
 
     @property
@@ -166,6 +182,11 @@ class Pod:
     @property
     def container(self) -> dict[str, Any]:
         return dict(self.spec["containers"][0])
+
+    @property
+    def cpu_request(self) -> decimal.Decimal:
+        cpu = ((self.container.get("resources") or {}).get("requests") or {}).get("cpu")
+        return parse_quantity(cpu) if cpu is not None else decimal.Decimal(0)
 
     @property
     def running(self) -> bool:
@@ -186,7 +207,8 @@ class Kubelet:
     """The StatefulSet controller and the kubelet of one namespace (see the module docstring)."""
 
     def __init__(self, api: Cluster, *, workdir: Path, client_port: int, peer_port: int,
-                 namespace: str, interval: float = 0.1, restart_backoff: float = 0.2) -> None:
+                 namespace: str, interval: float = 0.1, restart_backoff: float = 0.2,
+                 node_cpu: str | None = None) -> None:
         self.api = api
         self.workdir = workdir
         self.client_port = client_port
@@ -197,6 +219,8 @@ class Kubelet:
         self.pods: dict[str, Pod] = {}
         self.removed: list[Pod] = []  # deleted pods, kept for their logs and exit codes
         self.errors: list[BaseException] = []
+        self.node_cpu = parse_quantity(node_cpu) if node_cpu is not None else None
+        self._node_ready = True
         self._held: set[str] = set()
         self._unready: set[str] = set()  # pods whose readiness probe is held back
         self._task: asyncio.Task[None] | None = None
@@ -266,6 +290,22 @@ class Kubelet:
         finally:
             self._unready.discard(name)
 
+    @contextlib.asynccontextmanager
+    async def node_not_ready(self) -> AsyncIterator[None]:
+        """The node stops heartbeating: every pod Ready=False, the processes keep running."""
+        self._node_ready = False
+        for pod in list(self.pods.values()):
+            if pod.scheduled and not pod.terminating:
+                pod.ready, pod.ready_since = False, now()
+                await self._patch(pod, {"status": self._status(pod)})
+        try:
+            yield
+        finally:
+            self._node_ready = True
+
+    def unscheduled(self) -> list[str]:
+        return sorted(name for name, pod in self.pods.items() if not pod.scheduled)
+
     def ready(self, *names: str) -> bool:
         """True once every named pod passes its readiness probe; else an AssertionError saying
         why not (for :func:`wait_for`, which reports the last one when it gives up)."""
@@ -304,6 +344,24 @@ class Kubelet:
         for pod in sorted(self.pods.values(), key=lambda pod: pod.ordinal, reverse=True):
             if pod.statefulset not in sets:  # the owner is gone: what the garbage collector does
                 await self._delete_pod(pod)
+        for pod in sorted(self.pods.values(), key=lambda pod: pod.ordinal):
+            if not pod.scheduled and not pod.terminating and self._fits(pod):
+                await self._bind(pod)
+
+    def _fits(self, pod: Pod) -> bool:
+        if self.node_cpu is None:
+            return True
+        used = sum((other.cpu_request for other in self.pods.values()
+                    if other.scheduled and other is not pod), decimal.Decimal(0))
+        return used + pod.cpu_request <= self.node_cpu
+
+    async def _bind(self, pod: Pod) -> None:
+        """The scheduler binds the pod to the node; the kubelet starts it."""
+        pod.scheduled = True
+        await self._patch(pod, {"spec": {"nodeName": "laptop"}, "status": {
+            "phase": "Running", "podIP": pod.ip, "podIPs": [{"ip": pod.ip}], "hostIP": "127.0.0.1",
+            "startTime": now(), **self._status(pod)}})
+        pod.task = asyncio.create_task(self._run_pod(pod), name=f"kubelet: {pod.name}")
 
     async def _create_pod(self, sts: Mapping[str, Any], ordinal: int) -> None:
         sts_meta, template = sts["metadata"], sts["spec"]["template"]
@@ -312,6 +370,7 @@ class Kubelet:
                   spec=copy.deepcopy(template["spec"]), dir=self.workdir / "pods" / name,
                   client_port=self.client_port)
         pod.dir.mkdir(parents=True, exist_ok=True)
+        pod.scheduled = self._fits(pod)
         manifest = {
             "apiVersion": "v1",
             "kind": "Pod",
@@ -326,13 +385,20 @@ class Kubelet:
                 "finalizers": [GRACE_FINALIZER],
             },
             "spec": {**copy.deepcopy(template["spec"]), "hostname": name,
-                     "subdomain": sts["spec"].get("serviceName"), "nodeName": "laptop"},
-            "status": {"phase": "Running", "podIP": pod.ip, "podIPs": [{"ip": pod.ip}], "hostIP": "127.0.0.1",
-                       "startTime": now(), **self._status(pod)},
+                     "subdomain": sts["spec"].get("serviceName"), **({"nodeName": "laptop"} if pod.scheduled else {})},
+            "status": ({"phase": "Running", "podIP": pod.ip, "podIPs": [{"ip": pod.ip}], "hostIP": "127.0.0.1",
+                        "startTime": now(), **self._status(pod)} if pod.scheduled else self._unschedulable(pod)),
         }
         await self.api.request("POST", resources.PODS.url(namespace=self.namespace), json=manifest)
         self.pods[name] = pod
-        pod.task = asyncio.create_task(self._run_pod(pod), name=f"kubelet: {name}")
+        if pod.scheduled:
+            pod.task = asyncio.create_task(self._run_pod(pod), name=f"kubelet: {name}")
+
+    def _unschedulable(self, pod: Pod) -> dict[str, Any]:
+        return {"phase": "Pending", "conditions": [{
+            "type": "PodScheduled", "status": "False", "reason": "Unschedulable", "lastTransitionTime": now(),
+            "message": "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: "
+                       "1 No preemption victims found for incoming pod."}]}
 
     async def _delete_pod(self, pod: Pod) -> None:
         """A graceful deletion: DELETE (deletionTimestamp), SIGTERM, the grace period, then the object goes."""
@@ -369,7 +435,14 @@ class Kubelet:
                 assert pod.process is not None
                 code = pod.process.poll()
                 if code is None:
+                    if not self._node_ready:
+                        continue  # the node is down: nobody reports anything for its pods
+                    delay = float((pod.container.get("readinessProbe") or {}).get("initialDelaySeconds", 0))
+                    if pod.started_monotonic is not None and time.monotonic() - pod.started_monotonic < delay:
+                        continue  # the first probe waits initialDelaySeconds
                     ready = await self._probe(pod) and pod.name not in self._unready
+                    if not self._node_ready:
+                        continue  # the node went down during the probe: its result goes nowhere
                     if ready != pod.ready:
                         pod.ready, pod.ready_since = ready, now()
                         if ready:
@@ -419,11 +492,14 @@ class Kubelet:
         if pod.last_exit is not None:
             status["lastState"] = {"terminated": {"exitCode": pod.last_exit}}
         ready = "True" if pod.ready else "False"
+        # The node lifecycle controller marks a lost node's pods Ready=False, nothing else: the
+        # kubelet, which would report ContainersReady, is not heard from.
+        containers_ready = "True" if pod.ready or (not self._node_ready and pod.running) else "False"
         return {
             "conditions": [
                 {"type": "PodScheduled", "status": "True"},
                 {"type": "Initialized", "status": "True"},
-                {"type": "ContainersReady", "status": ready, "lastTransitionTime": pod.ready_since},
+                {"type": "ContainersReady", "status": containers_ready, "lastTransitionTime": pod.ready_since},
                 {"type": "Ready", "status": ready, "lastTransitionTime": pod.ready_since},
             ],
             "containerStatuses": [status],
@@ -455,7 +531,7 @@ class Kubelet:
 
         with open(pod.log_path, "ab") as output:
             pod.process = subprocess.Popen(argv, stdout=output, stderr=subprocess.STDOUT, env=env, cwd=pod.dir)
-        pod.started_at = now()
+        pod.started_at, pod.started_monotonic = now(), time.monotonic()
         await self._patch(pod, {"status": self._status(pod)})
 
     def _env_value(self, pod: Pod, item: Mapping[str, Any]) -> str:
@@ -563,10 +639,11 @@ async def wait_for(check: Callable[[], T | None | Awaitable[T | None]], *, timeo
         await asyncio.sleep(interval)
 
 
-async def call(url: str, fn: Callable[[LeaderboardClient], T], *, timeout: float = 10.0) -> T:
+async def call(url: str, fn: Callable[[LeaderboardClient], T], *, timeout: float = 10.0,
+               api_key: str | None = None) -> T:
     """Run a blocking :class:`LeaderboardClient` call in a thread (the event loop serves the API)."""
     def run() -> T:
-        with LeaderboardClient(url, timeout=timeout) as client:
+        with LeaderboardClient(url, timeout=timeout, api_key=api_key) as client:
             return fn(client)
 
     return await asyncio.to_thread(run)

@@ -1,30 +1,50 @@
 """
 The cluster as a user sees it: ``kubectl apply`` a LeaderboardCluster, use it, ``kubectl scale``
-it, lose a pod, scale it down. The operator runs embedded in the test loop against kmock; the
-:class:`Kubelet` harness turns its StatefulSet into real node processes on 127.0.0.x, and the
-nodes find each other through the emulated Kubernetes API (kubernetes discovery).
+it, lose a pod, ask for a pod that does not fit, lose the node, scale it down. The operator runs
+embedded in the test loop against kmock (behaving as a real API server where the operator can
+tell, see ``tests/operator/apiserver.py``); the :class:`Kubelet` harness plays the scheduler,
+the StatefulSet controller, the node lifecycle controller and the kubelet, turning the
+StatefulSet into real node processes on 127.0.0.x, and the nodes find each other through the
+emulated Kubernetes API (kubernetes discovery).
 
-One scenario, because each cluster start costs seconds of a 2-core machine; each step asserts
-what a user would check at that point.
+The spec asks for ``cpu: "0.5"`` (stored as ``500m``: no drift may follow) and a server API key
+from a Secret (the nodes refuse requests without it; the operator reads them from ``/readyz``).
+
+One scenario, because each cluster start costs seconds of a 2-core machine; each step records
+the phases the cluster's status went through and the events the operator posted, and asserts
+them, with what a user would check at that point.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import base64
+import dataclasses
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+import aiohttp
 import pytest
 
 from leaderboard_client import LeaderboardClient
 from leaderboard_operator import resources
-from leaderboard_operator.status import PHASES
 
 from ..harness import all_records
 from ..operator.conftest import NAMESPACE, Cluster, RunningOperator, kmock_key
-from .kubelet import Kubelet, call, wait_for
+from .kubelet import Kubelet, wait_for
+from .kubelet import call as call_with
+
+T = TypeVar("T")
 
 NAME = "lb"
 SELECTOR = f"app.kubernetes.io/name=leaderboard-node,app.kubernetes.io/instance={NAME}"
 BOARDS = ("global", "coins")
+SERVER_KEY = "e2e-server-key-0123456789abcdef"
+SPEC = {"replicas": 3, "resources": {"requests": {"cpu": "0.5"}},
+        "auth": {"serverKeySecret": {"name": "lb-keys", "key": "server-key"}}}
+
+
+async def call(url: str, fn: Callable[[LeaderboardClient], T], *, timeout: float = 10.0) -> T:
+    return await call_with(url, fn, timeout=timeout, api_key=SERVER_KEY)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -39,7 +59,10 @@ def status_of(cluster: Cluster) -> dict[str, Any]:
 
 def statuses_seen(cluster: Cluster) -> list[dict[str, Any]]:
     """Every status the CR has had, in order (kmock keeps each version of an object)."""
-    history = cluster.kmock.objects[kmock_key(resources.CLUSTERS), NAMESPACE, NAME].history
+    try:
+        history = cluster.kmock.objects[kmock_key(resources.CLUSTERS), NAMESPACE, NAME].history
+    except KeyError:
+        return []  # not created yet
     return [dict(version.raw.get("status") or {}) for version in history if version is not None]
 
 
@@ -63,10 +86,43 @@ def settled(cluster: Cluster, replicas: int) -> dict[str, Any] | None:
 
 async def scale(cluster: Cluster, replicas: int) -> None:
     """``kubectl scale lbc/lb --replicas=N``: a merge patch of the ``scale`` subresource."""
-    await cluster.request("PATCH", resources.CLUSTERS.url(namespace=NAMESPACE, name=NAME, subresource="scale"),
-                          json={"spec": {"replicas": replicas}},
-                          headers={"Content-Type": "application/merge-patch+json"})
+    await cluster.patch(resources.CLUSTERS, NAME, {"spec": {"replicas": replicas}}, subresource="scale")
     assert cr(cluster)["spec"]["replicas"] == replicas
+
+
+@dataclasses.dataclass
+class Step:
+    """What the status and the events did from one point on: the user's view of one step."""
+
+    cluster: Cluster
+    statuses: int
+    events: set[str]
+
+    @classmethod
+    def start(cls, cluster: Cluster) -> Step:
+        return cls(cluster, len(statuses_seen(cluster)) - 1, {e["metadata"]["name"] for e in events(cluster)})
+
+    def phases(self) -> list[str]:
+        return _phases(statuses_seen(self.cluster)[max(self.statuses, 0):])
+
+    def statuses_since(self) -> list[dict[str, Any]]:
+        return statuses_seen(self.cluster)[max(self.statuses, 0):]
+
+    def posted(self) -> list[tuple[str, str]]:
+        return [(e["type"], e["reason"]) for e in events(self.cluster) if e["metadata"]["name"] not in self.events]
+
+    async def posted_until(self, kubelet: Kubelet, last: tuple[str, str]) -> list[tuple[str, str]]:
+        """The events posted since the step began, once the last of them is ``last`` (events
+        reach the API a little after the status that caused them)."""
+        def check() -> list[tuple[str, str]] | None:
+            posted = [e for e in self.posted() if e[1] not in ("Reconciled",)]
+            assert posted and posted[-1] == last, posted
+            return posted
+        return await wait_for(check, timeout=10, kubelet=kubelet, what=f"the events of the step, up to {last}")
+
+    def messages(self, reason: str) -> list[str]:
+        return [e["message"] for e in events(self.cluster)
+                if e["metadata"]["name"] not in self.events and e["reason"] == reason]
 
 
 async def holdings(kubelet: Kubelet, pod: str) -> dict[str, dict[str, int]]:
@@ -126,14 +182,18 @@ class Writes:
 
 # ----------------------------------------------------------------------------- the scenario
 
-@pytest.mark.timeout(110)
-async def test_a_user_applies_scales_crashes_and_shrinks_a_cluster_without_losing_writes(
+@pytest.mark.timeout(240)
+async def test_a_user_applies_scales_crashes_overfills_loses_the_node_and_shrinks_a_cluster(
     cluster: Cluster, operator: RunningOperator, kubelet: Kubelet,
 ) -> None:
     writes = Writes()
+    await cluster.request("POST", resources.SECRETS.url(namespace=NAMESPACE), json={
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "lb-keys", "namespace": NAMESPACE},
+        "data": {"server-key": base64.b64encode(SERVER_KEY.encode()).decode()}})
 
     # 1. kubectl apply: three real nodes start, find each other through the API, turn ready.
-    await cluster.apply_cluster(NAME, {"replicas": 3})
+    step = Step.start(cluster)
+    await cluster.apply_cluster(NAME, SPEC)
     first = [f"{NAME}-{i}" for i in range(3)]
     await wait_for(lambda: kubelet.ready(*first), timeout=40, kubelet=kubelet,
                    what="pods lb-0..2 to run a node each and pass their readiness probe")
@@ -143,6 +203,9 @@ async def test_a_user_applies_scales_crashes_and_shrinks_a_cluster_without_losin
                                  kubelet=kubelet, what=f"{pod} to list the two others as reachable members")
         assert {m["address"] for m in members} == {
             f"{kubelet.pod(m['name']).ip}:{kubelet.peer_port}" for m in members}
+    async with aiohttp.ClientSession() as session:  # the key from the Secret is wired into the nodes
+        async with session.get(f"{kubelet.pod('lb-0').url}/v1/leaderboards") as response:
+            assert response.status == 401
     pods_path = resources.PODS.url(namespace=NAMESPACE)
     watches = [r for r in cluster.kmock if r.method.value == "GET" and r.url.path == pods_path
                and r.params.get("watch") == "true" and r.params.get("labelSelector") == SELECTOR]
@@ -152,6 +215,10 @@ async def test_a_user_applies_scales_crashes_and_shrinks_a_cluster_without_losin
                             what="status: 3 members, readyReplicas 3, phase Ready")
     assert status["selector"] == SELECTOR
     assert [m["ip"] for m in status["members"]] == [kubelet.pod(p).ip for p in first]
+    phases = step.phases()
+    assert phases[0] == "Pending" and phases[-1] == "Ready" and set(phases) <= {"Pending", "Resyncing", "Ready"}, phases
+    posted = await step.posted_until(kubelet, ("Normal", "Ready"))
+    assert all(kind == "Normal" for kind, _ in posted), posted
 
     await writes.setup(kubelet, "lb-0")
     await writes.write(kubelet, "lb-0", 200)
@@ -160,8 +227,8 @@ async def test_a_user_applies_scales_crashes_and_shrinks_a_cluster_without_losin
                               what=f"{pod} to serve what was written through lb-0")
         assert held == writes.expected
 
-    # 2. kubectl scale --replicas=5: the new pods full-sync from a ready peer, then turn ready.
-    scale_mark = len(statuses_seen(cluster))
+    # 2. kubectl scale --replicas=5: Scaling while the new pods full-sync from a ready peer.
+    step = Step.start(cluster)
     await scale(cluster, 5)
     await wait_for(lambda: kubelet.ready("lb-3", "lb-4"), timeout=40, kubelet=kubelet,
                    what="pods lb-3 and lb-4 to run and pass their readiness probe")
@@ -169,11 +236,15 @@ async def test_a_user_applies_scales_crashes_and_shrinks_a_cluster_without_losin
         info = await node_info(kubelet, pod)
         assert info["node"]["full_syncs_taken"] >= 1, f"{pod} started empty: it must full-sync, got {info['node']}"
         assert await holdings(kubelet, pod) == writes.expected, f"{pod} after its full sync"
-    status = await wait_for(lambda: settled(cluster, 5), timeout=20, kubelet=kubelet,
-                            what="status: 5 members, readyReplicas 5, phase Ready")
-    # Starting pods are progress, not trouble: the scale-up never showed the cluster Degraded.
-    scale_phases = _phases(statuses_seen(cluster)[scale_mark:])
-    assert "Degraded" not in scale_phases and scale_phases[-1] == "Ready", scale_phases
+    await wait_for(lambda: settled(cluster, 5), timeout=20, kubelet=kubelet,
+                   what="status: 5 members, readyReplicas 5, phase Ready")
+    phases = step.phases()
+    assert phases[:2] == ["Ready", "Scaling"] and phases[-1] == "Ready", phases
+    assert set(phases) <= {"Ready", "Scaling", "Resyncing"}, phases  # starting pods are progress, not trouble
+    posted = await step.posted_until(kubelet, ("Normal", "Ready"))
+    assert ("Normal", "Scaling") in posted and not [kind for kind, _ in posted if kind == "Warning"], posted
+    assert not [s for s in step.statuses_since() if s.get("observedGeneration") == 2 and s.get("phase") == "Ready"
+                and s.get("readyReplicas", 0) < 5], "Ready claimed for generation 2 before its pods were"
     for pod in [f"{NAME}-{i}" for i in range(5)]:  # each node found the new pods through its watch
         await wait_for(lambda pod=pod: _sees(kubelet, pod, {f"{NAME}-{i}" for i in range(5)} - {pod}),
                        timeout=10, kubelet=kubelet, what=f"{pod} to list the four others as reachable members")
@@ -182,67 +253,87 @@ async def test_a_user_applies_scales_crashes_and_shrinks_a_cluster_without_losin
                    what="equal digests on all five nodes")
 
     # 3. A crash: lb-1's process is SIGKILLed; the kubelet holds it down while writes go on,
-    #    then restarts it in the same pod (same IP, same volume, restartCount 1).
+    #    then restarts it in the same pod (same IP, same volume, restartCount 1). Its readiness
+    #    probe waits initialDelaySeconds, so the operator sees it resync.
+    step = Step.start(cluster)
     ip_before = kubelet.pod("lb-1").ip
-    mark = len(statuses_seen(cluster))
-    events_before = {e["metadata"]["name"] for e in events(cluster)}
-    with kubelet.hold_readiness("lb-1"):
-        with kubelet.hold("lb-1"):
-            kubelet.kill("lb-1")
-            # (Right after the kill, a poll may see the node unreachable while its pod still says
-            # Ready: the kubelet has not noticed yet. Wait for both.)
-            degraded = await wait_for(lambda: _down(cluster, "lb-1"), timeout=15, kubelet=kubelet,
-                                      what="phase Degraded with lb-1 not ready and unreachable")
-            assert degraded["readyReplicas"] == 4
-            assert _condition(degraded, "Ready")["status"] == "False"
-            assert _condition(degraded, "Degraded")["status"] == "True"
-            assert cluster.get(resources.PODS, "lb-1")["status"]["containerStatuses"][0]["state"]["terminated"]
-            await writes.write(kubelet, "lb-0", 3000)  # lb-1 misses these: it must get them from a peer
-            await writes.write(kubelet, "lb-2", 100)
-        # Restarted, it resyncs; its pod stays unready here as under a long probe period, so the
-        # operator's polls cannot miss the resync however quick it is.
-        await wait_for(lambda: status_of(cluster).get("phase") == "Resyncing", timeout=30, kubelet=kubelet,
-                       what="phase Resyncing while lb-1 resyncs or waits for its readiness probe")
+    with kubelet.hold("lb-1"):
+        kubelet.kill("lb-1")
+        # (Right after the kill, a poll may see the node unreachable while its pod still says
+        # Ready: the kubelet has not noticed yet. Wait for both.)
+        degraded = await wait_for(lambda: _down(cluster, "lb-1"), timeout=15, kubelet=kubelet,
+                                  what="phase Degraded with lb-1 not ready and unreachable")
+        assert degraded["readyReplicas"] == 4
+        assert _condition(degraded, "Ready")["status"] == "False"
+        assert _condition(degraded, "Degraded")["status"] == "True"
+        assert cluster.get(resources.PODS, "lb-1")["status"]["containerStatuses"][0]["state"]["terminated"]
+        await writes.write(kubelet, "lb-0", 3000)  # lb-1 misses these: it must get them from a peer
+        await writes.write(kubelet, "lb-2", 100)
     status = await wait_for(lambda: settled(cluster, 5), timeout=40, kubelet=kubelet,
                             what="status back to Ready with 5 members after lb-1's restart")
     assert status["members"][1]["restarts"] == 1
     assert status["members"][1]["ip"] == ip_before == kubelet.pod("lb-1").ip
-    assert cluster.get(resources.PODS, "lb-1")["status"]["containerStatuses"][0]["restartCount"] == 1
-    # It came back with its own state from its volume, and got what it missed from its peers:
-    # the 3100 records written while it was down exist nowhere else. (Its peers' senders resend
-    # from their backlogs when it answers again, so a pull -- catch_ups_taken or a full sync --
-    # is only needed for what they have not pushed by then; either way is a resync.)
     info = (await node_info(kubelet, "lb-1"))["node"]
     assert info["durability"]["recovery"]["replayed_batches"] >= 1, info["durability"]
     assert await holdings(kubelet, "lb-1") == writes.expected, "lb-1 after its restart"
-    # The published status went from Ready through a down lb-1 (Degraded) and its resync back
-    # to Ready, and the operator posted the phase changes as Events. Resyncing covers both the
-    # node's own starting/syncing states and the moment it is synced but its pod has not
-    # passed the readiness probe yet, so the operator's polls see it.
-    phases = _phases(statuses_seen(cluster)[mark - 1:])
-    assert phases[:2] == ["Ready", "Degraded"] and phases[-1] == "Ready", phases
-    assert "Resyncing" in phases and phases.index("Resyncing") > 1, phases
-    assert set(phases) <= {"Ready", "Degraded", "Resyncing"}, phases
-    posted = await wait_for(lambda: _new_events(cluster, events_before, until="Ready"), timeout=10, kubelet=kubelet,
-                            what="Events of the phase changes: Degraded, then Ready")
-    assert (posted[0]["reason"], posted[0]["type"]) == ("Degraded", "Warning"), posted
-    assert "lb-1" in posted[0]["message"], posted[0]
-    assert {e["reason"] for e in posted} <= {"Degraded", "Resyncing", "Ready"}, posted
-    assert "Resyncing" in {e["reason"] for e in posted}, posted
+    assert step.phases() == ["Ready", "Degraded", "Resyncing", "Ready"], step.phases()
+    posted = await step.posted_until(kubelet, ("Normal", "Ready"))
+    assert posted[0] == ("Warning", "Degraded"), posted
+    assert ("Normal", "Resyncing") in posted and "lb-1" in step.messages("Degraded")[0], posted
 
-    # 4. kubectl scale --replicas=2: lb-4, lb-3, lb-2 stop gracefully (after taking writes just
+    # 4. A pod that does not fit: scale to 6 on a node with room for 5; the scheduler leaves
+    #    lb-5 unscheduled, and says why. Scaling back to 5 removes it.
+    step = Step.start(cluster)
+    await scale(cluster, 6)
+    status = await wait_for(lambda: _degraded_by(cluster, "Unschedulable"), timeout=15, kubelet=kubelet,
+                            what="phase Degraded, reason Unschedulable")
+    assert kubelet.unscheduled() == ["lb-5"]
+    assert "Insufficient cpu" in _condition(status, "Degraded")["message"]
+    assert status["members"][5]["problem"].startswith("Unschedulable: 0/1 nodes are available: 1 Insufficient cpu.")
+    await wait_for(lambda: ("Warning", "Unschedulable") in step.posted(), timeout=10, kubelet=kubelet,
+                   what="a Warning event Unschedulable")
+    assert "lb-5" in step.messages("Unschedulable")[0] and "Insufficient cpu" in step.messages("Unschedulable")[0]
+    await scale(cluster, 5)
+    await wait_for(lambda: settled(cluster, 5), timeout=20, kubelet=kubelet, what="status back to Ready with 5")
+    phases = step.phases()
+    assert phases[0] == "Ready" and "Degraded" in phases and phases[-1] == "Ready", phases
+    assert set(phases) <= {"Ready", "Scaling", "Degraded"}, phases
+    posted = await step.posted_until(kubelet, ("Normal", "Ready"))
+    assert posted.count(("Warning", "Unschedulable")) == 1, posted  # once, not per poll
+    assert ("Warning", "Degraded") in posted, posted
+
+    # 5. A full outage: the node stops heartbeating and every pod turns Ready=False.
+    step = Step.start(cluster)
+    async with kubelet.node_not_ready():
+        status = await wait_for(lambda: _degraded_by(cluster, "NoReplicasReady"), timeout=15, kubelet=kubelet,
+                                what="phase Degraded, reason NoReplicasReady")
+        assert status["readyReplicas"] == 0
+        assert _condition(status, "Progressing")["status"] == "False"
+    await wait_for(lambda: settled(cluster, 5), timeout=30, kubelet=kubelet, what="status back to Ready with 5")
+    phases = step.phases()
+    assert phases[:2] == ["Ready", "Degraded"] and phases[-1] == "Ready" and "Pending" not in phases, phases
+    posted = await step.posted_until(kubelet, ("Normal", "Ready"))
+    assert posted[0] == ("Warning", "Degraded"), posted
+    # (The controller marks the pods one by one: the first Warning may name the first of them.)
+    assert step.messages("Degraded")[0].startswith(("0/5 replicas ready", "on a node that is not ready: lb-")), (
+        step.messages("Degraded"))
+
+    # 6. kubectl scale --replicas=2: lb-4, lb-3, lb-2 stop gracefully (after taking writes just
     #    before), and the two nodes left hold every acknowledged write.
+    step = Step.start(cluster)
     await writes.write(kubelet, "lb-4", 50)
     await writes.write(kubelet, "lb-3", 50)
     await writes.write(kubelet, "lb-2", 50)
     await scale(cluster, 2)
     await wait_for(lambda: set(kubelet.pods) == {"lb-0", "lb-1"}, timeout=45, kubelet=kubelet,
                    what="pods lb-2..4 to be terminated and deleted")
-    assert [pod.name for pod in kubelet.removed] == ["lb-4", "lb-3", "lb-2"]
-    assert all(pod.exits == [0] for pod in kubelet.removed), {p.name: p.exits for p in kubelet.removed}
+    assert [pod.name for pod in kubelet.removed] == ["lb-5", "lb-4", "lb-3", "lb-2"]
+    assert all(pod.exits == [0] for pod in kubelet.removed[1:]), {p.name: p.exits for p in kubelet.removed}
     assert cluster.names(resources.PODS) == {"lb-0", "lb-1"}
     await wait_for(lambda: settled(cluster, 2), timeout=20, kubelet=kubelet,
                    what="status: 2 members, readyReplicas 2, phase Ready")
+    assert step.phases() == ["Ready", "Scaling", "Ready"], step.phases()
+    assert await step.posted_until(kubelet, ("Normal", "Ready")) == [("Normal", "Scaling"), ("Normal", "Ready")]
     for pod in ("lb-0", "lb-1"):
         assert await holdings(kubelet, pod) == writes.expected, f"{pod} lost acknowledged writes"
     found = await digests(kubelet, ["lb-0", "lb-1"])
@@ -251,10 +342,21 @@ async def test_a_user_applies_scales_crashes_and_shrinks_a_cluster_without_losin
         await wait_for(lambda pod=pod, other=other: _sees(kubelet, pod, {other}, everyone=True), timeout=10,
                        kubelet=kubelet, what=f"{pod} to drop the removed pods from its members")
 
-    # Throughout, the published counts never claimed more ready members than replicas.
+    # Throughout: the published counts never claimed more ready members than replicas, and the
+    # quantities the API server normalised (0.5 -> 500m) never looked like drift.
     inconsistent = [(s["phase"], s["replicas"], s["readyReplicas"]) for s in statuses_seen(cluster)
                     if "replicas" in s and s["readyReplicas"] > s["replicas"]]
     assert not inconsistent, f"statuses with readyReplicas > replicas: {inconsistent}"
+    assert cluster.get(resources.STATEFULSETS, NAME)["spec"]["template"]["spec"]["containers"][0]["resources"] == {
+        "requests": {"cpu": "500m"}}
+    assert not [e for e in events(cluster) if e["reason"] == "DriftCorrected"]
+
+
+def _degraded_by(cluster: Cluster, reason: str) -> dict[str, Any] | None:
+    status = status_of(cluster)
+    if status.get("phase") == "Degraded" and _condition(status, "Degraded").get("reason") == reason:
+        return status
+    return None
 
 
 def _down(cluster: Cluster, pod: str) -> dict[str, Any] | None:
@@ -265,14 +367,8 @@ def _down(cluster: Cluster, pod: str) -> dict[str, Any] | None:
     return None
 
 
-def _new_events(cluster: Cluster, before: set[str], *, until: str) -> list[dict[str, Any]] | None:
-    """The phase-change Events posted since ``before``, once the last of them has reason ``until``."""
-    posted = [e for e in events(cluster) if e["metadata"]["name"] not in before and e["reason"] in PHASES]
-    return posted if posted and posted[-1]["reason"] == until else None
-
-
 def _condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
-    return next(c for c in status["conditions"] if c["type"] == type_)
+    return next((c for c in status.get("conditions") or [] if c["type"] == type_), {})
 
 
 async def _sees(kubelet: Kubelet, pod: str, others: set[str], *, everyone: bool = False) -> list[dict[str, Any]]:

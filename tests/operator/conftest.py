@@ -9,12 +9,15 @@ or schema validation. So:
 
 * every resource is declared up front, including what kopf itself needs (namespaces, CRDs,
   events), or kopf finishes its discovery and then waits silently;
-* :class:`ApiServer` adds what kopf relies on: a new ``resourceVersion`` on every write (kopf
-  skips the stale events queued before its own patch by it; without it, every handler runs
-  again for each stale event), ``uid``, ``creationTimestamp`` and ``generateName`` on creation
-  (kopf's Events are all named by ``generateName``; kmock would store only the first one),
-  and 422 instead of 500 for a failed JSON-patch ``test`` (kopf's optimistic concurrency on
-  finalizers: with 500 it retries the same stale patch 9 times with backoff);
+* :class:`~.apiserver.ApiServer` adds what kopf relies on: a new ``resourceVersion`` on every
+  write (kopf skips the stale events queued before its own patch by it; without it, every
+  handler runs again for each stale event), ``uid``, ``creationTimestamp`` and
+  ``generateName`` on creation (kopf's Events are all named by ``generateName``; kmock would
+  store only the first one), and 422 instead of 500 for a failed JSON-patch ``test`` (kopf's
+  optimistic concurrency on finalizers: with 500 it retries the same stale patch 9 times with
+  backoff); and what a real API server does to what it is sent: canonical quantities,
+  defaulting, name and schema validation, generation, the status and scale subresources,
+  garbage collection (see ``apiserver.py``);
 * pods are created by hand (``add_pod``) when a test needs members;
 * ``kopf.operator()`` is replaced by ``spawn_tasks()`` + ``run_tasks()`` (see ``operator``);
 * the operator filters listed objects by labels itself (see ``leaderboard_operator.kube``),
@@ -30,53 +33,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import datetime
-import itertools
 import logging
-import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import aiohttp.web
-import attrs
-import jsonpatch
 import kmock as kmock_lib
 import kopf
 import pytest
 
 from leaderboard_operator import OperatorConfig, Context, register, resources
 
+from .apiserver import SKIP_ADMISSION_HEADER, ApiServer, kmock_key
+
 NAMESPACE = "lb-test"
 T = TypeVar("T")
-
-
-def kmock_key(resource: resources.Resource) -> kmock_lib.resource:
-    return kmock_lib.resource(group=resource.group, version=resource.version, plural=resource.plural)
-
-
-@attrs.define(kw_only=True)
-class ApiServer(kmock_lib.KubernetesEmulator):
-    """kmock's emulator plus resourceVersions, uids, generateName, and 422 for failed JSON-patch tests."""
-
-    _versions: Iterator[int] = attrs.field(factory=lambda: itertools.count(1), init=False)
-
-    async def _handle(self, request: kmock_lib.Request) -> aiohttp.web.StreamResponse:
-        if request.resource is not None and request.action in (kmock_lib.action.CREATE, kmock_lib.action.UPDATE):
-            version = str(next(self._versions))
-            if isinstance(request.data, dict):
-                metadata = request.data.setdefault("metadata", {})
-                metadata["resourceVersion"] = version
-                if request.action == kmock_lib.action.CREATE:
-                    if not metadata.get("name") and metadata.get("generateName"):
-                        metadata["name"] = metadata["generateName"] + uuid.uuid4().hex[:5]
-                    metadata.setdefault("uid", str(uuid.uuid4()))
-                    metadata.setdefault("creationTimestamp", datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
-            elif isinstance(request.data, list):  # a JSON patch
-                request.data.append({"op": "add", "path": "/metadata/resourceVersion", "value": version})
-        try:
-            return await super()._handle(request)
-        except jsonpatch.JsonPatchTestFailed as exc:
-            raise kmock_lib.KubernetesError(status=422, reason="Invalid", message=str(exc)) from exc
 
 
 @contextlib.asynccontextmanager
@@ -129,26 +100,36 @@ class Cluster:
             assert response.status < 400, f"{method} {path}: {response.status} {await response.text()}"
             return await response.json()
 
-    async def apply_cluster(self, name: str, spec: Mapping[str, Any] | None = None, **meta: Any) -> dict[str, Any]:
+    async def apply_cluster(self, name: str, spec: Mapping[str, Any] | None = None, *,
+                            admission: bool = True, **meta: Any) -> dict[str, Any]:
+        """``kubectl apply`` a LeaderboardCluster; ``admission=False`` lets in what the CRD refuses,
+        as an older CRD without its rules would have (the operator must refuse it itself)."""
         body = {
             "apiVersion": f"{resources.GROUP}/{resources.VERSION}",
             "kind": resources.KIND,
-            "metadata": {"name": name, "namespace": NAMESPACE, "generation": 1, **meta},
+            "metadata": {"name": name, "namespace": NAMESPACE, **meta},
             "spec": dict(spec or {}),
         }
-        result: dict[str, Any] = await self.request("POST", resources.CLUSTERS.url(namespace=NAMESPACE), json=body)
+        headers = {} if admission else {SKIP_ADMISSION_HEADER: "true"}
+        result: dict[str, Any] = await self.request("POST", resources.CLUSTERS.url(namespace=NAMESPACE), json=body,
+                                                    headers=headers)
         return result
 
-    async def patch(self, resource: resources.Resource, name: str, patch: Mapping[str, Any]) -> Any:
-        return await self.request("PATCH", resource.url(namespace=NAMESPACE, name=name), json=patch,
-                                  headers={"Content-Type": "application/merge-patch+json"})
+    async def patch(self, resource: resources.Resource, name: str, patch: Mapping[str, Any], *,
+                    subresource: str | None = None, admission: bool = True) -> Any:
+        headers = {"Content-Type": "application/merge-patch+json"}
+        if not admission:
+            headers[SKIP_ADMISSION_HEADER] = "true"
+        return await self.request("PATCH", resource.url(namespace=NAMESPACE, name=name, subresource=subresource),
+                                  json=patch, headers=headers)
 
     async def delete(self, resource: resources.Resource, name: str) -> Any:
         return await self.request("DELETE", resource.url(namespace=NAMESPACE, name=name))
 
     async def add_pod(self, cluster: str, ordinal: int, *, ip: str | None, port: int = 7350,
-                      ready: bool = True, restarts: int = 0) -> None:
-        """A pod as the StatefulSet controller and kubelet would make it (kmock has neither)."""
+                      ready: bool = True, restarts: int = 0, **status: Any) -> None:
+        """A pod as the StatefulSet controller and kubelet would make it (kmock has neither);
+        ``status`` fields replace the usual ones (an unscheduled pod's, for example)."""
         pod = {
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": f"{cluster}-{ordinal}", "namespace": NAMESPACE,
@@ -158,7 +139,7 @@ class Cluster:
                                      "ports": [{"name": "http", "containerPort": port}]}]},
             "status": {"phase": "Running", "podIP": ip,
                        "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
-                       "containerStatuses": [{"name": "node", "restartCount": restarts}]},
+                       "containerStatuses": [{"name": "node", "restartCount": restarts}], **status},
         }
         await self.request("POST", resources.PODS.url(namespace=NAMESPACE), json=pod)
 
@@ -194,8 +175,9 @@ class RunningOperator:
 
 
 @pytest.fixture()
-def operator_config(k8s: ApiServer) -> OperatorConfig:
-    return OperatorConfig(
+def operator_config(k8s: ApiServer, request: pytest.FixtureRequest) -> OperatorConfig:
+    """The operator's settings; a test changes some with ``parametrize("operator_config", [{...}], indirect=True)``."""
+    settings: dict[str, Any] = dict(
         server=str(k8s.url),
         reconcile_interval=0.5,
         poll_interval=0.2,
@@ -204,6 +186,8 @@ def operator_config(k8s: ApiServer) -> OperatorConfig:
         retry_delay=0.2,
         default_image="leaderboard-node:test",
     )
+    settings.update(getattr(request, "param", {}))
+    return OperatorConfig(**settings)
 
 
 class ForeignTasks(Collection["asyncio.Task[Any]"]):
@@ -244,6 +228,9 @@ async def operator(k8s: ApiServer, operator_config: OperatorConfig) -> AsyncIter
     settings = kopf.OperatorSettings()
     settings.scanning.disabled = True
     settings.watching.reconnect_backoff = 0.05
+    # A worker of a resource's events idles this long before it exits, and the operator's stop
+    # waits for it (5 s by default, in the teardown of every test that changed a cluster late).
+    settings.queueing.idle_timeout = 0.5
     stop_flag: asyncio.Event = asyncio.Event()
     ready_flag: asyncio.Event = asyncio.Event()
     foreign = ForeignTasks(asyncio.all_tasks())
@@ -263,10 +250,11 @@ async def operator(k8s: ApiServer, operator_config: OperatorConfig) -> AsyncIter
         try:
             done, _ = await asyncio.wait({task}, timeout=0.3)
             if not done:
-                # Timers spawned while kopf stops can miss its daemon killer; kopf then waits 5 s
-                # for them before cancelling them. Cancel them now instead.
+                # Timers spawned while kopf stops can miss its daemon killer, and a worker may be
+                # in a handler (an observation polls members); kopf then waits 5 s for them
+                # before cancelling them. Cancel them now instead.
                 for leftover in asyncio.all_tasks():
-                    if leftover.get_name().startswith("runner of ") and leftover not in foreign:
+                    if leftover.get_name().startswith(("runner of ", "worker for ")) and leftover not in foreign:
                         leftover.cancel()
             await asyncio.wait_for(task, timeout=10)
         finally:
@@ -283,6 +271,7 @@ class FakeMembers:
     def __init__(self) -> None:
         self.ports: list[int] = []
         self.answers: dict[int, Mapping[str, Any] | int] = {}  # by member index
+        self.readiness: dict[int, tuple[int, Mapping[str, Any]]] = {}  # /readyz; else from answers
         self.requests: list[int] = []  # member indexes, in order
         self._runners: list[aiohttp.web.AppRunner] = []
 
@@ -295,9 +284,20 @@ class FakeMembers:
             return aiohttp.web.Response(status=answer)
         return aiohttp.web.json_response(answer)
 
+    async def _readyz(self, request: aiohttp.web.Request) -> aiohttp.web.StreamResponse:
+        port = request.transport.get_extra_info("sockname")[1] if request.transport else None
+        index = self.ports.index(port)
+        if index in self.readiness:
+            status, body = self.readiness[index]
+            return aiohttp.web.json_response(body, status=status)
+        answer = self.answers.get(index, 503)
+        ready = isinstance(answer, Mapping) and (answer.get("node") or {}).get("ready") is True
+        return aiohttp.web.json_response({"ready": ready}, status=200 if ready else 503)
+
     async def start(self, count: int) -> None:
         app = aiohttp.web.Application()
         app.router.add_get("/v1/cluster", self._handle)
+        app.router.add_get("/readyz", self._readyz)
         for _ in range(count):
             runner = aiohttp.web.AppRunner(app, access_log=None)
             await runner.setup()
@@ -312,11 +312,14 @@ class FakeMembers:
 
     @staticmethod
     def report(name: str, *, state: str = "ready", ready: bool = True, synced: bool = True,
-               peers: Mapping[str, int] | None = None, seq: int = 42) -> dict[str, Any]:
-        """A node's answer, shaped like the node's ``/v1/cluster``."""
+               peers: Mapping[str, int] | None = None, seq: int = 42,
+               clock: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """A node's answer, shaped like the node's ``/v1/cluster`` (``clock``: its ``node.clock``,
+        absent as from nodes older than the clock check)."""
         return {
             "node": {"name": name, "epoch": 123, "state": state, "ready": ready, "synced": synced,
-                     "version_vector": {name: {"epoch": 123, "seq": seq}}, "records": 1000},
+                     "version_vector": {name: {"epoch": 123, "seq": seq}}, "records": 1000,
+                     **({"clock": dict(clock)} if clock is not None else {})},
             "members": [{"name": peer, "address": "10.0.0.9:7351", "state": "ready", "reachable": True,
                          "lag_entries": lag, "lag_seconds": 0.0} for peer, lag in (peers or {}).items()],
         }

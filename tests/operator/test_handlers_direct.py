@@ -23,12 +23,15 @@ async def test_calling_the_children_handler_twice_writes_nothing_the_second_time
     await handlers.reconcile(context=context, trigger="create", **first)
     created = writes(k8s)
     assert len([w for w in created if w.startswith("POST")]) == 1 + 9  # the cluster, then its children
-    assert dict(first["patch"].status) == {
-        "selector": "app.kubernetes.io/name=leaderboard-node,app.kubernetes.io/instance=lb",
-        "phase": "Pending", "observedGeneration": 1}
+    status = dict(first["patch"].status)  # the new spec's status, at once
+    assert (status["selector"], status["phase"], status["observedGeneration"], status["members"]) == (
+        "app.kubernetes.io/name=leaderboard-node,app.kubernetes.io/instance=lb", "Pending", 1, [])
 
+    token = cluster.get(resources.SECRETS, "lb-peer-token")
     await handlers.reconcile(context=context, trigger="create", **handler_kwargs(raw))
-    assert writes(k8s) == created
+    # The token Secret, which the operator may create but not read, is created again: a 409.
+    assert [w for w in writes(k8s) if "/secrets" not in w] == [w for w in created if "/secrets" not in w]
+    assert cluster.get(resources.SECRETS, "lb-peer-token") == token
 
 
 async def test_calling_the_delete_handler_twice_is_harmless(cluster: Cluster, context: Context) -> None:
@@ -37,9 +40,12 @@ async def test_calling_the_delete_handler_twice_is_harmless(cluster: Cluster, co
     assert cluster.names(resources.STATEFULSETS) == {"lb"}
     await handlers.delete(context=context, **handler_kwargs(raw))
     await handlers.delete(context=context, **handler_kwargs(raw))
-    for res in (resources.STATEFULSETS, resources.SERVICES, resources.CONFIGMAPS, resources.SECRETS,
+    for res in (resources.STATEFULSETS, resources.SERVICES, resources.CONFIGMAPS,
                 resources.ROLES, resources.ROLEBINDINGS, resources.SERVICEACCOUNTS, resources.PDBS):
         assert cluster.names(res) == set(), res.kind
+    assert cluster.names(resources.SECRETS) == {"lb-peer-token"}  # not the operator's to delete
+    await cluster.delete(resources.CLUSTERS, "lb")
+    assert cluster.names(resources.SECRETS) == set()  # the garbage collector's
 
 
 async def test_calling_the_members_handler_twice_patches_the_status_once(
@@ -59,9 +65,12 @@ async def test_calling_the_members_handler_twice_patches_the_status_once(
 
 
 async def test_a_foreign_object_in_the_way_is_reported_not_overwritten(cluster: Cluster, context: Context) -> None:
+    owner = await cluster.request("POST", resources.CONFIGMAPS.url(namespace=NAMESPACE), json={
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": NAMESPACE}})
     foreign = {"apiVersion": "v1", "kind": "ConfigMap",
                "metadata": {"name": "lb-config", "namespace": NAMESPACE, "ownerReferences": [{
-                   "apiVersion": "v1", "kind": "ConfigMap", "name": "x", "uid": "someone-else", "controller": True}]},
+                   "apiVersion": "v1", "kind": "ConfigMap", "name": "x", "uid": owner["metadata"]["uid"],
+                   "controller": True}]},
                "data": {"node.yaml": "mine"}}
     await cluster.request("POST", resources.CONFIGMAPS.url(namespace=NAMESPACE), json=foreign)
     raw = await cluster.apply_cluster("lb")
@@ -99,7 +108,7 @@ async def test_a_successful_reconciliation_clears_the_last_error(cluster: Cluste
 
 
 async def test_an_invalid_spec_is_a_permanent_error(cluster: Cluster, context: Context) -> None:
-    raw = await cluster.apply_cluster("lb", {"replicas": -2})
+    raw = await cluster.apply_cluster("lb", {"replicas": -2}, admission=False)
     kwargs = handler_kwargs(raw)
     with pytest.raises(kopf.PermanentError, match="replicas"):
         await handlers.reconcile(context=context, trigger="create", **kwargs)
@@ -107,7 +116,7 @@ async def test_an_invalid_spec_is_a_permanent_error(cluster: Cluster, context: C
 
 
 async def test_a_too_long_name_is_a_permanent_error(cluster: Cluster, context: Context) -> None:
-    raw = await cluster.apply_cluster("x" * 53)
+    raw = await cluster.apply_cluster("x" * 53, admission=False)
     with pytest.raises(kopf.PermanentError, match="at most 52"):
         await handlers.reconcile(context=context, trigger="create", **handler_kwargs(raw))
 

@@ -10,7 +10,7 @@ import yaml
 from leaderboard_operator import resources
 from leaderboard_operator.handlers import FINALIZER
 
-from .conftest import NAMESPACE, Cluster, RunningOperator, eventually
+from .conftest import NAMESPACE, ApiServer, Cluster, RunningOperator, eventually, writes
 
 CHILDREN = [
     (resources.SERVICES, "lb-peers"),
@@ -177,7 +177,7 @@ async def test_deleting_one_cluster_keeps_another(cluster: Cluster, operator: Ru
 
 
 async def test_an_invalid_spec_is_reported_in_the_status(cluster: Cluster, operator: RunningOperator) -> None:
-    await cluster.apply_cluster("lb", {"replicas": 0})
+    await cluster.apply_cluster("lb", {"replicas": 0}, admission=False)
     error = await eventually(lambda: cluster.get(resources.CLUSTERS, "lb")["status"]["lastError"],
                              what="status.lastError")
     assert error["reason"] == "InvalidSpec"
@@ -193,9 +193,111 @@ async def test_an_invalid_spec_is_reported_in_the_status(cluster: Cluster, opera
 
 
 async def test_fixing_an_invalid_spec_clears_the_error(cluster: Cluster, operator: RunningOperator) -> None:
-    await cluster.apply_cluster("lb", {"replicas": 0})
+    await cluster.apply_cluster("lb", {"replicas": 0}, admission=False)
     await eventually(lambda: cluster.get(resources.CLUSTERS, "lb")["status"]["lastError"], what="status.lastError")
     await cluster.patch(resources.CLUSTERS, "lb", {"spec": {"replicas": 2}})
     await eventually(lambda: cluster.get(resources.STATEFULSETS, "lb"), what="StatefulSet lb after the fix")
     await eventually(lambda: "lastError" not in cluster.get(resources.CLUSTERS, "lb")["status"],
                      what="status.lastError cleared")
+
+
+def drift_checks(operator: RunningOperator) -> float:
+    return operator.context.metrics.reconciles.labels("drift", "success")._value.get()
+
+
+async def test_quantities_the_api_normalises_are_no_drift(cluster: Cluster, k8s: ApiServer, operator: RunningOperator) -> None:
+    await cluster.apply_cluster("lb", {"resources": {"requests": {"cpu": "0.5", "memory": "1024Mi"},
+                                                     "limits": {"cpu": "1000m", "memory": 2147483648}}})
+    await eventually(lambda: all_children_exist(cluster), what="all children of lb")
+    container = cluster.get(resources.STATEFULSETS, "lb")["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"] == {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "2147483648"}}
+    checks = drift_checks(operator)
+    await eventually(lambda: drift_checks(operator) >= checks + 3, what="three more drift checks")
+    assert [w for w in writes(k8s) if w.startswith("PATCH") and "/statefulsets/" in w] == []
+    assert not [e for e in events(cluster) if e["reason"] == "DriftCorrected"]
+    assert 'action="patched"' not in operator.context.metrics.render().decode()
+
+
+async def test_removing_a_field_from_the_spec_removes_it_at_once_and_a_scale_rolls_nothing(
+        cluster: Cluster, operator: RunningOperator) -> None:
+    await cluster.apply_cluster("lb", {"resources": {"requests": {"cpu": "250m"}, "limits": {"memory": "1Gi"}},
+                                       "nodeSelector": {"disk": "ssd", "zone": "a"}})
+    sts = await eventually(lambda: cluster.get(resources.STATEFULSETS, "lb"), what="StatefulSet lb")
+    assert sts["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] == {"memory": "1Gi"}
+    await cluster.patch(resources.CLUSTERS, "lb", {"spec": {"resources": {"limits": None}, "nodeSelector": {"zone": None}}})
+
+    def template() -> dict:
+        return cluster.get(resources.STATEFULSETS, "lb")["spec"]["template"]
+
+    await eventually(lambda: template()["spec"]["containers"][0]["resources"] == {"requests": {"cpu": "250m"}}
+                     and template()["spec"]["nodeSelector"] == {"disk": "ssd"}, timeout=3,
+                     what="the limits and the zone selector removed from the pod template")
+    before = template()
+    await cluster.patch(resources.CLUSTERS, "lb", {"spec": {"replicas": 4}}, subresource="scale")
+    await eventually(lambda: cluster.get(resources.STATEFULSETS, "lb")["spec"]["replicas"] == 4, what="the scale to 4")
+    assert template() == before, "a scale changed the pod template: every pod would roll"
+    await cluster.patch(resources.CLUSTERS, "lb", {"spec": {"resources": None}})
+    await eventually(lambda: "resources" not in template()["spec"]["containers"][0], timeout=3,
+                     what="the resources removed from the container")
+
+
+def events(cluster: Cluster) -> list[dict]:
+    found = [cluster.get(resources.EVENTS, name) for name in cluster.names(resources.EVENTS)]
+    return [e for e in found if e]
+
+
+async def test_a_name_that_is_no_dns_label_creates_nothing_and_is_reported(cluster: Cluster, operator: RunningOperator) -> None:
+    await cluster.apply_cluster("lb.x", admission=False)  # as an older CRD, without the name rule, would let in
+    error = await eventually(lambda: cluster.get(resources.CLUSTERS, "lb.x")["status"]["lastError"],
+                             what="status.lastError of lb.x")
+    assert error["reason"] == "InvalidSpec" and "DNS-1035" in error["message"], error
+    await eventually(lambda: [e for e in events(cluster) if e["reason"] == "InvalidSpec" and e["type"] == "Warning"],
+                     what="a Warning event InvalidSpec")
+    created = {(res.kind, name) for res in resources.ALL if res.namespaced and res not in (resources.EVENTS, resources.CLUSTERS)
+               for name in cluster.names(res)}
+    assert created == set()
+
+
+async def test_the_crd_refuses_a_name_that_is_no_dns_label(cluster: Cluster) -> None:
+    for name in ("lb.x", "9lb", "x" * 53, "Lb"):  # the last is not even a DNS-1123 subdomain
+        async with cluster.kmock.request("POST", resources.CLUSTERS.url(namespace=NAMESPACE), json={
+                "apiVersion": f"{resources.GROUP}/{resources.VERSION}", "kind": resources.KIND,
+                "metadata": {"name": name, "namespace": NAMESPACE}, "spec": {}}) as response:
+            assert response.status == 422, name
+            assert "DNS-1035" in (await response.json())["message"] or name == "Lb"
+    await cluster.apply_cluster("x" * 52)
+
+
+def verbs_used(k8s: ApiServer) -> dict[tuple[str, str], set[str]]:
+    """(API group, resource[/subresource]) -> verbs, of the requests kopf and the operator's client made."""
+    used: dict[tuple[str, str], set[str]] = {}
+    for request in k8s:
+        agent = request.headers.get("User-Agent", "")
+        if not (agent.startswith("kopf/") or agent.startswith("leaderboard-operator")) or request.resource is None:
+            continue
+        if request.resource.plural is None:
+            continue  # discovery
+        verb = {"GET": "watch" if request.params.get("watch") == "true" else "get" if request.name else "list",
+                "POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}[request.method.value]
+        plural = request.resource.plural + (f"/{request.subresource}" if request.subresource else "")
+        used.setdefault((request.resource.group, plural), set()).add(verb)
+    return used
+
+
+async def test_the_operator_uses_only_what_resources_declares(cluster: Cluster, k8s: ApiServer,
+                                                              operator: RunningOperator) -> None:
+    await cluster.apply_cluster("lb", {"auth": {"serverKeySecret": {"name": "keys"}}})
+    await eventually(lambda: all_children_exist(cluster), what="all children of lb")
+    await cluster.patch(resources.CLUSTERS, "lb", {"spec": {"replicas": 4}}, subresource="scale")
+    await cluster.patch(resources.STATEFULSETS, "lb", {"spec": {"replicas": 1}})  # drift
+    await eventually(lambda: cluster.get(resources.STATEFULSETS, "lb")["spec"]["replicas"] == 4, what="the drift fixed")
+    await cluster.delete(resources.CLUSTERS, "lb")
+    await eventually(lambda: cluster.get(resources.CLUSTERS, "lb") is None, what="lb deleted")
+    declared = {(res.group, res.plural): res.verbs for res in resources.ALL}
+    declared |= {(resources.GROUP, f"{resources.PLURAL}/{sub}"): verbs
+                 for sub, verbs in resources.CLUSTER_SUBRESOURCES.items()}
+    used = verbs_used(k8s)
+    assert used[("", "secrets")] == {"create"}  # never read
+    undeclared = {key: verbs - declared.get(key, set()) for key, verbs in used.items()
+                  if verbs - declared.get(key, set())}
+    assert undeclared == {}

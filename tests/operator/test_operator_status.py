@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from leaderboard_operator import resources
 
-from .conftest import Cluster, FakeMembers, RunningOperator, eventually
+from .conftest import NAMESPACE, Cluster, FakeMembers, RunningOperator, eventually, kmock_key
 
 
 def status_of(cluster: Cluster, name: str = "lb") -> dict[str, Any]:
@@ -111,3 +113,91 @@ async def test_a_cluster_without_pods_is_pending(cluster: Cluster, operator: Run
     assert condition(status, "Ready") | {"lastTransitionTime": None} == {
         "type": "Ready", "status": "False", "reason": "ReplicasNotReady", "message": "0/2 replicas ready",
         "lastTransitionTime": None}
+
+
+async def set_pod_ready(cluster: Cluster, ordinal: int, ready: bool) -> None:
+    """As the node lifecycle controller does when their node stops heartbeating (Ready=False)."""
+    await cluster.patch(resources.PODS, f"lb-{ordinal}", {"status": {"conditions": [
+        {"type": "Ready", "status": "True" if ready else "False", "reason": None if ready else "NodeNotReady"}]}})
+
+
+async def test_a_full_outage_is_degraded_with_a_warning(cluster: Cluster, members: FakeMembers, operator: RunningOperator) -> None:
+    await start_healthy_cluster(cluster, members)
+    await eventually(lambda: status_of(cluster).get("phase") == "Ready", what="phase Ready")
+    for ordinal in range(3):
+        await set_pod_ready(cluster, ordinal, False)
+    status = await eventually(lambda: status_of(cluster).get("readyReplicas") == 0 and status_of(cluster),
+                              what="no ready member")
+    assert status["phase"] == "Degraded"
+    assert condition(status, "Degraded")["status"] == "True"
+    assert condition(status, "Progressing")["status"] == "False"
+    warnings = await eventually(lambda: events(cluster, "Degraded"), what="an Event with reason Degraded")
+    assert warnings[0]["type"] == "Warning" and "0/3 replicas ready" in warnings[0]["message"]
+    assert not events(cluster, "Pending")
+
+
+async def test_an_unschedulable_pod_is_degraded_with_the_schedulers_message(
+        cluster: Cluster, members: FakeMembers, operator: RunningOperator) -> None:
+    await start_healthy_cluster(cluster, members)
+    await eventually(lambda: status_of(cluster).get("phase") == "Ready", what="phase Ready")
+    await cluster.patch(resources.CLUSTERS, "lb", {"spec": {"replicas": 4}}, subresource="scale")
+    message = "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available."
+    await cluster.add_pod("lb", 3, ip=None, ready=False, phase="Pending", containerStatuses=[], conditions=[
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}])
+    status = await eventually(lambda: status_of(cluster).get("phase") == "Degraded" and status_of(cluster),
+                              what="phase Degraded")
+    assert condition(status, "Degraded")["reason"] == "Unschedulable"
+    assert message in condition(status, "Degraded")["message"]
+    assert status["members"][3]["problem"] == f"Unschedulable: {message}"
+    warnings = await eventually(lambda: events(cluster, "Unschedulable"), what="an Event with reason Unschedulable")
+    assert warnings[0]["type"] == "Warning" and message in warnings[0]["message"]
+
+
+async def test_a_scale_is_never_published_as_ready_for_the_new_generation(
+        cluster: Cluster, members: FakeMembers, operator: RunningOperator) -> None:
+    await start_healthy_cluster(cluster, members)
+    await eventually(lambda: status_of(cluster).get("phase") == "Ready"
+                     and status_of(cluster).get("observedGeneration") == 1, what="phase Ready for generation 1")
+    await cluster.patch(resources.CLUSTERS, "lb", {"spec": {"replicas": 2}}, subresource="scale")
+    status = await eventually(lambda: status_of(cluster).get("observedGeneration") == 2 and status_of(cluster),
+                              what="the status of generation 2")
+    assert status["phase"] == "Scaling"  # three pods for two replicas: the StatefulSet has not removed one yet
+    history = cluster.kmock.objects[kmock_key(resources.CLUSTERS), NAMESPACE, "lb"].history
+    published = [dict(v.raw.get("status") or {}) for v in history if v is not None]
+    assert not [s for s in published if s.get("observedGeneration") == 2 and s.get("phase") == "Ready"]
+
+
+async def test_a_clock_skew_is_a_condition_and_one_warning(cluster: Cluster, members: FakeMembers, operator: RunningOperator) -> None:
+    clock = {"max_offset_ms": 500, "offset_ms": 1.0, "skewed": False, "since": None}
+    for ordinal in range(3):
+        members.answers[ordinal] = members.report(f"lb-{ordinal}", clock=clock)
+    await cluster.apply_cluster("lb", {"replicas": 3})
+    for ordinal in range(3):
+        await cluster.add_pod("lb", ordinal, ip="127.0.0.1", port=members.ports[ordinal])
+    await eventually(lambda: status_of(cluster).get("phase") == "Ready", what="phase Ready")
+    assert condition(status_of(cluster), "ClockSkew")["status"] == "False"
+    members.answers[1] = members.report("lb-1", ready=False, clock={**clock, "offset_ms": -1200.0, "skewed": True,
+                                                                    "since": 1700000000})
+    await set_pod_ready(cluster, 1, False)  # its /readyz answers 503 (reason clock_skew)
+    status = await eventually(lambda: condition(status_of(cluster), "ClockSkew")["status"] == "True" and status_of(cluster),
+                              what="condition ClockSkew True")
+    assert condition(status, "ClockSkew")["message"] == "clock skew: lb-1 is 1200 ms behind its peers"
+    assert status["members"][1]["clockOffsetMs"] == -1200.0
+    await eventually(lambda: status_of(cluster).get("phase") == "Degraded"
+                     and condition(status_of(cluster), "Degraded")["reason"] == "ClockSkew", what="Degraded: ClockSkew")
+    polls = len(members.requests)
+    await eventually(lambda: len(members.requests) > polls + 9, what="three more polls")
+    warnings = events(cluster, "ClockSkew")
+    assert len(warnings) == 1 and warnings[0]["type"] == "Warning", warnings
+    assert "lb-1" in warnings[0]["message"] and "1200 ms" in warnings[0]["message"]
+
+
+@pytest.mark.parametrize("operator_config", [{"poll_interval": 60.0, "busy_poll_interval": 0.2}], indirect=True)
+async def test_a_pod_change_reaches_a_settled_clusters_status_at_once(
+        cluster: Cluster, members: FakeMembers, operator: RunningOperator) -> None:
+    await start_healthy_cluster(cluster, members)
+    await eventually(lambda: status_of(cluster).get("phase") == "Ready", what="phase Ready")
+    await set_pod_ready(cluster, 2, False)  # not the next poll, a minute away: the pod's own event
+    status = await eventually(lambda: status_of(cluster).get("readyReplicas") == 2 and status_of(cluster), timeout=2,
+                              what="readyReplicas 2 within two seconds")
+    assert status["phase"] != "Ready" and condition(status, "Ready")["status"] == "False"

@@ -200,7 +200,29 @@ def test_the_node_config_maps_the_sync_spec() -> None:
         "batch_size": 500, "batch_timeout": 0.01, "compression": True,
         "blacklist_cache": ["tournament_*", "daily_scratch"], "backlog_size": 2000000,
     }
-    assert config["auth"] == {"peer_token_file": "/etc/leaderboard/secrets/token"}
+    assert config["auth"] == {"peer_token_file": "/etc/leaderboard/secrets/token",
+                              "server_key_file": "/etc/leaderboard/secrets/server-key",
+                              "client_key_file": "/etc/leaderboard/secrets/client-key"}
+    assert rendering.render_node_config("lb", "ns", parse())["auth"] == {"peer_token_file": "/etc/leaderboard/secrets/token"}
+
+
+def test_the_api_keys_come_from_the_secrets_the_spec_names() -> None:
+    spec = {"auth": {"serverKeySecret": {"name": "keys"}, "clientKeySecret": {"name": "keys", "key": "game"}}}
+    sources = stateful_set(spec)["spec"]["template"]["spec"]["volumes"][0]["projected"]["sources"]
+    assert sources[2:] == [
+        {"secret": {"name": "keys", "items": [{"key": "server-key", "path": "secrets/server-key"}]}},
+        {"secret": {"name": "keys", "items": [{"key": "game", "path": "secrets/client-key"}]}},
+    ]
+    key = "leaderboard-cluster.dev/config-hash"
+    assert stateful_set(spec)["spec"]["template"]["metadata"]["annotations"][key] != (
+        stateful_set()["spec"]["template"]["metadata"]["annotations"][key])  # the pods roll to mount them
+
+
+@pytest.mark.parametrize("spec", [{"auth": {"clientKeySecret": {"name": "keys"}}},
+                                  {"auth": {"serverKeySecret": {"key": "k"}}}])
+def test_api_keys_without_a_server_key_or_a_secret_name_are_refused(spec: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="serverKeySecret"):
+        parse(spec)
 
 
 @pytest.mark.parametrize("spec", [{}, "full"], ids=["defaults", "full-example"])
@@ -215,6 +237,9 @@ def test_the_rendered_config_map_is_valid_node_settings(spec: Any, tmp_path: Pat
     assert alone.cluster.discovery.mode == "kubernetes"
     assert alone.cluster.leaderboard_sync.batch_size == cluster.sync.batch_size
     assert alone.auth.peer_token_file == Path("/etc/leaderboard/secrets/token")
+    sources = alone.auth.key_sources()  # the node's own check of its keys' sources
+    if cluster.server_key is not None:
+        assert sources["server_key"] == Path("/etc/leaderboard/secrets/server-key")
 
     in_pod = load_settings(config_file=path, environ=resolved_env(rendering.render_stateful_set("lb", "ns", cluster).manifest))
     assert in_pod.node.name == "lb-0"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+from typing import TYPE_CHECKING
+
 import aiohttp
 import pytest
 
@@ -12,6 +15,9 @@ from leaderboard_operator.rendering import ClusterSpec
 from leaderboard_operator.settings import OperatorConfig
 
 from .conftest import FakeMembers
+
+if TYPE_CHECKING:
+    from leaderboard_operator import Context
 
 
 def sts_child(spec: dict | None = None) -> rendering.Child:
@@ -55,9 +61,46 @@ def test_satisfaction_is_a_subset_check(actual: dict, wanted: dict, satisfied: b
     assert children.is_satisfied(actual, wanted) is satisfied
 
 
+@pytest.mark.parametrize("actual, wanted", [("500m", "0.5"), ("1", "1000m"), ("1Gi", "1024Mi"), ("2", 2)])
+def test_quantities_are_compared_by_meaning(actual: str, wanted: str | int) -> None:
+    assert children.is_satisfied({"q": {"cpu": actual}}, {"q": {"cpu": wanted}}, quantities=[("q",)])
+    assert not children.is_satisfied({"q": {"cpu": actual}}, {"q": {"cpu": "3"}}, quantities=[("q",)])
+
+
+def test_in_an_owned_field_a_key_the_spec_dropped_is_drift() -> None:
+    owned = [("spec", "sel")]
+    assert not children.is_satisfied({"spec": {"sel": {"a": "1", "b": "2"}}}, {"spec": {"sel": {"a": "1"}}}, owned=owned)
+    assert children.is_satisfied({"spec": {"sel": {"a": "1"}, "x": 1}}, {"spec": {"sel": {"a": "1"}}}, owned=owned)
+
+
+def test_the_patch_removes_what_the_spec_dropped_from_an_owned_map() -> None:
+    child = sts_child({"nodeSelector": {"disk": "ssd"}})
+    actual = {"spec": {"template": {"spec": {"nodeSelector": {"disk": "ssd", "zone": "a"}}}}}
+    patch = children.desired_patch(child, actual)
+    assert patch["spec"]["template"]["spec"]["nodeSelector"] == {"disk": "ssd", "zone": None}
+
+
+def test_resources_the_spec_dropped_are_drift_inside_the_container_list() -> None:
+    child = sts_child({"resources": {"requests": {"cpu": "1"}}})
+    patch = children.desired_patch(child)
+    actual = copy.deepcopy(child.manifest)
+    assert children.is_satisfied(actual, patch, owned=child.owned, quantities=child.quantities)
+    actual["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] = {"memory": "1Gi"}
+    assert not children.is_satisfied(actual, patch, owned=child.owned, quantities=child.quantities)
+    bare = sts_child()
+    assert not children.is_satisfied(actual, children.desired_patch(bare), owned=bare.owned, quantities=bare.quantities)
+
+
+@pytest.mark.parametrize("spec", [{"resources": {"requests": {"cpu": "lots"}}}, {"storage": {"size": "big"}}])
+def test_a_value_that_is_no_quantity_is_an_invalid_spec(spec: dict) -> None:
+    with pytest.raises(ValueError, match="must be a quantity"):
+        ClusterSpec.parse(spec, default_image="img")
+
+
 def test_a_rendered_child_satisfies_its_own_patch() -> None:
-    child = sts_child({"tolerations": [{"key": "k", "operator": "Exists"}]})
-    assert children.is_satisfied(child.manifest, children.desired_patch(child))
+    child = sts_child({"tolerations": [{"key": "k", "operator": "Exists"}], "resources": {"limits": {"cpu": "0.5"}}})
+    assert children.is_satisfied(child.manifest, children.desired_patch(child, child.manifest),
+                                 owned=child.owned, quantities=child.quantities)
 
 
 def test_pod_info_reads_readiness_restarts_and_port() -> None:
@@ -202,3 +245,33 @@ async def test_the_api_client_logs_in_again_on_401() -> None:
     finally:
         await kube.close()
         await runner.cleanup()
+
+
+async def test_a_node_that_wants_an_api_key_is_read_from_its_open_readiness(members: FakeMembers) -> None:
+    members.answers = {0: 401, 1: 401, 2: 401}
+    members.readiness = {0: (200, {"ready": True, "state": "ready"}),
+                         1: (503, {"ready": False, "state": "syncing"}),
+                         2: (503, {"ready": False, "state": "ready", "reason": "clock_skew"})}
+    pods = [PodInfo(name=f"lb-{i}", ip="127.0.0.1", port=members.ports[i], ready=i == 0, restarts=0, terminating=False)
+            for i in range(3)]
+    async with aiohttp.ClientSession() as session:
+        reports = await poll_members(session, pods, timeout=1.0)
+    assert all(report.reachable and report.limited for report in reports.values())
+    assert (reports["lb-0"].node["state"], reports["lb-0"].node["synced"], reports["lb-0"].clock.skewed) == (
+        "ready", True, False)
+    assert (reports["lb-1"].node["state"], reports["lb-1"].clock) == ("syncing", None)
+    assert reports["lb-2"].clock.skewed is True
+
+
+async def test_api_errors_are_the_kubernetes_packages_typed_errors(context: "Context") -> None:
+    from kubernetes.client.exceptions import ApiException, NotFoundException, UnprocessableEntityException
+
+    from leaderboard_operator.kube import NotFound
+    with pytest.raises(NotFoundException) as missing:
+        await context.kube.get(resources.PODS, namespace="lb-test", name="nope")
+    assert isinstance(missing.value, NotFound) and missing.value.status == 404 and not str(missing.value).startswith("(")
+    service = rendering.render_client_service("lb.x", "lb-test", ClusterSpec.parse({}, default_image="i")).manifest
+    with pytest.raises(UnprocessableEntityException) as invalid:
+        await context.kube.create(resources.SERVICES, service)
+    assert isinstance(invalid.value, ApiException) and invalid.value.reason == "Invalid" and not invalid.value.retriable
+    assert "DNS-1035" in str(invalid.value)
