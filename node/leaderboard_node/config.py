@@ -145,6 +145,9 @@ class LeaderboardSyncSettings(_Section):
         30.0, gt=0, description="Seconds a starting node waits for a ready peer to sync from before it serves alone.")
     flush_timeout: float = Field(10.0, ge=0, description="Seconds a stopping node waits for peers to receive its entries.")
     max_message_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Largest peer message accepted (413 beyond).")
+    sync_stall_timeout: float = Field(
+        10.0, gt=0, description="Seconds a full sync may go without a complete chunk before it is dropped and "
+                                "another peer asked.")
     fold_delay: float = Field(
         30.0, ge=0, description="Seconds a dead life of a node (an earlier run of its process) must have stayed "
         "stable on every member before the slots it wrote are folded (an entry it sent that is still delayed in the "

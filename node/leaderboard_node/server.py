@@ -50,6 +50,7 @@ class NodeServer:
         token = read_secret(settings.auth.peer_token_file, setting="auth.peer_token_file")
         transport: PeerTransport = HttpPeerTransport(
             token=token, compression=sync.compression, on_bytes=self.metrics.peer_bytes,
+            stall_timeout=sync.sync_stall_timeout,
             ssl_context=settings.tls.peer_client_context(), server_name=settings.tls.peer_server_name,
         )
         if token is None and sync.enabled:

@@ -85,8 +85,6 @@ async def snapshot_chunks(
     vector_to_pb(vector, header.header.vector)
     header.header.records = store.record_count()
     header.header.format = format_number
-    yield header.SerializeToString()
-
     definitions = pb.SyncChunk()
     definitions.definitions.SetInParent()
     for leaderboard in store.leaderboards.definitions():
@@ -97,6 +95,10 @@ async def snapshot_chunks(
     for leaderboard_id, incarnation, expiry, owners in store.joins():
         for owner in sorted(owners):
             join_to_pb(TournamentJoin(leaderboard_id, incarnation, expiry, owner), definitions.definitions.joins.add())
+    d = definitions.definitions
+    header.header.definitions = len(d.leaderboards) + len(d.tombstones) + len(d.joins)
+    header.header.tombstones = sum(len(bucket.tombstones()) for _, _, bucket in store.buckets())
+    yield header.SerializeToString()
     yield definitions.SerializeToString()
 
     chunks, sent = 2, 0
@@ -153,15 +155,35 @@ class SyncResult:
     source: tuple[str, int]
 
 
+# What a receiver takes beyond what its source announced: records and deleted records written
+# while the snapshot streams (the definitions are counted as they are sent: no slack). Streams of
+# format 1 or 0 announced no definitions or deleted records: they get fixed limits.
+RECORD_SLACK = 100_000
+TOMBSTONE_SLACK = 10_000
+UNANNOUNCED_DEFINITIONS = 100_000
+UNANNOUNCED_TOMBSTONES = 1_000_000
+
+
+def _bound(announced: int, slack: int) -> int:
+    return 2 * announced + slack
+
+
 class SnapshotReceiver:
-    """Merges a stream of ``SyncChunk`` messages into a store."""
+    """Merges a stream of ``SyncChunk`` messages into a store.
+
+    Bounded by what the header announced: a source that sends more definitions than it
+    announced, more records or deleted records than about twice that (``_bound``), or a second
+    definitions chunk, is refused (``ProtocolError``) before the excess is held.
+    """
 
     def __init__(self, store: LeaderboardStore) -> None:
         self.store = store
         self.header: pb.SyncHeader | None = None
         self.done = False
         self.records = 0
+        self.tombstones = 0
         self.chunks = 0
+        self._definitions_seen = False
         self._current: tuple[str, str, int, bool] | None = None
         self._elements: list[bytes] = []
         self._tombstones: list[tuple[str, Slots]] = []
@@ -183,6 +205,11 @@ class SnapshotReceiver:
         if self.done:
             raise ProtocolError("a snapshot goes on after its trailer")
         if part == "definitions":
+            d = chunk.definitions
+            allowed = self.header.definitions if self.header.format >= 2 else UNANNOUNCED_DEFINITIONS
+            if self._definitions_seen or len(d.leaderboards) + len(d.tombstones) + len(d.joins) > allowed:
+                raise ProtocolError(f"the snapshot sends more definitions than it announced ({allowed})")
+            self._definitions_seen = True
             for message in chunk.definitions.tombstones:
                 self.store.apply(kill_from_pb(message))
             for message in chunk.definitions.leaderboards:
@@ -208,9 +235,14 @@ class SnapshotReceiver:
             if target != self._current:
                 self._install()
                 self._current = target
+            self.records += len(elements)
+            self.tombstones += len(tombstones)
+            tombstones_allowed = (_bound(self.header.tombstones, TOMBSTONE_SLACK) if self.header.format >= 2
+                                  else UNANNOUNCED_TOMBSTONES)
+            if self.records > _bound(self.header.records, RECORD_SLACK) or self.tombstones > tombstones_allowed:
+                raise ProtocolError(f"the snapshot sends more records than it announced ({self.header.records})")
             self._elements += elements
             self._tombstones += tombstones
-            self.records += len(elements)
         elif part == "trailer":
             self._install()
             if chunk.trailer.chunks != self.chunks:

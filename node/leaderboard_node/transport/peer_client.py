@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from collections.abc import AsyncIterator, Callable
 
 import aiohttp
@@ -24,6 +25,7 @@ class HttpPeerTransport:
         compression: bool,
         timeout: float = 5.0,
         snapshot_timeout: float = 600.0,
+        stall_timeout: float = 10.0,
         on_bytes: Callable[[Peer, int, int], None] = lambda peer, raw, wire: None,
         ssl_context: ssl.SSLContext | None = None,
         server_name: str | None = None,
@@ -34,7 +36,10 @@ class HttpPeerTransport:
         self.token = token
         self.compression = compression
         self.timeout = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 2.0))
-        self.snapshot_timeout = aiohttp.ClientTimeout(total=snapshot_timeout, connect=2.0, sock_read=30.0)
+        # A full sync may take long, as long as it moves: every frame must arrive within
+        # stall_timeout of the one before (a source that trickles bytes is dropped, not waited for).
+        self.snapshot_timeout = aiohttp.ClientTimeout(total=snapshot_timeout, connect=2.0, sock_read=stall_timeout)
+        self.stall_timeout = stall_timeout
         self.on_bytes = on_bytes
         self._session: aiohttp.ClientSession | None = None
 
@@ -100,10 +105,15 @@ class HttpPeerTransport:
                                           ssl=self.ssl, server_hostname=self.server_name) as response:
                 if response.status != 200:
                     raise PeerUnavailable(f"{peer.address} refused a snapshot: {response.status}")
+                progress = time.monotonic()
                 async for data in response.content.iter_chunked(1 << 20):
                     buffer.extend(data)
                     for message in read_frames(buffer):
+                        progress = time.monotonic()
                         yield message
+                    if time.monotonic() - progress > self.stall_timeout:
+                        raise PeerUnavailable(f"{peer.address} snapshot stalled: no complete frame in "
+                                              f"{self.stall_timeout:g} s")
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             raise PeerUnavailable(f"{peer.address} snapshot: {exc!r}") from None
         if buffer:
