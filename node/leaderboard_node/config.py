@@ -92,9 +92,10 @@ class LimitSettings(_Section):
     """Bounds on every input of the client API.
 
     Most are checked by the client API itself and refused with a 4xx JSON error naming the
-    field. The last three bound the HTTP layer below it (request line, header sizes and count,
-    idle connections): aiohttp refuses those with a plain-text 400 before any handler runs,
-    and they only take effect where the server passes ``server_options()`` to its runner.
+    field. The last five bound the HTTP layer below it (request line, header sizes and count,
+    idle connections, header time): aiohttp refuses the sizes with a plain-text 400 before any
+    handler runs, and they only take effect where the server passes ``server_options()`` to its
+    runner; the header time is kept by ``transport.header_deadline`` (408 with a JSON error).
     """
 
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 beyond).")
@@ -109,6 +110,8 @@ class LimitSettings(_Section):
     max_header_bytes: int = Field(8190, ge=1024, description="Longest request line or header line (HTTP layer).")
     max_headers: int = Field(64, ge=8, description="Most header lines in one request (HTTP layer).")
     idle_timeout: float = Field(75.0, gt=0, description="Seconds an idle keep-alive connection stays open.")
+    header_timeout: float = Field(10.0, gt=0, description="Seconds a request may take from its first byte to the end "
+                                                          "of its headers (408 and the connection closed beyond).")
 
     def server_options(self) -> dict[str, Any]:
         """Keyword arguments for ``aiohttp.web.AppRunner`` (passed on to each connection's parser)."""

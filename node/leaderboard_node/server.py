@@ -27,6 +27,7 @@ from .replication.peers import Faults, FaultyTransport, PeerTransport
 from .replication.replicator import Replicator
 from .transport.client_api import create_client_app
 from .durability.journal import Journal
+from .transport.header_deadline import DeadlineSite
 from .transport.discovery import StaticDiscovery, create_discovery
 from .transport.peer_api import create_peer_app
 from .transport.json_body import json_response
@@ -154,7 +155,8 @@ class NodeServer:
         host, port = parse_host_port(listen)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, **self.settings.limits.server_options())
         await runner.setup()
-        site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl_context)
+        site = DeadlineSite(runner, host, port, reuse_address=True, ssl_context=ssl_context,
+                            header_timeout=self.settings.limits.header_timeout)
         try:
             await site.start()
         except OSError as exc:
