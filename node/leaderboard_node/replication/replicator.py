@@ -650,7 +650,8 @@ class Replicator:
             return
         if missing:
             return
-        if self._same_vectors(member.vector) and member.state == NodeState.READY.value and self.node.ready:
+        if (self._same_vectors(member.vector) and member.state == NodeState.READY.value and self.node.ready
+                and member.protocol == PROTOCOL):  # digests of other builds are other hashes
             mine = self.state_digest()
             if not member.state_digest or not mine:
                 return  # a digest is still settling after a full sync: nothing to compare yet

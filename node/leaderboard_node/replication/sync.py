@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from ..domain.changes import LeaderboardKill, LeaderboardPut, TournamentJoin
-from ..domain.rank_cache import Bucket
+from ..domain.rank_cache import Bucket, digest_of
 from ..domain.record_codec import adopt, origin_table, pack_lengths, split_elements
 from ..domain.records import Slots
 from ..domain.store import LeaderboardStore
@@ -113,6 +113,7 @@ async def snapshot_chunks(
             chunk.records.elements = b"".join(elements)
             chunk.records.lengths = pack_lengths(elements)
             chunk.records.origins.extend(origin_table())
+            chunk.records.digest = digest_of(elements, descending=bucket.descending).to_bytes(16, "big")
             yield chunk.SerializeToString()
             chunks += 1
             sent += len(elements)
@@ -186,6 +187,7 @@ class SnapshotReceiver:
         self._definitions_seen = False
         self._current: tuple[str, str, int, bool] | None = None
         self._elements: list[bytes] = []
+        self._digest: int | None = 0  # the sum of the current bucket's chunk digests (None: one had none)
         self._tombstones: list[tuple[str, Slots]] = []
 
     def feed(self, data: bytes) -> None:
@@ -235,6 +237,11 @@ class SnapshotReceiver:
             if target != self._current:
                 self._install()
                 self._current = target
+            if records.elements:
+                if len(records.digest) != 16:
+                    self._digest = None
+                elif self._digest is not None:
+                    self._digest += int.from_bytes(records.digest, "big")
             self.records += len(elements)
             self.tombstones += len(tombstones)
             tombstones_allowed = (_bound(self.header.tombstones, TOMBSTONE_SLACK) if self.header.format >= 2
@@ -256,14 +263,14 @@ class SnapshotReceiver:
         if self._current is None:
             return
         leaderboard_id, incarnation, expiry, descending = self._current
-        elements, tombstones = self._elements, self._tombstones
-        self._current, self._elements, self._tombstones = None, [], []
+        elements, tombstones, digest = self._elements, self._tombstones, self._digest
+        self._current, self._elements, self._tombstones, self._digest = None, [], [], 0
         for _, slots in tombstones:
             for slot in slots:
                 self.store.clock.observe(slot.hlc)
         try:
             bucket = Bucket.from_sync(elements, tombstones, descending=descending, expiry=expiry,
-                                      horizons=self.store.horizons)
+                                      horizons=self.store.horizons, digest=digest)
         except ValueError as exc:
             raise ProtocolError(str(exc)) from None
         self.store.install_bucket(leaderboard_id, incarnation, bucket)
