@@ -415,19 +415,21 @@ class Bucket:
         if not all(map(operator.lt, elements, islice(elements, 1, None))):
             raise ValueError("synced records are not in strict rank order")
         bucket = cls(descending=descending, expiry=expiry, horizons=horizons)
-        index = bucket._index
         again: list[int] = []  # positions of owners met before (a record that moved while the snapshot streamed)
-        for position, element in enumerate(elements):
-            # key_end and _index_key, inlined: this loop runs once per record of a full sync
-            key = element[PREFIX_SIZE:UUID_KEY_END] if element[PREFIX_SIZE] == 0 \
-                else element[PREFIX_SIZE:element.index(0, PREFIX_SIZE)]
-            slot = float(hash(key) >> 11)
-            found = index.setdefault(slot, element)
-            if found is not element:
-                if bucket._element(key) is not None:
-                    again.append(position)
-                    continue
-                index[slot] = (found if isinstance(found, tuple) else (found,)) + (element,)
+        # key_end and _index_key, inlined: this runs once per record of a full sync
+        slots = [float(hash(e[PREFIX_SIZE:UUID_KEY_END] if e[PREFIX_SIZE] == 0
+                             else e[PREFIX_SIZE:e.index(0, PREFIX_SIZE)]) >> 11) for e in elements]
+        index = bucket._index = dict(zip(slots, elements))
+        if len(index) != len(elements):  # owners sent twice, or two owners in one index slot: one by one
+            index = bucket._index = {}
+            for position, (slot, element) in enumerate(zip(slots, elements)):
+                found = index.setdefault(slot, element)
+                if found is not element:
+                    key = element[PREFIX_SIZE:key_end(element)]
+                    if bucket._element(key) is not None:
+                        again.append(position)
+                        continue
+                    index[slot] = (found if isinstance(found, tuple) else (found,)) + (element,)
         if again:
             skipped = set(again)
             later = [elements[position] for position in again]
