@@ -296,6 +296,8 @@ class CertificateRequestSettings(_Section):
                              description="Signer of the CertificateSigningRequest (DOMAIN/NAME).")
     expiration_seconds: int = Field(86_400, ge=600, description="Lifetime asked for (the signer may issue less).")
     retry_interval: float = Field(30.0, gt=0, description="Seconds before a denied or failed request is made again.")
+    pending_timeout: float = Field(60.0, gt=0, description="Seconds a request may stay unanswered before a new "
+                                                           "one is made (the signer may have missed it).")
 
 
 class TlsSettings(_Section):

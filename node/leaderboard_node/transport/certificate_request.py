@@ -71,6 +71,10 @@ class RequestFailed(Exception):
     """The request was denied or failed, or the API refused it: try again after retry_interval."""
 
 
+class StillPending(RequestFailed):
+    """Nobody answered the request within pending_timeout: ask again at once."""
+
+
 class CertificateRequester:
     def __init__(self, settings: CertificateRequestSettings, *, tls: TlsSettings, node: str,
                  api: KubernetesDiscoverySettings, on_written: Callable[[], object] = lambda: None) -> None:
@@ -100,9 +104,10 @@ class CertificateRequester:
                 await self._request()
                 return
             except RequestFailed as exc:
-                log.warning("certificate_request_failed", extra={
-                    "node": self.node, "error": str(exc), "retry_in": self.settings.retry_interval})
-                await asyncio.sleep(self.settings.retry_interval)
+                wait = 0.0 if isinstance(exc, StillPending) else self.settings.retry_interval
+                log.warning("certificate_request_failed", extra={"node": self.node, "error": str(exc),
+                                                                 "retry_in": wait})
+                await asyncio.sleep(wait)
 
     def start(self) -> None:
         """Renew in the background from now on."""
@@ -136,9 +141,10 @@ class CertificateRequester:
             try:
                 await self._request()
             except RequestFailed as exc:
-                log.warning("certificate_renewal_failed", extra={
-                    "node": self.node, "error": str(exc), "retry_in": self.settings.retry_interval})
-                self.renew_at = time.time() + self.settings.retry_interval
+                wait = 0.0 if isinstance(exc, StillPending) else self.settings.retry_interval
+                log.warning("certificate_renewal_failed", extra={"node": self.node, "error": str(exc),
+                                                                 "retry_in": wait})
+                self.renew_at = time.time() + wait
 
     # ------------------------------------------------------------------ request
 
@@ -187,6 +193,9 @@ class CertificateRequester:
                     return base64.b64decode(status["certificate"], validate=True)
                 except ValueError as exc:
                     raise RequestFailed(f"{request} holds a certificate that is not base64: {exc}") from None
+            if time.monotonic() - started >= self.settings.pending_timeout:
+                raise StillPending(f"{request} is still unanswered after {self.settings.pending_timeout:g} s; "
+                                   "asking again")
             if time.monotonic() - logged >= PENDING_LOG_EVERY or (logged == started and
                                                                   time.monotonic() - started >= 10):
                 logged = time.monotonic()
