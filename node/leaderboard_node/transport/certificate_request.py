@@ -185,7 +185,7 @@ class CertificateRequester:
                 if condition.get("type") in ("Denied", "Failed") and condition.get("status", "True") == "True":
                     log.warning("certificate_denied", extra={
                         "node": self.node, "request": request, "condition": condition.get("type"),
-                        "reason": condition.get("reason"), "message": condition.get("message")})
+                        "reason": condition.get("reason"), "detail": condition.get("message")})
                     raise RequestFailed(f"{request} was {condition.get('type', '').lower()}: "
                                         f"{condition.get('reason')}: {condition.get('message')}")
             if status.get("certificate"):
