@@ -316,6 +316,8 @@ def settle(slots: Slots, horizons: Horizons = NO_HORIZONS, *, descending: bool) 
 def merge_slot(slots: Slots, incoming: Slot, horizons: Horizons = NO_HORIZONS, *,
                descending: bool = True) -> Slots | None:
     """Slots with ``incoming`` merged in and settled, or None when that changes nothing."""
+    if not slots:  # a record's first slot: nothing to merge or settle (a lone slot stays as it is)
+        return (incoming,)
     candidate: Slots | None = None
     folds = incoming.kind in FOLDS
     name = life_name(incoming.origin) if folds else ""
@@ -384,9 +386,12 @@ def write(
 ) -> Slot | None:
     """The slot the life ``origin`` writes for one submission, or None when the write changes
     nothing. ``hlc`` is its clock now (the slot may be stamped later, see ``stamp_after``)."""
-    slots = settle(slots, horizons, descending=descending)
-    current = merge(slots, descending=descending)
-    hlc = stamp_after(slots, hlc)
+    if slots:
+        slots = settle(slots, horizons, descending=descending)
+        current = merge(slots, descending=descending)
+        hlc = stamp_after(slots, hlc)
+    else:  # a first write, the common insert
+        current = None
     now_ms = physical_ms(hlc)
 
     if operator is Operator.BEST:
@@ -418,6 +423,10 @@ def write(
 
     # A contribution: this life's own slot grows; once every earlier life of this node is
     # retired, it also takes in their fold slot (and says so in its cover).
+    if not slots:
+        if kind is SlotKind.BEST:
+            return Slot(origin, SlotKind.BEST, hlc, new_score, new_subscore, 1, create_ms, new_username, new_metadata)
+        return Slot(origin, SlotKind.INCR, hlc, new_score, new_subscore, 1, create_ms, new_username, new_metadata)
     base = current_base(slots)
     name, epoch = split_life(origin)
     own = next((s for s in slots if s.origin == origin and s.kind >= CONTRIBUTION and s.kind not in FOLDS
