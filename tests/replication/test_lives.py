@@ -142,8 +142,8 @@ def test_a_restarted_node_that_syncs_from_a_lagging_peer_loses_nothing(cluster_f
         client.create_leaderboard("bests")
     _boards_everywhere(cluster, "counts", "bests")
     for source in (a.name, b.name):
-        network[(source, c.name)].delay(1.5)  # everything c receives arrives late
-        network[(c.name, source)].delay(1.5)
+        network[(source, c.name)].delay(0.6)  # everything c receives arrives late
+        network[(c.name, source)].delay(0.6)
     with a.client() as client:
         for round_ in range(5):
             for owner in OWNERS:
@@ -155,8 +155,8 @@ def test_a_restarted_node_that_syncs_from_a_lagging_peer_loses_nothing(cluster_f
     network.isolate(b.name)
     network.connect(a.name, c.name)
     for source in (a.name, b.name):
-        network[(source, c.name)].delay(1.5)
-        network[(c.name, source)].delay(1.5)
+        network[(source, c.name)].delay(0.6)
+        network[(c.name, source)].delay(0.6)
     a.start(timeout=60)
     with a.client() as client:
         for owner in OWNERS:
