@@ -188,3 +188,16 @@ def test_an_elements_hash_read_from_its_bytes_is_its_records_hash():
         for record in bucket:
             assert element_hash(record.element, descending=descending) == record_hash(
                 record.key[16:], record.value, descending=descending), record.owner
+
+
+def test_a_buckets_digest_is_the_sum_of_its_elements_hashes_whatever_their_shape():
+    from leaderboard_node.domain.rank_cache import Bucket, digest_of
+    from leaderboard_node.domain.records import Slot, SlotKind
+
+    bucket = Bucket(descending=True, expiry=0)
+    for i in range(40):  # UUID and text owners, first writes and rewrites, with and without texts
+        owner = f"00000000-0000-4000-8000-{i:012d}" if i % 2 else f"p{i}"
+        bucket.apply_slot(owner, Slot("a@1", SlotKind.SET, (5 + i) << 16, i * 7, 0, 1, 5 + i, None, None))
+        if i % 3 == 0:
+            bucket.apply_slot(owner, Slot("a@1", SlotKind.SET, (90 + i) << 16, i, 0, 2, 5 + i, "u", None))
+    assert f"{digest_of(bucket.elements(0, len(bucket)), descending=True):032x}" == bucket.digest

@@ -146,9 +146,25 @@ def element_hash(element: bytes, *, descending: bool) -> int:
     return xxh3_128_intdigest(element[:end] + b"\x00" + counts + username + b"\x00" + metadata)
 
 
+_FRESH_UUID_SIZE = UUID_KEY_END + 13  # separator, then a first write's compact slot without texts
+_HLC_UNPACK = struct.Struct(">Q").unpack_from
+_COUNTS3_PACK = _COUNTS3.pack
+
+
 def digest_of(elements: list[bytes], *, descending: bool) -> int:
-    """The sum of the records' hashes, modulo 2**128: their share of a bucket's digest."""
-    return sum(element_hash(element, descending=descending) for element in elements) % _DIGEST_MOD
+    """The sum of the records' hashes, modulo 2**128: their share of a bucket's digest.
+
+    A full sync's sender hashes every record it sends: the commonest shape (a UUID owner's
+    first write, no username or metadata) is hashed inline, as ``element_hash`` would.
+    """
+    total = 0
+    for element in elements:
+        if len(element) == _FRESH_UUID_SIZE and element[PREFIX_SIZE] == 0 and element[UUID_KEY_END + 2] == 8:
+            ms = _HLC_UNPACK(element, UUID_KEY_END + 5)[0] >> 16
+            total += xxh3_128_intdigest(element[:UUID_KEY_END] + b"\x00" + _COUNTS3_PACK(1, ms, ms) + b"\x00")
+        else:
+            total += element_hash(element, descending=descending)
+    return total % _DIGEST_MOD
 
 
 class Bucket:
