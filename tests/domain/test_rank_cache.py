@@ -201,3 +201,25 @@ def test_a_buckets_digest_is_the_sum_of_its_elements_hashes_whatever_their_shape
         if i % 3 == 0:
             bucket.apply_slot(owner, Slot("a@1", SlotKind.SET, (90 + i) << 16, i, 0, 2, 5 + i, "u", None))
     assert f"{digest_of(bucket.elements(0, len(bucket)), descending=True):032x}" == bucket.digest
+
+
+def test_first_write_elements_are_what_a_first_write_stores():
+    from leaderboard_node.domain import record_codec, records
+    from leaderboard_node.domain.rank_cache import Bucket
+    from leaderboard_node.domain.records import Operator
+
+    hlc = 1_700_000_000_123 << 16
+    rows = [("00000000-0000-4000-8000-000000000001", 5, 1, None, None), ("text-owner", -7, 0, "ann", '{"a": 1}'),
+            ("other", 0, 2, None, '{}')]
+    for operator in (Operator.SET, Operator.BEST, Operator.INCR):
+        for descending in (True, False):
+            built = record_codec.first_write_elements(rows, origin="a@0000000000001", hlc=hlc,
+                                                       kind=records.contribution_kind(operator), descending=descending)
+            bucket = Bucket(descending=descending, expiry=0)
+            for owner, score, subscore, username, metadata in rows:
+                slot = records.write((), origin="a@0000000000001", hlc=hlc, leaderboard_operator=operator,
+                                     operator=operator, descending=descending, score=score, subscore=subscore,
+                                     username=username, metadata=metadata)
+                bucket.apply_slot(owner, slot)
+            stored = {record.owner: record.element for record in bucket}
+            assert [stored[row[0]] for row in rows] == built, (operator, descending)

@@ -35,6 +35,19 @@ class RecordSlotPut(NamedTuple):  # a tuple: made and taken apart for every reco
     descending: bool  # lets a node order records of a definition it has not received yet
 
 
+class RecordsImported(NamedTuple):
+    """First writes of many owners at once (a bulk import), as packed records (``record_codec``)
+    in this process's node-name table; each is exactly what ``records.write`` stores for an
+    owner with no record, so a node that already holds one of them merges it as any slot."""
+
+    leaderboard_id: str
+    incarnation: str
+    expiry: int
+    descending: bool
+    elements: list[bytes]
+    digest: int  # the sum of their hashes (their share of the bucket's digest)
+
+
 @dataclass(frozen=True, slots=True)
 class TournamentJoin:
     leaderboard_id: str
@@ -43,4 +56,4 @@ class TournamentJoin:
     owner: str
 
 
-Change = LeaderboardPut | LeaderboardKill | RecordSlotPut | TournamentJoin
+Change = LeaderboardPut | LeaderboardKill | RecordSlotPut | RecordsImported | TournamentJoin

@@ -222,6 +222,16 @@ class Bucket:
             others = tuple(e for e in found if e is not old)
             self._index[slot] = others[0] if len(others) == 1 else others
 
+    def holds(self, element: bytes) -> bool:
+        """Whether this bucket holds a record or a tombstone of ``element``'s owner."""
+        end = key_end(element)
+        if self._element(element[PREFIX_SIZE:end]) is not None:
+            return True
+        return bool(self._tombstones) and owner_of(element, end) in self._tombstones
+
+    def decode(self, element: bytes) -> Record:
+        return self._decode(element)
+
     def _decode(self, element: bytes) -> Record:
         end = key_end(element)
         owner = owner_of(element, end)
@@ -392,6 +402,28 @@ class Bucket:
         self.packed_bytes += len(element)
         self._digest = (self._digest + record_hash(key, value, descending=self.descending)) % _DIGEST_MOD
         self.last_stored = Record(owner, sort_key, element, value, slots, self.descending)
+
+    def insert_new(self, elements: list[bytes], *, digest: int | None = None) -> None:
+        """Insert packed records of owners this bucket holds nothing of (no record, no
+        tombstone; the caller checked), in any order: a bulk import. ``digest`` is the sum of
+        their hashes when the caller has it."""
+        if not elements:
+            return
+        slots = [float(hash(e[PREFIX_SIZE:UUID_KEY_END] if e[PREFIX_SIZE] == 0
+                             else e[PREFIX_SIZE:e.index(0, PREFIX_SIZE)]) >> 11) for e in elements]
+        index = self._index
+        if len(set(slots)) == len(slots) and not index.keys() & set(slots):
+            index.update(zip(slots, elements))
+        else:  # two owners in one index slot (1 in 2^53 a pair): the slow way
+            for slot, element in zip(slots, elements):
+                found = index.setdefault(slot, element)
+                if found is not element:
+                    index[slot] = (found if isinstance(found, tuple) else (found,)) + (element,)
+        self._order.update(elements)
+        self._count += len(elements)
+        self.packed_bytes += sum(map(len, elements))
+        added = digest if digest is not None else digest_of(elements, descending=self.descending)
+        self._digest = (self._digest + added) % _DIGEST_MOD
 
     def settle_lives(self, after: bytes | None, budget: int) -> bytes | None:
         """Settle up to ``budget`` records after the position ``after`` (None: from the first)

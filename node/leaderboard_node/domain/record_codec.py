@@ -240,6 +240,35 @@ def decode_slots(data: bytes, offset: int, *, score: int, subscore: int,
     return tuple(slots)
 
 
+# ---------------------------------------------------------------------- bulk imports
+
+
+def first_write_elements(writes: list[tuple[str, int, int, str | None, str | None]], *, origin: str, hlc: int,
+                         kind: SlotKind, descending: bool) -> list[bytes]:
+    """The packed records that first writes make, for owners that have no record: what
+    ``records.write`` gives an empty record, packed, without building a ``Slot`` each.
+
+    ``writes`` are (owner, score, subscore, username, metadata) with every check done, and the
+    score a first write leaves (for ``decr``, 0); ``kind`` is the leaderboard's slot kind:
+    ``SET`` makes one life's compact set, ``BEST`` and ``INCR`` a contribution on the empty
+    record. Elements come back in the order of ``writes``.
+    """
+    index = _intern(origin)
+    ms = hlc >> 16
+    compact = kind is SlotKind.SET
+    fresh = _COMPACT.pack(0, _FRESH, index, hlc)
+    out = []
+    for owner, score, subscore, username, metadata in writes:
+        prefix = sort_prefix(score, subscore, descending=descending) + owner_key(owner) + b"\x00"
+        flags = (_HAS_USERNAME if username is not None else 0) | (_HAS_METADATA if metadata is not None else 0)
+        if compact:
+            head = fresh if not flags else _COMPACT.pack(0, flags | _FRESH, index, hlc)
+        else:
+            head = b"\x01" + _SLOT.pack(int(kind), index, hlc, score, subscore, 1, ms, flags)
+        out.append(prefix + head + _texts(flags, username, metadata) if flags else prefix + head)
+    return out
+
+
 # -------------------------------------------------------------------- retired lives
 
 _masks: dict[int, tuple[int, int, bytearray]] = {}  # id(horizons) -> (version, origins seen, mask)

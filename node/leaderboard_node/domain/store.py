@@ -19,7 +19,7 @@ from functools import partial
 from typing import NamedTuple
 
 from . import records
-from .changes import Change, LeaderboardKill, LeaderboardPut, RecordSlotPut, TournamentJoin
+from .changes import Change, LeaderboardKill, LeaderboardPut, RecordSlotPut, RecordsImported, TournamentJoin
 from .clock import HybridLogicalClock
 from .cursors import Cursor, decode_cursor
 from .errors import (
@@ -41,8 +41,8 @@ from .errors import (
 )
 from .leaderboards import Leaderboard, LeaderboardCache, RankBlacklist, period_of
 from .lives import Horizons
-from .rank_cache import Bucket, Record
-from .record_codec import sort_key
+from .rank_cache import Bucket, Record, digest_of
+from .record_codec import first_write_elements, sort_key
 from .records import Operator
 from .schedule import NEVER, Period
 
@@ -95,6 +95,16 @@ def _cursors(leaderboard: Leaderboard, bucket: Bucket, page: list[bytes], start:
                if start + len(page) < len(bucket) else None)
     back = Cursor(leaderboard.incarnation, bucket.expiry, False, sort_key(page[0])).encode() if start > 0 else None
     return forward, back
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    """What a bulk import did: ``imported`` records written (``fresh`` of them first writes, made
+    at once), and the writes that broke a rule (their position in the import, and the error)."""
+
+    imported: int
+    fresh: int
+    refused: list[tuple[int, DomainError]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +246,61 @@ class LeaderboardStore:
                 results.append(exc)
         return results, changes
 
+    def import_records(self, leaderboard_id: str, writes: list[RecordWrite], *, now: int,
+                       server: bool = True) -> tuple[ImportResult, list[Change]]:
+        """Many writes to one leaderboard, with the rules of single writes, made fast for owners
+        that have no record yet (the bulk of an import into a new board).
+
+        A write of an owner this period holds nothing of (no record, no tombstone, not earlier
+        in this import), with the leaderboard's own operator, is a first write: all of them are
+        packed at once (``record_codec.first_write_elements``), inserted at once and replicated
+        as one change. Every other write (an owner with a record, a per-write operator, any
+        tournament write, with its window and limits) is an ordinary write, made after them in
+        the import's order.
+        """
+        leaderboard = self.leaderboard(leaderboard_id)
+        if leaderboard.authoritative and not server:
+            raise AuthoritativeLeaderboard(
+                f"{leaderboard_id!r} is authoritative: only the server key may write to it", field="id")
+        if leaderboard.tournament is not None:
+            results, changes = self.write_records(leaderboard_id, writes, now=now, server=server)
+            refused = [(i, r) for i, r in enumerate(results) if isinstance(r, DomainError)]
+            return ImportResult(len(writes) - len(refused), 0, refused), changes
+        period = self.period(leaderboard, now)
+        bucket = self._bucket(leaderboard, period.expiry, create=False)
+        fresh: list[RecordWrite] = []
+        ordinary: list[tuple[int, RecordWrite]] = []
+        seen: set[str] = set()
+        decrements = leaderboard.operator is Operator.DECR
+        for position, write in enumerate(writes):
+            check_write(leaderboard, write)
+            if (write.owner in seen or (write.operator is not None and write.operator is not leaderboard.operator)
+                    or (bucket is not None and (bucket.get(write.owner) is not None or bucket.tombstone(write.owner)))):
+                ordinary.append((position, write))
+            else:
+                seen.add(write.owner)
+                fresh.append(write)
+        changes: list[Change] = []
+        if fresh:
+            elements = first_write_elements(
+                [(w.owner, 0 if decrements else w.score, 0 if decrements else w.subscore, w.username, w.metadata)
+                 for w in fresh],
+                origin=self.node, hlc=self.clock.now(), kind=records.contribution_kind(leaderboard.operator),
+                descending=leaderboard.descending)
+            digest = digest_of(elements, descending=leaderboard.descending)
+            if bucket is None:
+                bucket = self._bucket_at(leaderboard.id, leaderboard.incarnation, period.expiry,
+                                         descending=leaderboard.descending)
+            bucket.insert_new(elements, digest=digest)
+            changes.append(RecordsImported(leaderboard.id, leaderboard.incarnation, period.expiry,
+                                           leaderboard.descending, elements, digest))
+        refused: list[tuple[int, DomainError]] = []
+        if ordinary:
+            results, more = self.write_records(leaderboard_id, [w for _, w in ordinary], now=now, server=server)
+            changes += more
+            refused = [(position, r) for (position, _), r in zip(ordinary, results) if isinstance(r, DomainError)]
+        return ImportResult(len(writes) - len(refused), len(fresh), refused), changes
+
     def _write(self, leaderboard: Leaderboard, period: Period, bucket: Bucket | None, write: RecordWrite, now: int,
                changes: list[Change]) -> tuple[RecordView, Bucket]:
         owner, score, subscore = write.owner, write.score, write.subscore
@@ -335,6 +400,8 @@ class LeaderboardStore:
             bucket = self._bucket_at(change.leaderboard_id, change.incarnation, change.expiry,
                                      descending=change.descending)
             return bucket.apply_slot(change.owner, change.slot)
+        if isinstance(change, RecordsImported):
+            return self._apply_import(change)
         if isinstance(change, LeaderboardPut):
             self.clock.observe(change.leaderboard.create_hlc)
             if self.leaderboards.is_dead(change.leaderboard.id, change.leaderboard.incarnation):
@@ -358,6 +425,31 @@ class LeaderboardStore:
             joined.add(change.owner)
             return True
         raise TypeError(f"not a change: {change!r}")  # pragma: no cover
+
+    def _apply_import(self, change: RecordsImported) -> bool:
+        """First writes made elsewhere: inserted at once where this node holds nothing of their
+        owners, merged as slots where it does (it took writes of them meanwhile)."""
+        if self.leaderboards.is_dead(change.leaderboard_id, change.incarnation) or not change.elements:
+            return False
+        bucket = self._bucket_at(change.leaderboard_id, change.incarnation, change.expiry,
+                                 descending=change.descending)
+        fresh, held = [], []
+        keys: set[bytes] = set()
+        for element in change.elements:
+            key = sort_key(element)[16:]  # owners repeated within an import are merged, not inserted twice
+            if key in keys or bucket.holds(element):
+                held.append(element)
+            else:
+                keys.add(key)
+                fresh.append(element)
+        if held:
+            bucket.insert_new(fresh, digest=change.digest - digest_of(held, descending=change.descending))
+            for element in held:
+                record = bucket.decode(element)
+                bucket.apply_slots(record.owner, record.slots)
+        else:
+            bucket.insert_new(fresh, digest=change.digest)
+        return True
 
     def install_bucket(self, leaderboard_id: str, incarnation: str, bucket: Bucket) -> None:
         """Put a bucket built elsewhere (a full sync) in place, merging what is already here."""

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 import zstandard
 from google.protobuf.message import DecodeError
 
-from ..domain.changes import Change, LeaderboardKill, LeaderboardPut, RecordSlotPut, TournamentJoin
+from ..domain.changes import Change, LeaderboardKill, LeaderboardPut, RecordSlotPut, RecordsImported, TournamentJoin
 from ..domain.clock import MAX_HLC, MAX_MS
 from ..domain.errors import InvalidArgument
 from ..domain.leaderboards import Leaderboard, TournamentSettings, validate_definition
 from ..domain.lives import life_epoch
+from ..domain.record_codec import adopt, origin_table, pack_lengths, split_elements
 from ..domain.records import FOLDS, Base, Operator, Slot, SlotKind, SortOrder
 from . import binarylog_pb2 as pb
 
@@ -269,6 +270,14 @@ def entry_to_pb(seq: int, change: Change, out: pb.Entry) -> None:
         kill_to_pb(change, out.leaderboard_delete)
     elif isinstance(change, TournamentJoin):
         join_to_pb(change, out.tournament_join)
+    elif isinstance(change, RecordsImported):
+        target = out.records_import
+        target.leaderboard_id, target.incarnation, target.expiry = change.leaderboard_id, change.incarnation, change.expiry
+        target.ascending = not change.descending
+        target.elements = b"".join(change.elements)
+        target.lengths = pack_lengths(change.elements)
+        target.origins.extend(origin_table())
+        target.digest = change.digest.to_bytes(16, "big")
     else:  # pragma: no cover
         raise TypeError(f"not a change: {change!r}")
 
@@ -295,7 +304,25 @@ def entry_from_pb(entry: pb.Entry) -> Change:
         return kill_from_pb(entry.leaderboard_delete)
     if kind == "tournament_join":
         return join_from_pb(entry.tournament_join)
+    if kind == "records_import":
+        return import_from_pb(entry.records_import)
     raise ProtocolError(f"entry {entry.seq} carries no known change")
+
+
+def import_from_pb(message: pb.RecordsImport) -> RecordsImported:
+    """Imported first writes, checked record by record and pointed at this process's node-name
+    table (``record_codec.adopt``), as a full sync's records are."""
+    descending = not message.ascending
+    if len(message.digest) != 16:
+        raise ProtocolError("an import's digest is 16 bytes")
+    try:
+        elements = adopt(split_elements(message.elements, message.lengths), list(message.origins),
+                         descending=descending)
+    except ValueError as exc:
+        raise ProtocolError(f"imported records of {message.leaderboard_id!r}: {exc}") from None
+    return RecordsImported(checked_text(message.leaderboard_id, what="leaderboard id"),
+                           checked_text(message.incarnation, what="incarnation"), message.expiry, descending,
+                           elements, int.from_bytes(message.digest, "big"))
 
 
 def record_key(change: Change) -> int:

@@ -124,11 +124,19 @@ class Backlog:
     def available_after(self, seq: int) -> bool:
         return seq >= self.floor
 
-    def after(self, seq: int, limit: int) -> tuple[list[tuple[int, int, bytes]], int]:
-        """Up to ``limit`` entries (seq, key hash, serialized entry) after ``seq``, and the sequence
+    def after(self, seq: int, limit: int, *, max_bytes: int = 16 * 1024 * 1024
+              ) -> tuple[list[tuple[int, int, bytes]], int]:
+        """Up to ``limit`` entries (seq, key hash, serialized entry) after ``seq``, at most
+        ``max_bytes`` of them (at least one: a bulk import's entry is large), and the sequence
         the answer covers up to."""
         index = bisect.bisect_right(self._seqs, seq, lo=self._start)
         stop = min(index + limit, len(self._seqs))
+        size, entries = 0, self._entries
+        for position in range(index, stop):
+            size += len(entries[position])
+            if size > max_bytes and position > index:
+                stop = position
+                break
         entries = list(zip(self._seqs[index:stop], self._keys[index:stop], self._entries[index:stop]))
         covered = self.covered if stop == len(self._seqs) else self._seqs[stop] - 1
         return entries, covered
