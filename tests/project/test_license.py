@@ -16,20 +16,3 @@ def test_the_license_file_is_the_full_apache_2_text_that_pyproject_declares():
     assert pyproject["project"]["license"] == "Apache-2.0"
     assert hashlib.sha256((REPO / "LICENSE").read_bytes()).hexdigest() == APACHE_2_SHA256
 
-
-def test_no_tracked_file_holds_a_merge_conflict_marker():
-    import subprocess
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[2]
-    tracked = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True).stdout.split()
-    markers = ("<<<<<<< ", ">>>>>>> ")
-    found = []
-    for name in tracked:
-        path = root / name
-        if path.suffix not in (".py", ".md", ".yaml", ".yml", ".toml", ".json", ".proto", ".tpl", ".txt") or not path.is_file():
-            continue
-        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
-            if line.startswith(markers):
-                found.append(f"{name}:{number}")
-    assert not found, found
