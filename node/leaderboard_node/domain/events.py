@@ -44,10 +44,12 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import NamedTuple
 
-from .errors import CursorInvalid
+from .errors import CursorInvalid, InvalidArgument
 from .leaderboards import Leaderboard, period_of
 from .schedule import NEVER, Period
 
+MAX_TOP = 1000  # records in one event's standings, at most
+MAX_URL_LENGTH = 2048
 CURSOR_FIELD = "after"
 _CURSOR_VERSION = b"e1"
 _CURSOR_INVALID = "the events cursor is invalid: it was not issued by this service, or it was altered"
@@ -138,6 +140,27 @@ def periods_ending(leaderboard: Leaderboard, *, after: int, until: int, limit: i
             break
         moment = period.expiry  # the next period starts where this one ends
     return found
+
+
+def check_webhook_url(text: str, *, field: str = "webhook_url") -> str:
+    """A webhook URL as it is stored: absolute http or https with a host (pydantic's URL rules),
+    without credentials (they would reach logs and every replica) or a fragment (never sent)."""
+    from pydantic import AnyHttpUrl, TypeAdapter, ValidationError
+
+    if len(text) > MAX_URL_LENGTH:
+        raise InvalidArgument(f"{field} is longer than {MAX_URL_LENGTH} characters", field=field)
+    try:
+        url = TypeAdapter(AnyHttpUrl).validate_python(text)
+    except ValidationError as exc:
+        reason = exc.errors()[0]["msg"]
+        raise InvalidArgument(f"{field} must be an absolute http:// or https:// URL with a host ({reason}): "
+                              f"{text[:100]!r}", field=field) from None
+    if url.username is not None or url.password is not None:
+        raise InvalidArgument(f"{field} must not carry credentials (user:password@): deliveries are signed "
+                              "instead (events.webhook_secret_file)", field=field)
+    if url.fragment is not None:
+        raise InvalidArgument(f"{field} must not have a #fragment (it is never sent)", field=field)
+    return str(url)
 
 
 # ------------------------------------------------------------------------------ cursors
