@@ -23,9 +23,10 @@ from .config import ConfigError, Settings, parse_host_port
 from .domain.lives import life_id
 from .metrics import NodeMetrics
 from .node import Node, NodeState, Now
+from .replication.events import EventService
 from .replication.peers import Faults, FaultyTransport, PeerTransport
 from .replication.replicator import Replicator
-from .transport.client_api import create_client_app
+from .transport.client_api import create_client_app, render_event
 from .durability.journal import Journal
 from .transport.discovery import StaticDiscovery, create_discovery
 from .transport.peer_api import create_peer_app
@@ -74,6 +75,8 @@ class NodeServer:
         self.node.on_acknowledge(self.replicator.acknowledge)
         self.peer_app = create_peer_app(self.replicator, token=token, max_message_bytes=sync.max_message_bytes,
                                         on_rejected=lambda reason: self.metrics.peer_rejected.labels(reason).inc())
+        self.events = EventService(node=self.node, replicator=self.replicator, settings=settings.events,
+                                   render=render_event, metrics=self.metrics)
         self.metrics.watch_replication(self)
 
     def _extra_routes(self, app: web.Application) -> None:
@@ -179,6 +182,7 @@ class NodeServer:
                               flag="--peer-listen", ssl_context=context if tls.peer else None)
         self._tasks.append(asyncio.create_task(self._trim_loop(), name="trim"))
         await self.replicator.start()
+        self.events.start()
 
     async def _trim_loop(self) -> None:
         interval = self.settings.leaderboard.trim_interval
@@ -190,6 +194,7 @@ class NodeServer:
 
     async def stop(self) -> None:
         self.node.set_state(NodeState.STOPPING)
+        await self.events.stop()
         await self.replicator.stop()
         await self.replicator.transport.close()
         for task in self._tasks:

@@ -69,7 +69,7 @@ from .errors import (
 )
 from .events import Event, EventLog, Standing, event_kind, redact_event
 from .leaderboards import Leaderboard, LeaderboardCache, RankBlacklist, period_of
-from .lives import Horizons
+from .lives import Horizons, life_epoch, life_name
 from .rank_cache import Bucket, Record
 from .record_codec import sort_key
 from .records import Operator, Slot, SlotKind
@@ -571,6 +571,22 @@ class LeaderboardStore:
         change = EventPut(event)
         self.apply(change)
         return [change]
+
+    def list_events(self, cursor: dict[str, int], *, limit: int, leaderboard_id: str | None = None
+                    ) -> tuple[list[Event], dict[str, int]]:
+        """The next shown events beyond ``cursor`` (of one leaderboard, when given) and the cursor
+        past them (see ``events``). A retired life's place is left out of the cursor once none
+        of its events is held: nothing of it can arrive any more."""
+        if leaderboard_id is None:
+            events, advanced = self.events.after(cursor, limit=limit)
+        else:
+            events, advanced = self.events.after(cursor, limit=limit,
+                                                 wanted=lambda event: event.leaderboard_id == leaderboard_id)
+        held = set(self.events.origins())
+        for life in [life for life in advanced if life not in held
+                     and life_epoch(life) < self.horizons.get(life_name(life))]:
+            del advanced[life]
+        return events, advanced
 
     def record_delivery(self, target: str, event: Event) -> list[Change]:
         change = DeliveryProgress(target, event.origin, event.number)
