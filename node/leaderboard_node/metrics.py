@@ -157,7 +157,7 @@ class NodeMetrics:
                                         ["webhook", "outcome"], registry=r)
         self.event_delivery_seconds = Histogram("leaderboard_event_delivery_seconds",
                                                 "From a period's end until its event was delivered to a webhook.",
-                                                registry=r, buckets=(0.5, 1, 2, 2.5, 3, 5, 10, 30, 60, 300, 3600))
+                                                ["webhook"], registry=r, buckets=(0.5, 1, 2, 2.5, 3, 5, 10, 30, 60, 300, 3600))
         r.register(_StoreCollector(node))
 
     def watch_replication(self, server: object) -> None:
@@ -171,7 +171,7 @@ class NodeMetrics:
     def event_delivery(self, webhook: str, *, outcome: str, seconds: float | None = None) -> None:
         self.event_deliveries.labels(webhook, outcome).inc()
         if seconds is not None:
-            self.event_delivery_seconds.observe(seconds)
+            self.event_delivery_seconds.labels(webhook).observe(seconds)
 
     # ReplicationEvents
     def batch_sent(self, peer: object, batch: object, entries_covered: int) -> None:
