@@ -340,12 +340,13 @@ def test_ranks_records_by_rank_live_settings_attempts_owners_and_events(node):
     assert "  on  " in ok(*url, "update", "ctl-games", "--ranks", "on")
     assert ctl(*url, "update", "ctl-games").returncode == 2  # nothing to change: a usage error
     ok(*url, "tournament", "create", "ctl-attempts", "--duration", "600", "--max-num-score", "1")
-    assert "may now change its score 3 times" in ok(*url, "tournament", "attempts", "ctl-attempts", "p1", "2")
-    ok(*url, "submit", "ctl-attempts", "p1", "9")
-    owned = ok(*url, "owner", "records", "p1")
+    assert "may now change its score 3 times" in ok(*url, "tournament", "attempts", "ctl-attempts", "gamer", "2")
+    ok(*url, "submit", "ctl-attempts", "gamer", "9")
+    ok(*url, "submit", "ctl-games", "gamer", "100")
+    owned = ok(*url, "owner", "records", "gamer")
     assert "ctl-games" in owned and "ctl-attempts" in owned
-    assert "erased 2 records of p1" in ok(*url, "owner", "erase", "p1")
-    assert json.loads(ok(*url, "owner", "records", "p1", "--json"))["records"] == []
+    assert "erased 2 records of gamer" in ok(*url, "owner", "erase", "gamer")
+    assert json.loads(ok(*url, "owner", "records", "gamer", "--json"))["records"] == []
     end = int(time.time()) + 2
     ok(*url, "tournament", "create", "ctl-ends", "--duration", "600", "--end-time", str(end))
     ok(*url, "submit", "ctl-ends", "alice", "7")

@@ -149,7 +149,8 @@ class EventService:
         now_ms = self.node.now.milliseconds() if now_ms is None else now_ms
         grace_ms = int(self.settings.grace * 1000)
         until = (now_ms - grace_ms) // 1000
-        window = int(min(self.settings.catch_up, self.store.retention))
+        # never further back than records and events are kept: a trimmed event must not come back
+        window = int(min(self.settings.catch_up, self.store.retention, self.settings.retention))
         produced = 0
         for leaderboard in self.store.leaderboards.live():
             t = leaderboard.tournament
