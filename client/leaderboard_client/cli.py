@@ -544,27 +544,27 @@ def _cmd_events(client: LeaderboardClient, args: argparse.Namespace) -> int:
     """A page of events, or with --follow every event as it comes (long polls) until Ctrl-C."""
     cursor = args.after
     wait = args.wait or (30.0 if args.follow else None)
-    while True:
-        try:
+    try:
+        while True:
             page = client.events(after=cursor, limit=args.limit, wait=wait, leaderboard_id=args.leaderboard)
-        except KeyboardInterrupt:
-            return EXIT_OK
-        cursor = page["next_cursor"]
-        if args.json:
-            if args.follow:
-                for event in page["events"]:
-                    out(json.dumps(event))
+            cursor = page["next_cursor"]
+            if args.json:
+                if args.follow:
+                    for event in page["events"]:
+                        out(json.dumps(event))
+                else:
+                    out_json(page)
             else:
-                out_json(page)
-        else:
-            print_events(page["events"])
+                print_events(page["events"])
+                if not args.follow:
+                    if not page["events"]:
+                        out("(no events)")
+                    out(f"next: --after {cursor}")
+            flush()
             if not args.follow:
-                if not page["events"]:
-                    out("(no events)")
-                out(f"next: --after {cursor}")
-        flush()
-        if not args.follow:
-            return EXIT_OK
+                return EXIT_OK
+    except KeyboardInterrupt:  # how --follow is stopped
+        return EXIT_OK
 
 
 def _show(args: argparse.Namespace, value: Any, printer: Callable[[Any], None]) -> int:
