@@ -11,6 +11,12 @@ Each round (A B A B): node-2 is killed (SIGKILL) and started again, empty; the t
 starting the process until GET /readyz answers 200 *and* it holds every record. Then a new
 redis-server is started with ``--replicaof`` the master; the time runs from starting the
 process until its link is up and ZCARD holds every member; it is stopped again.
+
+Then, on the same loaded systems, replication lag on a big board with every write through one
+node (``big_rates``, records/s, new owners in batches of rate/100, 100 a second): the
+acknowledged batch's last record is polled on the two other nodes (Redis: on two replicas of the
+master, attached for these phases), as the replication workload does. Each round, each system in
+turn, every rate.
 """
 
 from __future__ import annotations
@@ -24,23 +30,28 @@ from .plan import Plan
 from .procs import BenchError, LoadClient, Node, Redis, cluster, wait_for
 
 
-def _node_round(node: Node, n: int, timeout: float) -> dict[str, float]:
+def _node_round(node: Node, n: int, timeout: float, *, lone_rss: int) -> dict[str, float]:
     node.stop(kill=True)
     started = time.perf_counter()
     node.start()
     deadline = time.monotonic() + timeout
-    ready_at = None
+    ready_at = done = None
     while time.monotonic() < deadline:
         try:
             if ready_at is None and node.ready():
                 ready_at = time.perf_counter() - started
-            if ready_at is not None and node.count(BOARD) >= n:
+            if ready_at is not None and done is None and node.count(BOARD) >= n:
                 done = time.perf_counter() - started
-                return {"seconds": done, "ready_seconds": ready_at, "rss_mb": node.rss() / 2**20}
+            if done is not None and node.state_digest():  # every bucket's digest is settled
+                settled = time.perf_counter() - started
+                rss = node.rss()
+                return {"seconds": done, "ready_seconds": ready_at, "digest_settled_after_ready_seconds":
+                        settled - ready_at, "rss_mb": rss / 2**20, "synced_bytes_per_record": (rss - lone_rss) / n}
         except OSError:
             pass
         time.sleep(0.01)
-    raise BenchError(f"{node.name} restarted empty was not ready holding {n} records within {timeout:.0f}s")
+    raise BenchError(f"{node.name} restarted empty was not ready holding {n} records, its digest settled, "
+                     f"within {timeout:.0f}s")
 
 
 def _redis_round(master: Redis, workdir: Path, name: str, n: int, timeout: float) -> dict[str, float]:
@@ -68,7 +79,35 @@ def _redis_round(master: Redis, workdir: Path, name: str, n: int, timeout: float
         replica.stop()
 
 
+def _lag_phase(loader: LoadClient, prober: LoadClient, workdir: Path, *, writer: dict[str, Any],
+               observers: list[dict[str, Any]], rate: int, seconds: float, label: str, first: int,
+               converge_timeout: float) -> dict[str, Any]:
+    socket_path = str(workdir / f"big-{label}.sock")
+    prober.call({"cmd": "probe_open", "observers": observers, "others_of": [[1, 2]], "board": BOARD,
+                 "probe_socket": socket_path, "poll": 0.001, "probe_every": 0.02, "monitor": 0.1,
+                 "max_seconds": seconds + converge_timeout + 30})
+    batch = max(10, rate // 100)
+    wrote = loader.call({"cmd": "write_phase", "writers": [writer], "board": BOARD, "rate": rate,
+                         "duration": seconds, "batch": batch, "writers_concurrency": 3, "space": f"big-{label}",
+                         "first": first, "probe_socket": socket_path, "max_batches": int(seconds * rate / batch) + 2,
+                         "seed": first}, timeout=seconds + 120)
+    probed = prober.call({"cmd": "probe_close", "written": wrote["written"], "t0": wrote["t0"],
+                          "converge_timeout": converge_timeout}, timeout=converge_timeout + 60)
+    if wrote["errors"]:
+        raise BenchError(f"{label}: write errors, e.g. {wrote['errors'][:2]}")
+    return {**wrote, **probed}
+
+
 def run(plan: Plan, workdir: Path, loader: LoadClient, systems: list[str], log: Any = print) -> dict[str, Any]:
+    prober = LoadClient(workdir, name="big-prober")
+    try:
+        return _run(plan, workdir, loader, prober, systems, log)
+    finally:
+        prober.close()
+
+
+def _run(plan: Plan, workdir: Path, loader: LoadClient, prober: LoadClient, systems: list[str],
+         log: Any) -> dict[str, Any]:
     figures = Figures()
     n = plan.sync_records
     nodes: list[Node] = []
@@ -89,6 +128,7 @@ def run(plan: Plan, workdir: Path, loader: LoadClient, systems: list[str], log: 
             try:
                 lone.wait_ready()
                 info["node_lone_start_to_ready_seconds"] = time.perf_counter() - started
+                lone_rss = lone.rss()
             finally:
                 lone.stop()
             targets = [{"kind": "node", "url": node.url} for node in nodes]
@@ -124,12 +164,49 @@ def run(plan: Plan, workdir: Path, loader: LoadClient, systems: list[str], log: 
                 break
             for system in systems:
                 if system == "node":
-                    result = _node_round(nodes[2], n, plan.sync_timeout)
+                    result = _node_round(nodes[2], n, plan.sync_timeout, lone_rss=lone_rss)
                 else:
                     assert master is not None
                     result = _redis_round(master, workdir, f"redis-sync-replica{round_no}", n, plan.sync_timeout)
                 figures.add_all(system, result)
                 log(f"  {system} round {round_no + 1}: {result['seconds']:.2f}s to a ready replica holding {n:,}")
+        replicas: list[Redis] = []
+        if "redis" in systems and master is not None and plan.big_rates:
+            replicas = [Redis(f"redis-big-replica{i}", workdir, replica_of=master).start() for i in (1, 2)]
+            for replica in replicas:
+                replica.wait_ready()
+            wait_for(lambda: all(r.client().info("replication").get("master_link_status") == "up"
+                                 and r.client().zcard(BOARD) >= n for r in replicas),
+                     timeout=plan.sync_timeout, what="two Redis replicas holding the big board")
+        if nodes:
+            wait_for(lambda: all(node.count(BOARD) >= n for node in nodes), timeout=plan.sync_timeout,
+                     interval=0.1, what="every node holding the big board again")
+        first = 0
+        try:
+            for round_no in range(plan.rounds):
+                if BUDGET.exhausted("big_board_lag", round_no):
+                    break
+                for system in systems:
+                    if system == "node":
+                        observers = [{"kind": "node", "url": node.url} for node in nodes]
+                    else:
+                        assert master is not None
+                        observers = [{"kind": "redis", "port": r.port} for r in [master] + replicas]
+                    for rate in plan.big_rates:
+                        label = f"big{rate}"
+                        result = _lag_phase(loader, prober, workdir, writer=observers[0], observers=observers,
+                                            rate=rate, seconds=plan.big_seconds, label=f"{system}{round_no}-{label}",
+                                            first=first, converge_timeout=plan.repl_converge_timeout)
+                        first = result["next_index"]
+                        for key in ("lag_p50_ms", "lag_p99_ms", "ack_rate", "applied_rate", "probes"):
+                            if result.get(key) is not None:
+                                figures.add(system, f"{label}.{key}", result[key])
+                        log(f"  {system} round {round_no + 1} {label} (one writer, big board): acked "
+                            f"{result['ack_rate']:,.0f}/s, lag p50 {result['lag_p50_ms']:.1f} ms "
+                            f"p99 {result['lag_p99_ms']:.1f} ms ({result['probes']} probes)")
+        finally:
+            for replica in replicas:
+                replica.stop()
     finally:
         for node in nodes:
             node.stop()

@@ -32,6 +32,9 @@ class Plan:
     sync_records: int = 1_000_000
     sync_load_batch: int = 10_000
     sync_timeout: float = 180.0
+    # replication lag on the loaded full_sync systems, every write through one node
+    big_rates: tuple[int, ...] = (5_000, 10_000)
+    big_seconds: float = 6.0
     # rounds after the first are skipped once the run has taken this long (the whole run
     # must stay under 2 minutes quick, 20 minutes full)
     budget_seconds: float = 1_080.0
@@ -51,6 +54,7 @@ QUICK = Plan(
     repl_converge_timeout=20.0,
     sync_records=30_000,
     sync_timeout=60.0,
+    big_seconds=1.2,
     budget_seconds=100.0,
 )
 

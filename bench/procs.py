@@ -201,6 +201,11 @@ class Node:
         assert self.process is not None
         return rss_of(self.process.pid)
 
+    def state_digest(self) -> str:
+        """The node's state digest: empty while some bucket's digest is still settling."""
+        with LeaderboardClient(self.url, timeout=5) as client:
+            return str(client.cluster()["node"].get("state_digest") or "")
+
     def stop(self, *, kill: bool = True) -> None:
         if self.process is not None:
             kill_group(self.process, sig=signal.SIGKILL if kill else signal.SIGTERM, grace=5.0)

@@ -16,9 +16,13 @@ environments with a ``DeprecatedSetting`` warning (logged at start) rather than 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import ssl
+import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,6 +33,7 @@ ENV_PREFIX = "LEADERBOARD_"
 DEFAULT_CLIENT_PORT = 7350
 DEFAULT_PEER_PORT = 7351
 MIN_KEY_LENGTH = 16  # client API keys; checked where they are read (transport.auth)
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")  # a node name with tls.peer_identity
 
 
 class ConfigError(ValueError):
@@ -95,9 +100,10 @@ class LimitSettings(_Section):
     """Bounds on every input of the client API.
 
     Most are checked by the client API itself and refused with a 4xx JSON error naming the
-    field. The last three bound the HTTP layer below it (request line, header sizes and count,
-    idle connections): aiohttp refuses those with a plain-text 400 before any handler runs,
-    and they only take effect where the server passes ``server_options()`` to its runner.
+    field. The last five bound the HTTP layer below it (request line, header sizes and count,
+    idle connections, header time): aiohttp refuses the sizes with a plain-text 400 before any
+    handler runs, and they only take effect where the server passes ``server_options()`` to its
+    runner; the header time is kept by ``transport.header_deadline`` (408 with a JSON error).
     """
 
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 beyond).")
@@ -112,6 +118,8 @@ class LimitSettings(_Section):
     max_header_bytes: int = Field(8190, ge=1024, description="Longest request line or header line (HTTP layer).")
     max_headers: int = Field(64, ge=8, description="Most header lines in one request (HTTP layer).")
     idle_timeout: float = Field(75.0, gt=0, description="Seconds an idle keep-alive connection stays open.")
+    header_timeout: float = Field(10.0, gt=0, description="Seconds a request may take from its first byte to the end "
+                                                          "of its headers (408 and the connection closed beyond).")
 
     def server_options(self) -> dict[str, Any]:
         """Keyword arguments for ``aiohttp.web.AppRunner`` (passed on to each connection's parser)."""
@@ -148,6 +156,9 @@ class LeaderboardSyncSettings(_Section):
         30.0, gt=0, description="Seconds a starting node waits for a ready peer to sync from before it serves alone.")
     flush_timeout: float = Field(10.0, ge=0, description="Seconds a stopping node waits for peers to receive its entries.")
     max_message_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Largest peer message accepted (413 beyond).")
+    sync_stall_timeout: float = Field(
+        10.0, gt=0, description="Seconds a full sync may go without a complete chunk before it is dropped and "
+                                "another peer asked.")
     fold_delay: float = Field(
         30.0, ge=0, description="Seconds a dead life of a node (an earlier run of its process) must have stayed "
         "stable on every member before the slots it wrote are folded (an entry it sent that is still delayed in the "
@@ -280,63 +291,194 @@ class AuthSettings(_Section):
         return sources
 
 
-class TlsSettings(_Section):
-    """TLS for the client port and, unless ``peer`` is off, the peer port.
+class CertificateRequestSettings(_Section):
+    """Getting the peer certificate from the Kubernetes API (``transport/identity.py``).
 
-    One certificate serves both listeners. ``ca_file`` is the bundle peers' certificates are
-    checked against when this node calls them (default: the system's trust store); in
-    Kubernetes, peers are reached by pod IP, so either their certificates carry IP SANs or
-    ``peer_server_name`` names what they do carry (for example a wildcard of the headless
-    Service). Client certificates are not requested: clients authenticate with API keys and
-    peers with the peer token, both of which TLS keeps secret on the wire.
+    The node makes its own key, asks for a certificate naming itself with a
+    CertificateSigningRequest (``certificates.k8s.io/v1``) to ``signer_name``, waits for the
+    signer (the operator) to issue it, writes it to ``tls.peer_cert_file`` and
+    ``tls.peer_key_file``, and renews it when two thirds of its life have passed. The API is
+    reached as ``cluster.discovery.kubernetes`` says (its API server, token and CA files).
+    """
+
+    signer_name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9][-A-Za-z0-9_.]*$",
+                             description="Signer of the CertificateSigningRequest (DOMAIN/NAME).")
+    expiration_seconds: int = Field(86_400, ge=600, description="Lifetime asked for (the signer may issue less).")
+    retry_interval: float = Field(30.0, gt=0, description="Seconds before a denied or failed request is made again.")
+    pending_timeout: float = Field(60.0, gt=0, description="Seconds a request may stay unanswered before a new "
+                                                           "one is made (the signer may have missed it).")
+
+
+class TlsSettings(_Section):
+    """TLS for the client port and the peer port, and the identities of peers.
+
+    ``cert_file``/``key_file`` serve the client port and, unless ``peer`` is off, the peer
+    port. ``peer_cert_file``/``peer_key_file`` give the peer port a certificate of its own
+    (the node's identity certificate, which clients need not trust); with them alone the
+    client port stays plain HTTP. ``ca_file`` is the bundle peers' certificates are checked
+    against (default: the system's trust store); peers are reached by pod IP, so either their
+    certificates carry IP SANs, or ``peer_server_name`` names what they carry, or
+    ``peer_identity`` is on.
+
+    ``peer_identity``: the peer port asks every caller for a client certificate issued under
+    ``ca_file``, this node presents its own when it calls peers, and a node's identity is the
+    DNS name of its certificate (``NODE.<peer_domain>``): a pushed batch is accepted only under
+    the caller's own name, and a peer is called under the name discovery gives it and must
+    say it is that node (see ``transport/identity.py``). The certificate files are read again
+    when they change.
     """
 
     cert_file: Path | None = Field(None, description="PEM certificate chain of this node (TLS is on when set).")
     key_file: Path | None = Field(None, description="PEM private key of cert_file.")
     ca_file: Path | None = Field(None, description="PEM CA bundle that peers' certificates are verified against.")
-    peer: bool = Field(True, description="Serve the peer port over TLS too, and call peers over https.")
+    peer: bool = Field(True, description="Serve the peer port over TLS too (with cert_file), and call peers over https.")
+    peer_cert_file: Path | None = Field(
+        None, description="PEM certificate chain of the peer port and of this node's calls to peers "
+                          "(default: cert_file); TLS on the peer port only when set alone.")
+    peer_key_file: Path | None = Field(None, description="PEM private key of peer_cert_file.")
     peer_server_name: str | None = Field(
-        None, description="Name expected in peers' certificates (default: the host of the peer's address).")
+        None, description="Name expected in peers' certificates (default: the host of the peer's address; "
+                          "not with peer_identity, which expects each peer's own name).")
+    peer_identity: bool = Field(
+        False, description="Peers prove their node names with certificates issued under ca_file (a DNS name "
+                           "NODE.<peer_domain>); a peer pushes entries only under its own name. Node names are then "
+                           "DNS labels, and discovery must name the peers (static NAME=HOST:PORT, or kubernetes).")
+    peer_domain: str | None = Field(
+        None, max_length=190, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+        description="With peer_identity: the domain under which certificates name the nodes (none: the node name "
+                    "alone); the operator sets NAME-peers.NAMESPACE.svc, the pods' DNS names.")
+    certificate_request: CertificateRequestSettings | None = Field(
+        None, description="Obtain peer_cert_file and peer_key_file from the Kubernetes CertificateSigningRequest API.")
+    reload_interval: float = Field(5.0, gt=0, description="Seconds between checks of the certificate, key and CA "
+                                                          "files for changes (new ones are used without a restart).")
     min_version: Literal["1.2", "1.3"] = Field("1.2", description="Oldest TLS version accepted.")
 
     @model_validator(mode="after")
     def _pair(self) -> TlsSettings:
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("tls.cert_file and tls.key_file go together")
+        if (self.peer_cert_file is None) != (self.peer_key_file is None):
+            raise ValueError("tls.peer_cert_file and tls.peer_key_file go together")
+        if self.certificate_request is not None and self.peer_cert_file is None:
+            raise ValueError("tls.certificate_request needs tls.peer_cert_file and tls.peer_key_file "
+                             "(where the certificate and its key are written)")
+        if self.peer_identity:
+            if self.peer_server_name is not None:
+                raise ValueError("tls.peer_server_name and tls.peer_identity exclude each other (with identities, "
+                                 "each peer's certificate must carry its own name)")
+            if self.ca_file is None:
+                raise ValueError("tls.peer_identity needs tls.ca_file (the CA that issues the nodes' certificates)")
+            if not self.peer_tls:
+                raise ValueError("tls.peer_identity needs a peer certificate: tls.peer_cert_file and "
+                                 "tls.peer_key_file (or tls.cert_file and tls.key_file with tls.peer)")
         return self
 
     @property
     def enabled(self) -> bool:
+        """TLS on the client port."""
         return self.cert_file is not None
 
-    def _minimum(self) -> ssl.TLSVersion:
+    @property
+    def peer_tls(self) -> bool:
+        """TLS on the peer port (and https to peers)."""
+        return self.peer_cert_file is not None or (self.cert_file is not None and self.peer)
+
+    @property
+    def peer_pair(self) -> tuple[Path, Path] | None:
+        """The certificate and key of the peer port, or None when it is plain HTTP."""
+        if self.peer_cert_file is not None and self.peer_key_file is not None:
+            return self.peer_cert_file, self.peer_key_file
+        if self.peer and self.cert_file is not None and self.key_file is not None:
+            return self.cert_file, self.key_file
+        return None
+
+    def minimum(self) -> ssl.TLSVersion:
         return ssl.TLSVersion.TLSv1_3 if self.min_version == "1.3" else ssl.TLSVersion.TLSv1_2
 
     def server_context(self) -> ssl.SSLContext | None:
-        """The context of the client listener (and of the peer listener when ``peer``); None when off."""
+        """The context of the client listener; None when it is plain HTTP."""
         if self.cert_file is None or self.key_file is None:
             return None
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.minimum_version = self._minimum()
-        try:
-            context.load_cert_chain(str(self.cert_file), str(self.key_file))
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError("tls.cert_file", f"cannot load {self.cert_file} with {self.key_file}: {exc}",
-                              "point tls.cert_file and tls.key_file at a PEM certificate chain and its key") from None
+        context.minimum_version = self.minimum()
+        load_pair(context, self.cert_file, self.key_file, setting="tls.cert_file")
+        return context
+
+    def peer_server_context(self) -> ssl.SSLContext | None:
+        """The context of the peer listener (asking callers for certificates with peer_identity);
+        None when the peer port is plain HTTP."""
+        pair = self.peer_pair
+        if pair is None:
+            return None
+        if self.peer_identity:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            load_verify(context, self.ca_file)
+            context.verify_mode = ssl.CERT_REQUIRED
+        else:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = self.minimum()
+        load_pair(context, *pair, setting="tls.peer_cert_file" if self.peer_cert_file else "tls.cert_file")
         return context
 
     def peer_client_context(self) -> ssl.SSLContext | None:
-        """The context this node calls peers with; None when the peer port is plain HTTP."""
-        if not (self.enabled and self.peer):
+        """The context this node calls peers with (presenting its own certificate with
+        peer_identity); None when the peer port is plain HTTP."""
+        pair = self.peer_pair
+        if pair is None:
             return None
-        try:
-            context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH,
-                                                 cafile=str(self.ca_file) if self.ca_file is not None else None)
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError("tls.ca_file", f"cannot load {self.ca_file}: {exc}",
-                              "point tls.ca_file at a PEM bundle of CA certificates") from None
-        context.minimum_version = self._minimum()
+        if self.ca_file is None:
+            context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)  # the system's store
+        else:  # only this CA is trusted
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            load_verify(context, self.ca_file)
+        context.minimum_version = self.minimum()
+        if self.peer_identity:  # TLS checks each peer's name (server_hostname), and this node presents its own
+            load_pair(context, *pair, setting="tls.peer_cert_file" if self.peer_cert_file else "tls.cert_file")
         return context
+
+
+def load_pair(context: ssl.SSLContext, cert: Path, key: Path, *, setting: str) -> tuple[bytes, bytes]:
+    """Load a certificate chain and its key into ``context``; the bytes loaded, for checks."""
+    try:
+        pair = Path(cert).read_bytes(), Path(key).read_bytes()
+        load_pem_pair(context, *pair)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(setting, f"cannot load {cert} with {key}: {exc}",
+                          "point it and its key setting at a PEM certificate chain and its key") from None
+    return pair
+
+
+def load_pem_pair(context: ssl.SSLContext, cert: bytes, key: bytes) -> None:
+    """Load exactly these bytes (``ssl`` reads only files: in-memory ones where the OS has them,
+    so a key never touches a disk and a file rewritten meanwhile cannot slip in)."""
+    with _memory_file(cert) as cert_path, _memory_file(key) as key_path:
+        context.load_cert_chain(cert_path, key_path)
+
+
+@contextlib.contextmanager
+def _memory_file(data: bytes) -> Iterator[str]:
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("leaderboard-tls", os.MFD_CLOEXEC)
+        try:
+            os.write(fd, data)
+            yield f"/proc/self/fd/{fd}"
+        finally:
+            os.close(fd)
+        return
+    with tempfile.TemporaryDirectory() as directory:  # private (0700): other systems
+        path = Path(directory) / "pem"
+        path.write_bytes(data)
+        yield str(path)
+
+
+def load_verify(context: ssl.SSLContext, ca_file: Path | None) -> bytes:
+    try:
+        data = Path(str(ca_file)).read_bytes()
+        context.load_verify_locations(cadata=data.decode("ascii"))
+    except (OSError, ssl.SSLError, UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError("tls.ca_file", f"cannot load {ca_file}: {exc}",
+                          "point tls.ca_file at a PEM bundle of CA certificates") from None
+    return data
 
 
 class DurabilitySettings(_Section):
@@ -450,6 +592,26 @@ class Settings(_Section):
     durability: DurabilitySettings = Field(default_factory=DurabilitySettings)
     log: LogSettings = Field(default_factory=LogSettings)
     events: EventSettings = Field(default_factory=EventSettings)
+
+    @model_validator(mode="after")
+    def _named_for_identities(self) -> Settings:
+        """With node identities, names are DNS labels and discovery names every peer."""
+        if not self.tls.peer_identity:
+            return self
+        if not DNS_LABEL.fullmatch(self.node.name):
+            raise ValueError(f"node.name {self.node.name!r} is not a DNS label; with tls.peer_identity a node name is "
+                             "part of a certificate's DNS name (lower case letters, digits and '-', at most 63)")
+        discovery = self.cluster.discovery
+        if discovery.mode == "dns":
+            raise ValueError("tls.peer_identity needs discovery that names the peers (static NAME=HOST:PORT, or "
+                             "kubernetes); dns discovery knows only addresses")
+        if discovery.mode == "static":
+            for peer in discovery.static.peers:
+                name, sep, _ = peer.rpartition("=")
+                if not sep or not DNS_LABEL.fullmatch(name):
+                    raise ValueError(f"cluster.discovery.static.peers: {peer!r} needs a name that is a DNS label "
+                                     "(NAME=HOST:PORT) with tls.peer_identity")
+        return self
 
 
 def parse_host_port(value: str) -> tuple[str, int]:

@@ -140,7 +140,7 @@ class NodeMetrics:
         self.entries_received = Counter("leaderboard_replication_entries_received", "Entries received.",
                                         ["origin"], registry=r)
         self.peer_rejected = Counter("leaderboard_peer_messages_rejected",
-                                     "Peer requests refused (unauthorized, malformed, too_large).", ["reason"],
+                                     "Peer requests refused (unauthorized, malformed, too_large, not_a_member, origin_mismatch).", ["reason"],
                                      registry=r)
         self.full_syncs = Counter("leaderboard_full_syncs", "Full syncs served and taken, by outcome.",
                                   ["role", "outcome"], registry=r)

@@ -69,6 +69,8 @@ class Node:
         # Since when (Unix seconds) this node's clock is off from most of its peers by more than
         # cluster.max_clock_offset (None: it is not): the node then reports not ready.
         self.clock_skewed_since: float | None = None
+        # What a starting node waits for before it can sync (its certificate), for /readyz.
+        self.waiting_for: str | None = None
         self._publishers: list[Callable[[list[Change]], int | None]] = []
         self._write_checks: list[Callable[[], None]] = []
         self._acknowledge: Callable[..., Awaitable[None]] | None = None
@@ -87,7 +89,7 @@ class Node:
     @property
     def not_ready_reason(self) -> str | None:
         if self.state is not NodeState.READY:
-            return self.state.value
+            return self.waiting_for or self.state.value
         return "clock_skew" if self.clock_skewed_since is not None else None
 
     def set_state(self, state: NodeState) -> None:

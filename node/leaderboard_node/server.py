@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import errno
 import logging
 import os
@@ -28,13 +29,17 @@ from .replication.peers import Faults, FaultyTransport, PeerTransport
 from .replication.replicator import Replicator
 from .transport.client_api import create_client_app, render_event
 from .durability.journal import Journal
+from .transport.certificate_request import CertificateRequester
+from .transport.header_deadline import DeadlineSite
 from .transport.discovery import StaticDiscovery, create_discovery
+from .transport.identity import TlsFiles
 from .transport.peer_api import create_peer_app
 from .transport.json_body import json_response
 from .transport.peer_client import HttpPeerTransport
 from .version import VERSION
 
 log = logging.getLogger("leaderboard_node.server")
+FREEZE_INTERVAL = 120.0  # seconds between gc.freeze() calls (see NodeServer._freeze_loop)
 
 
 class NodeServer:
@@ -45,14 +50,24 @@ class NodeServer:
         self._runners: list[web.AppRunner] = []
         self._tasks: list[asyncio.Task[Any]] = []
         self._request_series: dict[tuple[str, int], tuple[Any, Any]] = {}
+        self._recovering = False
         self.client_app = create_client_app(self.node, extra_routes=self._extra_routes)
         self.client_app.middlewares.insert(0, self._measure)
         sync = settings.cluster.leaderboard_sync
+        tls = settings.tls
         token = read_secret(settings.auth.peer_token_file, setting="auth.peer_token_file")
-        transport: PeerTransport = HttpPeerTransport(
-            token=token, compression=sync.compression, on_bytes=self.metrics.peer_bytes,
-            ssl_context=settings.tls.peer_client_context(), server_name=settings.tls.peer_server_name,
+        # The peer certificates are loaded at start (a Kubernetes node may have to ask for its own).
+        self.peer_transport = HttpPeerTransport(
+            token=token, compression=sync.compression, on_bytes=self.metrics.peer_bytes, https=tls.peer_tls,
+            server_name=tls.peer_server_name, stall_timeout=sync.sync_stall_timeout,
         )
+        self.tls_files = TlsFiles(tls, node=self.node.name, on_client_context=self.peer_transport.use_ssl_context)
+        self.peer_transport.identity = self.tls_files.policy
+        self.certificates = (CertificateRequester(tls.certificate_request, tls=tls, node=self.node.name,
+                                                  api=settings.cluster.discovery.kubernetes,
+                                                  on_written=self.tls_files.check)
+                             if tls.certificate_request is not None else None)
+        transport: PeerTransport = self.peer_transport
         if token is None and sync.enabled:
             log.warning("peer_endpoint_open", extra={"node": self.node.name,
                                                      "hint": "set auth.peer_token_file to authenticate peers"})
@@ -74,7 +89,8 @@ class NodeServer:
         )
         self.node.on_acknowledge(self.replicator.acknowledge)
         self.peer_app = create_peer_app(self.replicator, token=token, max_message_bytes=sync.max_message_bytes,
-                                        on_rejected=lambda reason: self.metrics.peer_rejected.labels(reason).inc())
+                                        on_rejected=lambda reason: self.metrics.peer_rejected.labels(reason).inc(),
+                                        identity=self.tls_files.policy)
         self.events = EventService(node=self.node, replicator=self.replicator, settings=settings.events,
                                    render=render_event, metrics=self.metrics)
         self.metrics.watch_replication(self)
@@ -119,6 +135,13 @@ class NodeServer:
                 "leaderboards": len(node.store.leaderboards),
                 "started_at": int(node.started_at),
                 "replication": replicator is not None,
+                "identity": None if self.tls_files.policy is None else {
+                    "name": node.name,
+                    "dns_name": self.tls_files.policy.dns_name(node.name),
+                    "not_after": None if self.tls_files.not_after is None else int(self.tls_files.not_after),
+                    "reloads": self.tls_files.reloads,
+                    "certificates_issued": None if self.certificates is None else self.certificates.issued,
+                },
             },
             "members": [],
         }
@@ -156,7 +179,8 @@ class NodeServer:
         host, port = parse_host_port(listen)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, **self.settings.limits.server_options())
         await runner.setup()
-        site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl_context)
+        site = DeadlineSite(runner, host, port, reuse_address=True, ssl_context=ssl_context,
+                            header_timeout=self.settings.limits.header_timeout)
         try:
             await site.start()
         except OSError as exc:
@@ -170,19 +194,48 @@ class NodeServer:
         log.info("listening", extra={"node": self.node.name, "address": listen})
 
     async def start(self) -> None:
-        tls = self.settings.tls
-        context = tls.server_context()  # fails here, at start, when the certificate or key is wrong
-        # The client port first, so /healthz answers during a long recovery (writes are refused
-        # until the node is ready); the peer port only once the log is open for their batches.
+        context = self.tls_files.load_client_port()  # fails here, at start, when the certificate or key is wrong
+        # The client port first, so /healthz answers during a long recovery or while the node
+        # waits for its certificate (writes are refused until the node is ready); the peer port
+        # only once the log is open for their batches.
         await self._serve(self.client_app, self.settings.node.listen, setting="node.listen", flag="--listen",
                           ssl_context=context)
+        if self.certificates is not None:
+            self.node.waiting_for = "certificate"
+            await self.certificates.obtain()
+            self.node.waiting_for = None
+        self.tls_files.load_peer()
+        self._recovering = True
         await self.replicator.recover()
         if self.settings.cluster.leaderboard_sync.enabled:
             await self._serve(self.peer_app, self.settings.node.peer_listen, setting="node.peer_listen",
-                              flag="--peer-listen", ssl_context=context if tls.peer else None)
+                              flag="--peer-listen", ssl_context=self.tls_files.peer_server)
         self._tasks.append(asyncio.create_task(self._trim_loop(), name="trim"))
+        self._tasks.append(asyncio.create_task(self._freeze_loop(), name="gc-freeze"))
+        self.tls_files.start()
+        if self.certificates is not None:
+            self.certificates.start()
         await self.replicator.start()
         self.events.start()
+
+    async def _freeze_loop(self) -> None:
+        """Keep the rank cache out of Python's full garbage collections.
+
+        A million records live in a few huge containers (a bucket's sorted list and owner index);
+        a full collection walks every pointer in them, about 36 ms at 1M records, and with
+        requests churning objects it runs every few seconds: that is the tail of replication
+        lag and request latency on a big board. ``gc.freeze`` moves what exists now to a
+        generation collections skip (reference counting still frees it). It runs once the node
+        is ready (after its start-up sync) and again every ``FREEZE_INTERVAL`` seconds, for the
+        sorted lists' new sublists and new buckets. What it freezes that later becomes cyclic
+        garbage (a request in flight at that moment) is never collected: a few objects each time.
+        """
+        while self.node.state is not NodeState.READY:
+            await asyncio.sleep(0.2)
+        while True:
+            gc.collect()
+            gc.freeze()
+            await asyncio.sleep(FREEZE_INTERVAL)
 
     async def _trim_loop(self) -> None:
         interval = self.settings.leaderboard.trim_interval
@@ -195,8 +248,12 @@ class NodeServer:
     async def stop(self) -> None:
         self.node.set_state(NodeState.STOPPING)
         await self.events.stop()
-        await self.replicator.stop()
+        if self._recovering:  # else stopped while waiting for its certificate: nothing of it runs
+            await self.replicator.stop()
         await self.replicator.transport.close()
+        await self.tls_files.stop()
+        if self.certificates is not None:
+            await self.certificates.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -232,7 +289,15 @@ async def serve_forever(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await server.start()
-    await stop.wait()
+    starting = asyncio.create_task(server.start(), name="start")
+    stopping = asyncio.create_task(stop.wait(), name="stop-signal")
+    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if starting.done():
+        starting.result()  # a ConfigError at start propagates
+        await stopping
+    else:  # SIGTERM while starting (waiting for a certificate): stop at once
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await starting
     log.info("stopping", extra={"node": server.node.name})
     await server.stop()

@@ -46,6 +46,7 @@ class Outcome(enum.Enum):
     CREATED = "created"
     PATCHED = "patched"
     UNCHANGED = "unchanged"
+    DELETED = "deleted"  # an optional child the spec switched off
 
 
 class OwnershipConflict(Exception):
@@ -131,8 +132,12 @@ def controller_uid(obj: Mapping[str, Any]) -> str | None:
 
 
 def owned_by(obj: Mapping[str, Any], owner_uid: str | None) -> bool:
-    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
-    return any(ref.get("uid") == owner_uid for ref in refs)
+    """Whether ``obj`` is the owner's: by an owner reference, or (cluster-scoped objects, which
+    cannot reference a namespaced owner) by :data:`~.rendering.OWNER_UID_ANNOTATION`."""
+    metadata = obj.get("metadata") or {}
+    refs = metadata.get("ownerReferences") or []
+    annotation = (metadata.get("annotations") or {}).get(rendering.OWNER_UID_ANNOTATION)
+    return any(ref.get("uid") == owner_uid for ref in refs) or (annotation is not None and annotation == owner_uid)
 
 
 async def ensure(kube: Kube, child: Child, *, owner_uid: str | None) -> Outcome:

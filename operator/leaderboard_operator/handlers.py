@@ -17,6 +17,8 @@ members (timer)        observe -- pods + members' ``/v1/cluster`` -> status, con
                        every ``busy_poll_interval`` while anything is in progress (not Ready, a
                        generation not observed yet, a pod changed), else every ``poll_interval``
 pods (event)           a change of a managed pod: its cluster is observed at the next tick
+certificates (event)   a CertificateSigningRequest to our signer: approved and signed, or denied
+                       (``identity.py``)
 cleanup (delete)       explicit deletion of the children (and PVCs unless retained)
 =====================  ===========================================================================
 
@@ -63,7 +65,7 @@ from typing import Any
 import aiohttp
 import kopf
 
-from leaderboard_operator import children, members, rendering, resources
+from leaderboard_operator import children, identity, members, rendering, resources
 from leaderboard_operator import status as status_mod
 from leaderboard_operator.kube import ApiError, Kube
 from leaderboard_operator.metrics import OperatorMetrics
@@ -87,6 +89,16 @@ class Context:
     _nudged: set[tuple[str, str]] = dataclasses.field(default_factory=set)
     _observed: dict[tuple[str, str], Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     _observing: dict[tuple[str, str], asyncio.Lock] = dataclasses.field(default_factory=dict)
+    _ca: identity.ClusterCA | None = None
+    _ca_lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
+
+    async def identity_ca(self) -> identity.ClusterCA:
+        """The CA of the nodes' identity certificates (read, or created, once)."""
+        async with self._ca_lock:
+            if self._ca is None:
+                self._ca = await identity.load_or_create_ca(self.kube, namespace=self.config.namespace,
+                                                            name=self.config.identity_ca_secret)
+            return self._ca
 
     def lock(self, namespace: str, name: str) -> asyncio.Lock:
         """One lock per cluster: its children are never created and deleted concurrently."""
@@ -245,17 +257,27 @@ async def _apply_children(
 
     try:
         cluster = rendering.ClusterSpec.parse(spec, default_image=context.config.default_image)
-        wanted = rendering.render_children(name, namespace, cluster)
+        rendering.check_name(name)
     except (ValueError, TypeError) as exc:
         fail("InvalidSpec", f"invalid spec: {exc}")
         raise kopf.PermanentError(f"invalid spec: {exc}") from exc
-    if cluster.peer_token_secret is None:
-        token = secrets.token_urlsafe(32)  # used only if the Secret does not exist yet
-        wanted.insert(0, rendering.render_peer_token_secret(name, namespace, token=token))
-    kopf.adopt([child.manifest for child in wanted], owner=body)
 
     try:
-        return await children.ensure_all(context.kube, wanted, owner_uid=uid, should_stop=stopping)
+        ca = (await context.identity_ca()).pem if cluster.identity else ""
+        wanted = rendering.render_children(name, namespace, cluster, identity_ca=ca,
+                                           node_csr_role=context.config.node_csr_cluster_role)
+        if cluster.peer_token_secret is None:
+            token = secrets.token_urlsafe(32)  # used only if the Secret does not exist yet
+            wanted.insert(0, rendering.render_peer_token_secret(name, namespace, token=token))
+        kopf.adopt([child.manifest for child in wanted if not child.cluster_scoped], owner=body)
+        for child in wanted:  # no owner reference across scopes: the operator deletes them itself
+            if child.cluster_scoped:
+                child.manifest["metadata"].setdefault("annotations", {})[rendering.OWNER_UID_ANNOTATION] = uid
+        outcomes = await children.ensure_all(context.kube, wanted, owner_uid=uid, should_stop=stopping)
+        for deleted in await children.delete_all(context.kube, rendering.render_switched_off(name, namespace, cluster),
+                                                 owner_uid=uid):
+            outcomes[deleted] = children.Outcome.DELETED
+        return outcomes
     except children.OwnershipConflict as exc:
         fail("OwnershipConflict", str(exc))
         # Only a human can resolve it: retry, but less eagerly.
@@ -374,7 +396,7 @@ async def delete(
     """Delete every child this cluster owns, and its PVCs unless ``storage.retainOnDelete``."""
     try:
         cluster = rendering.ClusterSpec.parse(spec, default_image=context.config.default_image)
-        owned = rendering.render_children(name, namespace, cluster)
+        owned = rendering.render_children(name, namespace, cluster)  # only their names matter here
     except (ValueError, TypeError):
         return  # nothing could have been created from an invalid spec
     try:
@@ -414,6 +436,17 @@ def _post_event(body: kopf.Body, *, type: str, reason: str, message: str) -> Non
         pass  # not inside a running operator (a direct call): there is nowhere to post
 
 
+async def certificate_request(*, context: Context, body: kopf.Body, **_: Any) -> None:
+    """A CertificateSigningRequest to our signer: answer it (``identity.answer``). Errors are
+    logged, not retried: the node asks again (see ``identity.py``)."""
+    try:
+        await identity.answer(context.kube, body, ca=await context.identity_ca(),
+                              max_seconds=context.config.certificate_seconds)
+    except ApiError as exc:
+        context.metrics.errors.labels("certificates").inc()
+        identity.log.warning("Cannot answer certificate request %s: %s", body.get("metadata", {}).get("name"), exc)
+
+
 def register(
     registry: kopf.OperatorRegistry,
     *,
@@ -440,5 +473,8 @@ def register(
     kopf.on.event("", "v1", "pods", registry=registry, id="pods",
                   labels={rendering.LABEL_NAME: rendering.APP_NAME, rendering.LABEL_INSTANCE: kopf.PRESENT},
                   )(bind(pod_changed))
+    kopf.on.event(resources.CSRS.group, resources.CSRS.version, resources.CSRS.plural, registry=registry,
+                  id="certificates", field="spec.signerName", value=rendering.SIGNER_NAME,
+                  )(bind(certificate_request))
     kopf.on.delete(*resource, registry=registry, id="cleanup")(bind(delete))
     return context

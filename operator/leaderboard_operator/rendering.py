@@ -11,6 +11,12 @@ Every child of a ``LeaderboardCluster`` named ``NAME`` is rendered here:
 ``NAME``                   StatefulSet of nodes, volumeClaimTemplate ``data`` at ``/data``
 ``NAME``                   PodDisruptionBudget
 ``NAME-peer-token``        Secret with the peer token, only without ``spec.auth.peerTokenSecret``
+``NAME``                   NetworkPolicy: the peer port only from the cluster's own pods
+                           (``spec.networkPolicy``, on by default)
+``NAME-identity-ca``       ConfigMap with the CA bundle of the nodes' identity certificates
+``leaderboard-node-csr.``  ClusterRoleBinding (cluster-scoped, so not owned: deleted explicitly)
+``NAMESPACE.NAME``         letting the nodes request their certificates (both with
+                           ``spec.identity.enabled``, on by default; see ``identity.py``)
 =========================  ==========================================================
 
 The functions take the cluster's name, namespace and parsed spec (:class:`ClusterSpec`) and
@@ -61,6 +67,13 @@ TOKEN_FILE = f"{CONFIG_DIR}/secrets/{TOKEN_KEY}"
 SERVER_KEY_FILE = f"{CONFIG_DIR}/secrets/server-key"  # the client API's keys, from spec.auth
 CLIENT_KEY_FILE = f"{CONFIG_DIR}/secrets/client-key"
 DATA_DIR = "/data"
+IDENTITY_DIR = "/var/run/leaderboard/identity"  # an emptyDir in memory: the node's key and certificate
+IDENTITY_CERT_FILE = f"{IDENTITY_DIR}/tls.crt"
+IDENTITY_KEY_FILE = f"{IDENTITY_DIR}/tls.key"
+IDENTITY_CA_KEY = "ca.crt"
+IDENTITY_CA_FILE = f"{CONFIG_DIR}/identity/{IDENTITY_CA_KEY}"
+SIGNER_NAME = f"{resources.GROUP}/node-identity"
+OWNER_UID_ANNOTATION = f"{resources.GROUP}/owner-uid"  # on cluster-scoped children, which cannot be owned
 NODE_UID = 10001
 MAX_NAME_LENGTH = 52
 DNS_1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
@@ -140,6 +153,15 @@ class SecretKeyRef:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class NetworkPolicySpec:
+    """``spec.networkPolicy``: who reaches the client port (``client_from``: NetworkPolicyPeers;
+    None: anyone); the peer port only from the cluster's own pods."""
+
+    enabled: bool = True
+    client_from: tuple[Mapping[str, Any], ...] | None = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class ServiceSpec:
     type: str = "ClusterIP"
     port: int = CLIENT_PORT
@@ -165,6 +187,8 @@ class ClusterSpec:
     node_selector: Mapping[str, str] | None = None
     service: ServiceSpec = ServiceSpec()
     metrics_enabled: bool = True
+    network_policy: NetworkPolicySpec = NetworkPolicySpec()
+    identity: bool = True  # node identity certificates (identity.py)
 
     @classmethod
     def parse(cls, spec: Mapping[str, Any] | None, *, default_image: str) -> ClusterSpec:
@@ -218,7 +242,18 @@ class ClusterSpec:
             node_selector=raw.get("nodeSelector") or None,
             service=ServiceSpec(type=service.get("type") or "ClusterIP", port=int(service.get("port") or CLIENT_PORT)),
             metrics_enabled=bool((raw.get("metrics") or {}).get("enabled", True)),
+            network_policy=_network_policy(raw.get("networkPolicy") or {}),
+            identity=bool((raw.get("identity") or {}).get("enabled", True)),
         )
+
+
+def _network_policy(raw: Mapping[str, Any]) -> NetworkPolicySpec:
+    client_from = raw.get("clientFrom")
+    if client_from is not None and (not isinstance(client_from, list)
+                                    or not all(isinstance(peer, Mapping) for peer in client_from)):
+        raise ValueError(f"spec.networkPolicy.clientFrom must be a list of NetworkPolicyPeers, got {client_from!r}")
+    return NetworkPolicySpec(enabled=bool(raw.get("enabled", True)),
+                             client_from=None if client_from is None else tuple(dict(p) for p in client_from))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -237,8 +272,14 @@ class Child:
         return str(self.manifest["metadata"]["name"])
 
     @property
-    def namespace(self) -> str:
-        return str(self.manifest["metadata"]["namespace"])
+    def namespace(self) -> str | None:
+        """None for a cluster-scoped child."""
+        namespace = self.manifest["metadata"].get("namespace")
+        return None if namespace is None else str(namespace)
+
+    @property
+    def cluster_scoped(self) -> bool:
+        return not self.resource.namespaced
 
     def __str__(self) -> str:
         return f"{self.resource.kind}/{self.name}"
@@ -285,6 +326,21 @@ class Names:
     @property
     def generated_secret(self) -> str:
         return f"{self.cluster}-peer-token"
+
+    @property
+    def network_policy(self) -> str:
+        return self.cluster
+
+    @property
+    def identity_ca(self) -> str:
+        return f"{self.cluster}-identity-ca"
+
+    def node_csr_binding(self, namespace: str) -> str:
+        return f"leaderboard-node-csr.{namespace}.{self.cluster}"
+
+    def peer_domain(self, namespace: str) -> str:
+        """The DNS domain of the pods under the headless Service: a pod is ``POD.<this>``."""
+        return f"{self.peers_service}.{namespace}.svc"
 
     def peer_token_secret(self, spec: ClusterSpec) -> str:
         return spec.peer_token_secret or self.generated_secret
@@ -360,6 +416,14 @@ def render_node_config(name: str, namespace: str, spec: ClusterSpec) -> dict[str
             **({"server_key_file": SERVER_KEY_FILE} if spec.server_key else {}),
             **({"client_key_file": CLIENT_KEY_FILE} if spec.client_key else {}),
         },
+        **({"tls": {
+            "peer_cert_file": IDENTITY_CERT_FILE,
+            "peer_key_file": IDENTITY_KEY_FILE,
+            "ca_file": IDENTITY_CA_FILE,
+            "peer_identity": True,
+            "peer_domain": Names(name).peer_domain(namespace),
+            "certificate_request": {"signer_name": SIGNER_NAME},
+        }} if spec.identity else {}),
         "log": {"level": "info", "format": "json"},
     }
 
@@ -369,19 +433,40 @@ def render_node_config_text(name: str, namespace: str, spec: ClusterSpec) -> str
     return header + str(yaml.safe_dump(render_node_config(name, namespace, spec), sort_keys=False))
 
 
-def render_children(name: str, namespace: str, spec: ClusterSpec) -> list[Child]:
-    """All children except the token Secret, in a sensible creation order."""
+def render_children(name: str, namespace: str, spec: ClusterSpec, *, identity_ca: str = "",
+                    node_csr_role: str = "leaderboard-operator-node-csr") -> list[Child]:
+    """All children except the token Secret, in a sensible creation order; ``identity_ca`` is the
+    PEM of the identity CA (the operator's, see ``identity.py``), ``node_csr_role`` the chart's
+    ClusterRole the nodes' certificate requests need."""
     check_name(name)
+    optional: dict[str, list[Child]] = {"network_policy": [], "identity": []}
+    if spec.network_policy.enabled:
+        optional["network_policy"].append(render_network_policy(name, namespace, spec))
+    if spec.identity:
+        optional["identity"] += [render_identity_ca(name, namespace, identity_ca),
+                                 render_node_csr_binding(name, namespace, cluster_role=node_csr_role)]
     return [
         render_service_account(name, namespace),
         render_role(name, namespace),
         render_role_binding(name, namespace),
+        *optional["identity"],
         render_config_map(name, namespace, spec),
         render_peers_service(name, namespace),
         render_client_service(name, namespace, spec),
+        *optional["network_policy"],
         render_pdb(name, namespace, spec),
         render_stateful_set(name, namespace, spec),
     ]
+
+
+def render_switched_off(name: str, namespace: str, spec: ClusterSpec) -> list[Child]:
+    """The optional children the spec switches off: they must not exist (deleted if they do)."""
+    off: list[Child] = []
+    if not spec.network_policy.enabled:
+        off.append(render_network_policy(name, namespace, spec))
+    if not spec.identity:
+        off += [render_identity_ca(name, namespace, ""), render_node_csr_binding(name, namespace, cluster_role="")]
+    return off
 
 
 def _metadata(name: str, namespace: str, cluster: str) -> dict[str, Any]:
@@ -467,6 +552,51 @@ def render_pdb(name: str, namespace: str, spec: ClusterSpec) -> Child:
     })
 
 
+def render_network_policy(name: str, namespace: str, spec: ClusterSpec) -> Child:
+    """The peer port from the cluster's own pods only; the client port from ``clientFrom`` (or
+    from anywhere). Egress is not restricted. The ports are the pods' named ports."""
+    client_rule: dict[str, Any] = {"ports": [{"protocol": "TCP", "port": "http"}]}
+    if spec.network_policy.client_from is not None:
+        client_rule["from"] = [dict(peer) for peer in spec.network_policy.client_from]
+    return Child(resource=resources.NETWORKPOLICIES, manifest={
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _metadata(Names(name).network_policy, namespace, name),
+        "spec": {
+            "podSelector": {"matchLabels": selector_labels(name)},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {"from": [{"podSelector": {"matchLabels": selector_labels(name)}}],
+                 "ports": [{"protocol": "TCP", "port": "peer"}]},
+                client_rule,
+            ],
+        },
+    })
+
+
+def render_identity_ca(name: str, namespace: str, ca_pem: str) -> Child:
+    """The CA bundle the nodes verify each other's certificates against (public: a ConfigMap)."""
+    return Child(resource=resources.CONFIGMAPS, manifest={
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _metadata(Names(name).identity_ca, namespace, name),
+        "data": {IDENTITY_CA_KEY: ca_pem},
+    })
+
+
+def render_node_csr_binding(name: str, namespace: str, *, cluster_role: str) -> Child:
+    """Lets the cluster's ServiceAccount create and read CertificateSigningRequests (cluster-scoped
+    objects, so a ClusterRoleBinding; the operator deletes it with the cluster)."""
+    names = Names(name)
+    return Child(resource=resources.CLUSTERROLEBINDINGS, immutable=ROLEBINDING_IMMUTABLE, manifest={
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": names.node_csr_binding(namespace), "labels": common_labels(name)},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_role},
+        "subjects": [{"kind": "ServiceAccount", "name": names.service_account, "namespace": namespace}],
+    })
+
+
 def render_peer_token_secret(name: str, namespace: str, *, token: str) -> Child:
     """The generated peer token; created once, never patched (its token must not change)."""
     encoded = base64.b64encode(token.encode()).decode()
@@ -549,6 +679,7 @@ def render_stateful_set(name: str, namespace: str, spec: ClusterSpec) -> Child:
             {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
             {"name": "data", "mountPath": DATA_DIR},
             {"name": "tmp", "mountPath": "/tmp"},
+            *([{"name": "identity", "mountPath": IDENTITY_DIR}] if spec.identity else []),
         ],
         "securityContext": {
             "allowPrivilegeEscalation": False,
@@ -576,8 +707,13 @@ def render_stateful_set(name: str, namespace: str, spec: ClusterSpec) -> Child:
                 *({"secret": {"name": ref.name, "items": [{"key": ref.key, "path": path[len(CONFIG_DIR) + 1:]}]}}
                   for ref, path in ((spec.server_key, SERVER_KEY_FILE), (spec.client_key, CLIENT_KEY_FILE))
                   if ref is not None),
+                *([{"configMap": {"name": names.identity_ca, "items": [
+                    {"key": IDENTITY_CA_KEY, "path": IDENTITY_CA_FILE[len(CONFIG_DIR) + 1:]}]}}]
+                  if spec.identity else []),
             ]}},
             {"name": "tmp", "emptyDir": {}},
+            # The node's own key never touches a disk, and outlives a container restart.
+            *([{"name": "identity", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}] if spec.identity else []),
         ],
     }
     if spec.tolerations:

@@ -6,9 +6,15 @@ and no others (least privilege). The Helm chart grants exactly these (a test com
 and another checks that the running operator uses nothing else), so adding a resource here
 without granting it in the chart fails the test suite rather than a deployment.
 
-Secrets are only created (the generated peer token), never read: the operator does not need to
-read any Secret, so it is not allowed to. The garbage collector deletes that Secret with its
-cluster (owner reference); the operator does not.
+Secrets are created (the generated peer token, the identity CA) and read only by name: the
+operator reads one Secret, its own identity CA in its own namespace (:data:`OWN_SECRETS`), and
+no other. The garbage collector deletes the token Secret with its cluster (owner reference);
+the operator does not.
+
+Node identities (``identity.py``) add a few grants that are narrowed to names
+(:data:`SIGNER_GRANTS`, the chart's ``resourceNames``): approving and signing for the
+operator's own signer only, and binding only the chart's ClusterRole that lets the nodes ask
+for certificates.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ class Resource:
     kind: str
     namespaced: bool = True
     verbs: frozenset[str] = frozenset()
+    subresources: tuple[str, ...] = ()
 
     @property
     def api_version(self) -> str:
@@ -70,6 +77,15 @@ PDBS = Resource(group="policy", version="v1", plural="poddisruptionbudgets", kin
 PODS = Resource(group="", version="v1", plural="pods", kind="Pod", verbs=frozenset({"get", "list", "watch"}))
 PVCS = Resource(group="", version="v1", plural="persistentvolumeclaims", kind="PersistentVolumeClaim",
                 verbs=frozenset({"get", "list", "delete"}))
+NETWORKPOLICIES = Resource(group="networking.k8s.io", version="v1", plural="networkpolicies", kind="NetworkPolicy",
+                           verbs=_OWNED)
+# Node identities: the nodes' certificate requests (cluster-scoped), answered on two subresources,
+# and one ClusterRoleBinding per cluster that lets its nodes make them.
+CSRS = Resource(group="certificates.k8s.io", version="v1", plural="certificatesigningrequests",
+                kind="CertificateSigningRequest", namespaced=False, verbs=frozenset({"get", "list", "watch"}),
+                subresources=("approval", "status"))
+CLUSTERROLEBINDINGS = Resource(group="rbac.authorization.k8s.io", version="v1", plural="clusterrolebindings",
+                               kind="ClusterRoleBinding", namespaced=False, verbs=_OWNED)
 
 # Used by kopf itself rather than by our client, but the operator needs them all the same.
 EVENTS = Resource(group="", version="v1", plural="events", kind="Event", verbs=frozenset({"create", "patch"}))
@@ -81,8 +97,23 @@ CRDS = Resource(group="apiextensions.k8s.io", version="v1", plural="customresour
 #: Everything the operator touches, for RBAC and for test harnesses that emulate the API.
 ALL: tuple[Resource, ...] = (
     CLUSTERS, SERVICES, CONFIGMAPS, SECRETS, SERVICEACCOUNTS, ROLES, ROLEBINDINGS,
-    STATEFULSETS, PDBS, PODS, PVCS, EVENTS, NAMESPACES, CRDS,
+    STATEFULSETS, PDBS, PODS, PVCS, NETWORKPOLICIES, CSRS, CLUSTERROLEBINDINGS, EVENTS, NAMESPACES, CRDS,
 )
+
+#: Subresources of the certificate requests, written when the operator answers one.
+CSR_SUBRESOURCES: dict[str, frozenset[str]] = {
+    "approval": frozenset({"patch"}),  # Approved or Denied
+    "status": frozenset({"patch"}),  # the certificate (or Failed)
+}
+
+#: Grants restricted to names (``resourceNames``), by (API group, resource): the operator's own
+#: signer (approve and sign), the nodes' ClusterRole (bind), and its own Secrets (get).
+SIGNER_GRANTS: dict[tuple[str, str], frozenset[str]] = {
+    ("certificates.k8s.io", "signers"): frozenset({"approve", "sign"}),
+    ("rbac.authorization.k8s.io", "clusterroles"): frozenset({"bind"}),
+}
+#: What the operator does with Secrets of its own namespace, beyond creating them (by name only).
+OWN_SECRETS = frozenset({"get"})
 
 #: Subresources of the cluster resource written by the operator, with their verbs.
 CLUSTER_SUBRESOURCES: dict[str, frozenset[str]] = {

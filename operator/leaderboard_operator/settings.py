@@ -63,9 +63,22 @@ class OperatorConfig:
     #: Seconds before a failed reconciliation is retried (kopf.TemporaryError's delay).
     retry_delay: float = 10.0
 
+    #: The operator's own namespace (the chart sets it from the downward API): where it keeps the
+    #: CA of the nodes' identity certificates, in the Secret ``identity_ca_secret``.
+    namespace: str = "leaderboard-system"
+    identity_ca_secret: str = "leaderboard-operator-identity-ca"
+
+    #: The ClusterRole (installed by the chart) that lets nodes create and read their
+    #: CertificateSigningRequests; the operator binds each identity-enabled cluster's ServiceAccount to it.
+    node_csr_cluster_role: str = "leaderboard-operator-node-csr"
+
+    #: The longest life of a node certificate the operator issues (a node may ask for less;
+    #: nodes renew theirs two thirds of the way through).
+    certificate_seconds: float = 86_400.0
+
     def __post_init__(self) -> None:
         for name in ("reconcile_interval", "poll_interval", "busy_poll_interval", "member_timeout", "api_timeout",
-                     "retry_delay"):
+                     "retry_delay", "certificate_seconds"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
         if self.member_port is not None and not 0 < self.member_port < 65536:

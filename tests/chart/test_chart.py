@@ -112,27 +112,58 @@ def used(*, namespaced: bool | None = None) -> Grants:
         for sub, verbs in resources.CLUSTER_SUBRESOURCES.items():
             found[(resources.GROUP, f"{resources.PLURAL}/{sub}")] = set(verbs)
         found[("events.k8s.io", "events")] = set(resources.EVENTS.verbs)  # either events API
+    if namespaced is not True:
+        for sub, verbs in resources.CSR_SUBRESOURCES.items():
+            found[(resources.CSRS.group, f"{resources.CSRS.plural}/{sub}")] = set(verbs)
+        for key, verbs in resources.SIGNER_GRANTS.items():
+            found[key] = set(verbs)
     return found
 
 
+def operator_role(documents: list[dict[str, Any]]) -> dict[str, Any]:
+    """The operator's ClusterRole (the other one is the nodes' node-csr role)."""
+    roles = [d for d in documents if d["kind"] == "ClusterRole" and not d["metadata"]["name"].endswith("-node-csr")]
+    assert len(roles) == 1, roles
+    return roles[0]
+
+
 def test_the_cluster_role_grants_exactly_what_the_operator_uses(render: Render) -> None:
-    assert grants(only(render(), "ClusterRole")) == used()
+    assert grants(operator_role(render())) == used()
 
 
-def test_the_operator_may_create_secrets_but_never_read_them(render: Render) -> None:
+def test_names_restrict_the_signer_the_bound_role_and_the_secret_read(render: Render) -> None:
+    documents = render()
+    restricted = {(rule["resources"][0], tuple(rule["resourceNames"])) for role in documents
+                  if role["kind"] in ("Role", "ClusterRole") for rule in role["rules"] if "resourceNames" in rule}
+    assert restricted == {("signers", ("leaderboard-cluster.dev/node-identity",)),
+                          ("clusterroles", ("lb-leaderboard-operator-node-csr",)),
+                          ("secrets", ("lb-leaderboard-operator-identity-ca",))}
+    env = {e["name"]: e.get("value") for e in only(documents, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["LEADERBOARD_OPERATOR_IDENTITY_CA_SECRET"] == "lb-leaderboard-operator-identity-ca"
+    assert env["LEADERBOARD_OPERATOR_NODE_CSR_CLUSTER_ROLE"] == "lb-leaderboard-operator-node-csr"
+    nodes = [d for d in documents if d["kind"] == "ClusterRole" and d["metadata"]["name"].endswith("-node-csr")]
+    assert [rule for role in nodes for rule in role["rules"]] == [
+        {"apiGroups": ["certificates.k8s.io"], "resources": ["certificatesigningrequests"], "verbs": ["create", "get"]}]
+
+
+def test_the_operator_may_create_secrets_but_read_only_its_own_ca(render: Render) -> None:
     for documents in (render(), render("watchNamespaces={games}")):
         roles = [d for d in documents if d["kind"] in ("Role", "ClusterRole")]
-        assert grants(*roles)[("", "secrets")] == {"create"}
+        assert grants(*roles)[("", "secrets")] == {"create", "get"}
+        reads = [(role["kind"], role["metadata"].get("namespace"), rule.get("resourceNames"))
+                 for role in roles for rule in role["rules"] if "secrets" in rule["resources"] and "get" in rule["verbs"]]
+        assert reads == [("Role", "leaderboard-system", ["lb-leaderboard-operator-identity-ca"])]
 
 
 def test_watched_namespaces_get_roles_and_the_cluster_role_keeps_no_namespaced_rule(render: Render) -> None:
     documents = render("watchNamespaces={games,ops}")
-    assert grants(only(documents, "ClusterRole")) == used(namespaced=False)
-    roles = {d["metadata"]["namespace"]: d for d in documents if d["kind"] == "Role"}
+    assert grants(operator_role(documents)) == used(namespaced=False)
+    roles = {d["metadata"]["namespace"]: d for d in documents
+             if d["kind"] == "Role" and not d["metadata"]["name"].endswith("-identity-ca")}
     assert set(roles) == {"games", "ops"}
     for role in roles.values():
         assert grants(role) == used(namespaced=True)
-    bindings = [d for d in documents if d["kind"] == "RoleBinding"]
+    bindings = [d for d in documents if d["kind"] == "RoleBinding" and not d["metadata"]["name"].endswith("-identity-ca")]
     account = only(documents, "ServiceAccount")["metadata"]["name"]
     assert {b["metadata"]["namespace"] for b in bindings} == {"games", "ops"}
     assert all(b["subjects"] == [{"kind": "ServiceAccount", "name": account, "namespace": "leaderboard-system"}]
@@ -141,8 +172,8 @@ def test_watched_namespaces_get_roles_and_the_cluster_role_keeps_no_namespaced_r
 
 def test_watched_namespace_globs_need_the_cluster_role(render: Render) -> None:
     documents = render("watchNamespaces={games-*}")
-    assert not [d for d in documents if d["kind"] == "Role"]
-    assert grants(only(documents, "ClusterRole")) == used()
+    assert [d["metadata"]["name"] for d in documents if d["kind"] == "Role"] == ["lb-leaderboard-operator-identity-ca"]
+    assert grants(operator_role(documents)) == used()
 
 
 def test_the_operators_rules_cover_the_nodes_role(render: Render) -> None:
@@ -162,7 +193,7 @@ def test_the_binding_names_the_service_account(render: Render) -> None:
     account = only(documents, "ServiceAccount")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["metadata"]["name"],
                                     "namespace": "leaderboard-system"}]
-    assert binding["roleRef"]["name"] == only(documents, "ClusterRole")["metadata"]["name"]
+    assert binding["roleRef"]["name"] == operator_role(documents)["metadata"]["name"]
     deployment = only(documents, "Deployment")
     assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == account["metadata"]["name"]
 

@@ -3,6 +3,7 @@ API operation, tables and --json, API keys, batch imports, help, versions, pipes
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -307,6 +308,7 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(node):
         args = [sys.executable, "-m", "leaderboard_client.cli", "--url", node.url, "top", "ctl-pipe", "--limit", "1000"]
         process = subprocess.Popen(args + ([output] if output else []), stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, env=env, bufsize=0)
+        fcntl.fcntl(process.stdout.fileno(), 1031, 4096)  # F_SETPIPE_SZ: the output is far more than the pipe holds
         # the first bytes, then the reader goes, as `| head -1` does; the rest (75 KB as a table,
         # 300 KB as JSON) is more than the pipe holds, so the command is still writing
         assert os.read(process.stdout.fileno(), 100)

@@ -172,3 +172,19 @@ def test_records_sent_as_slots_by_an_older_build_are_taken_as_records():
     assert [(r.owner, r.value) for r in built] == [(r.owner, r.value) for r in source]
     assert built.tombstones() == source.tombstones()
     assert built.digest == source.digest
+
+
+def test_an_elements_hash_read_from_its_bytes_is_its_records_hash():
+    from leaderboard_node.domain.rank_cache import Bucket, element_hash, record_hash
+    from leaderboard_node.domain.records import Slot, SlotKind
+
+    for descending in (True, False):
+        bucket = Bucket(descending=descending, expiry=0)
+        bucket.apply_slot("00000000-0000-4000-8000-000000000001", Slot("a@1", SlotKind.SET, 5 << 16, 7, 1, 1, 5, None, None))
+        bucket.apply_slot("plain", Slot("a@1", SlotKind.SET, 6 << 16, -3, 0, 4, 2, "ann", '{"x": 1}'))
+        bucket.apply_slot("named", Slot("a@1", SlotKind.SET, 7 << 16, 2**62, -5, 1, 7, "é", None))
+        bucket.apply_slot("summed", Slot("a@1", SlotKind.INCR, 8 << 16, 3, 0, 1, 8, None, None))
+        bucket.apply_slot("summed", Slot("b@1", SlotKind.INCR, 9 << 16, 4, 0, 1, 9, "bo", None))
+        for record in bucket:
+            assert element_hash(record.element, descending=descending) == record_hash(
+                record.key[16:], record.value, descending=descending), record.owner

@@ -15,7 +15,7 @@ import pytest
 
 from leaderboard_operator import OperatorConfig
 
-from ..operator.conftest import NAMESPACE, ApiServer, Cluster, emulated_api, operator  # noqa: F401 - operator: a fixture
+from ..operator.conftest import NAMESPACE, OPERATOR_NAMESPACE, ApiServer, Cluster, emulated_api, operator  # noqa: F401 - operator: a fixture
 from .kubelet import Kubelet, WatchingApiServer
 
 
@@ -63,6 +63,7 @@ def operator_config(k8s: WatchingApiServer, ports: tuple[int, int]) -> OperatorC
         api_timeout=5.0,
         retry_delay=0.2,
         default_image="leaderboard-node:test",
+        namespace=OPERATOR_NAMESPACE,
     )
 
 

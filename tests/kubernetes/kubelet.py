@@ -42,7 +42,9 @@ which win over the config file): every pod listens on its own 127.0.0.x with the
 and peer ports (the test's port pair instead of 7350/7351, which may be taken), discovery talks
 to kmock's URL with a dummy token file and no CA file instead of the in-cluster service account,
 and discovery's peer port is the test's peer port. The operator reaches the members' client
-port through its ``member_port`` setting.
+port through its ``member_port`` setting. Each pod gets a token of its own, which the emulated
+API (:attr:`ApiServer.tokens`) takes for that pod's bound ServiceAccount token, so that the
+certificate requests its node makes are recorded as made by that pod.
 
 What the harness adds to kmock, and why:
 
@@ -85,6 +87,7 @@ import decimal
 import inspect
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -102,6 +105,7 @@ from leaderboard_client import ApiError, LeaderboardClient
 from leaderboard_operator import resources
 
 from ..harness import log_errors, log_tail, loopback_host
+from ..operator.apiserver import pod_token_identity
 from ..operator.conftest import ApiServer, Cluster
 
 log = logging.getLogger("tests.kubernetes.kubelet")
@@ -180,6 +184,10 @@ class Pod:
         return self.dir / "node.log"
 
     @property
+    def token_file(self) -> Path:
+        return self.dir / "serviceaccount" / "token"
+
+    @property
     def container(self) -> dict[str, Any]:
         return dict(self.spec["containers"][0])
 
@@ -225,13 +233,10 @@ class Kubelet:
         self._unready: set[str] = set()  # pods whose readiness probe is held back
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
-        self._token_file = workdir / "serviceaccount" / "token"
 
     # ----------------------------------------------------------------- life cycle
 
     async def start(self) -> None:
-        self._token_file.parent.mkdir(parents=True, exist_ok=True)
-        self._token_file.write_text("kubelet-harness-dummy-token\n")  # kmock accepts any token
         self._session = aiohttp.ClientSession()
         self._task = asyncio.create_task(self._controller(), name="kubelet: statefulset controller")
 
@@ -389,10 +394,22 @@ class Kubelet:
             "status": ({"phase": "Running", "podIP": pod.ip, "podIPs": [{"ip": pod.ip}], "hostIP": "127.0.0.1",
                         "startTime": now(), **self._status(pod)} if pod.scheduled else self._unschedulable(pod)),
         }
-        await self.api.request("POST", resources.PODS.url(namespace=self.namespace), json=manifest)
+        created = await self.api.request("POST", resources.PODS.url(namespace=self.namespace), json=manifest)
+        self._issue_token(pod, service_account=pod.spec.get("serviceAccountName") or "default",
+                          uid=created["metadata"]["uid"])
         self.pods[name] = pod
         if pod.scheduled:
             pod.task = asyncio.create_task(self._run_pod(pod), name=f"kubelet: {name}")
+
+    def _issue_token(self, pod: Pod, *, service_account: str, uid: str) -> None:
+        """The pod's bound ServiceAccount token, projected into it: the API (the harness's
+        :attr:`ApiServer.tokens`) takes its bearer for this pod, as a real one would."""
+        token = secrets.token_urlsafe(24)
+        assert isinstance(self.api.kmock, ApiServer)
+        self.api.kmock.tokens[token] = pod_token_identity(namespace=self.namespace, service_account=service_account,
+                                                          pod=pod.name, pod_uid=uid)
+        pod.token_file.parent.mkdir(parents=True, exist_ok=True)
+        pod.token_file.write_text(token + "\n")
 
     def _unschedulable(self, pod: Pod) -> dict[str, Any]:
         return {"phase": "Pending", "conditions": [{
@@ -568,7 +585,7 @@ class Kubelet:
             "LEADERBOARD_NODE__PEER_LISTEN": f"{pod.ip}:{self.peer_port}",
             prefix + "PORT": str(self.peer_port),
             prefix + "API_SERVER": str(self.api.kmock.url),
-            prefix + "TOKEN_FILE": str(self._token_file),
+            prefix + "TOKEN_FILE": str(pod.token_file),
             prefix + "CA_FILE": "null",
         }
 

@@ -198,7 +198,11 @@ async def test_a_user_applies_scales_crashes_overfills_loses_the_node_and_shrink
     await wait_for(lambda: kubelet.ready(*first), timeout=40, kubelet=kubelet,
                    what="pods lb-0..2 to run a node each and pass their readiness probe")
     for pod in first:
-        assert (await node_info(kubelet, pod))["node"]["name"] == pod  # from the pod's fieldRef
+        info = (await node_info(kubelet, pod))["node"]
+        assert info["name"] == pod  # from the pod's fieldRef
+        # Its peers know it by the certificate the operator signed for it (node identities, on by default).
+        assert info["identity"]["dns_name"] == f"{pod}.{NAME}-peers.{NAMESPACE}.svc", info["identity"]
+        assert info["identity"]["certificates_issued"] == 1, info["identity"]
         members = await wait_for(lambda pod=pod: _sees(kubelet, pod, set(first) - {pod}), timeout=10,
                                  kubelet=kubelet, what=f"{pod} to list the two others as reachable members")
         assert {m["address"] for m in members} == {
@@ -210,6 +214,10 @@ async def test_a_user_applies_scales_crashes_overfills_loses_the_node_and_shrink
     watches = [r for r in cluster.kmock if r.method.value == "GET" and r.url.path == pods_path
                and r.params.get("watch") == "true" and r.params.get("labelSelector") == SELECTOR]
     assert len(watches) >= 3, "each node watches its pods through the Kubernetes API"
+    signed = {request["spec"]["extra"]["authentication.kubernetes.io/pod-name"][0]
+              for (resource, _, _), request in ((key, obj.raw) for key, obj in cluster.kmock.objects.items())
+              if resource == kmock_key(resources.CSRS) and (request.get("status") or {}).get("certificate")}
+    assert signed == set(first), "each pod asked for its certificate itself, and got it"
 
     status = await wait_for(lambda: settled(cluster, 3), timeout=20, kubelet=kubelet,
                             what="status: 3 members, readyReplicas 3, phase Ready")

@@ -27,6 +27,18 @@ object as a real server would store it and hands kmock a patch that produces exa
   CRD's ``specReplicasPath``) and is validated like any other write.
 * **Garbage collection** (background propagation): when an object goes, its dependents
   whose owners are all gone go too (marked for deletion first if they have finalizers).
+* **NetworkPolicies** are validated (a pod selector, ports that are numbers or IANA service
+  names, peers that are selectors or an IP block, policy types) and defaulted (``protocol``,
+  ``policyTypes``) as the API server does.
+* **CertificateSigningRequests** (``certificates.k8s.io/v1``): the API server, not the client,
+  fills in who made one (``spec.username``, ``uid``, ``groups``, ``extra``): here from the
+  bearer token, which :attr:`ApiServer.tokens` maps to a pod's identity as a bound
+  ServiceAccount token would (the kubelet harness registers one per pod; an unknown token is
+  the cluster admin). ``spec`` is validated (a PEM request, known usages,
+  ``expirationSeconds`` >= 600) and immutable; the ``approval`` subresource changes only the
+  conditions (Approved and Denied exclude each other, neither is taken back); the ``status``
+  subresource sets the certificate only on an approved request, once, as PEM. There is no
+  signer: the operator is the signer of its requests, and nothing else answers them.
 
 It also keeps what the harness needed before: a new ``resourceVersion`` on every write, ``uid``,
 ``creationTimestamp`` and ``generateName``, and 422 instead of 500 for a failed JSON-patch
@@ -41,6 +53,7 @@ status on the pod itself), and only the defaults the operator's children can mee
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 import datetime
 import decimal
@@ -58,6 +71,7 @@ import jsonpatch
 import jsonschema
 import kmock as kmock_lib
 import yaml
+from cryptography import x509
 from kubernetes.utils import parse_quantity
 
 from leaderboard_operator import resources
@@ -368,6 +382,137 @@ def scale_of(obj: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+# ----------------------------------------------------------------------------- network policies
+
+IANA_SVC_NAME = re.compile(r"(?=.*[a-z])[a-z0-9]([a-z0-9]|-(?!-))*[a-z0-9]|[a-z]")
+
+
+def admit_network_policy(obj: dict[str, Any]) -> None:
+    """Validate and default a NetworkPolicy as the API server does (the parts a policy can get wrong)."""
+    name = str((obj.get("metadata") or {}).get("name"))
+    spec = obj.get("spec")
+    if not isinstance(spec, dict) or not isinstance(spec.get("podSelector"), dict):
+        raise invalid("spec.podSelector", None, "Required value", kind="NetworkPolicy", name=name)
+    for direction, peers_key in (("ingress", "from"), ("egress", "to")):
+        for index, rule in enumerate(spec.get(direction) or []):
+            for number, port in enumerate(rule.get("ports") or []):
+                field = f"spec.{direction}[{index}].ports[{number}]"
+                port.setdefault("protocol", "TCP")
+                if port["protocol"] not in ("TCP", "UDP", "SCTP"):
+                    raise invalid(f"{field}.protocol", port["protocol"], 'supported values: "SCTP", "TCP", "UDP"',
+                                  kind="NetworkPolicy", name=name)
+                value = port.get("port")
+                if isinstance(value, str) and not (len(value) <= 15 and IANA_SVC_NAME.fullmatch(value)):
+                    raise invalid(f"{field}.port", value, "must contain only alpha-numeric characters (a-z, 0-9), "
+                                  "and hyphens (-), at most 15, at least one letter", kind="NetworkPolicy", name=name)
+                if isinstance(value, int) and not 1 <= value <= 65535:
+                    raise invalid(f"{field}.port", value, "must be between 1 and 65535, inclusive",
+                                  kind="NetworkPolicy", name=name)
+            for number, peer in enumerate(rule.get(peers_key) or []):
+                field = f"spec.{direction}[{index}].{peers_key}[{number}]"
+                kinds = [key for key in ("podSelector", "namespaceSelector", "ipBlock") if key in peer]
+                if not kinds or ("ipBlock" in kinds and len(kinds) > 1) or set(peer) - set(kinds):
+                    raise invalid(field, peer, "must specify a peerSelector or ipBlock, not both, and nothing else",
+                                  kind="NetworkPolicy", name=name)
+    if "policyTypes" not in spec:
+        spec["policyTypes"] = ["Ingress", *(["Egress"] if spec.get("egress") else [])]
+    for value in spec["policyTypes"]:
+        if value not in ("Ingress", "Egress"):
+            raise invalid("spec.policyTypes", value, 'supported values: "Egress", "Ingress"',
+                          kind="NetworkPolicy", name=name)
+
+
+# ----------------------------------------------------------------------------- certificate requests
+
+CSR_KIND = "CertificateSigningRequest"
+KNOWN_USAGES = frozenset({
+    "signing", "digital signature", "content commitment", "key encipherment", "key agreement",
+    "data encipherment", "cert sign", "crl sign", "encipher only", "decipher only", "any", "server auth",
+    "client auth", "code signing", "email protection", "s/mime", "ipsec end system", "ipsec tunnel",
+    "ipsec user", "timestamping", "ocsp signing", "microsoft sgc", "netscape sgc"})
+CLUSTER_ADMIN = {"username": "kubernetes-admin", "uid": "", "groups": ["system:masters", "system:authenticated"]}
+
+
+def pod_token_identity(*, namespace: str, service_account: str, pod: str, pod_uid: str) -> dict[str, Any]:
+    """Who a pod's bound ServiceAccount token says its bearer is (what the API server records)."""
+    return {
+        "username": f"system:serviceaccount:{namespace}:{service_account}",
+        "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{namespace}/{service_account}")),
+        "groups": ["system:serviceaccounts", f"system:serviceaccounts:{namespace}", "system:authenticated"],
+        "extra": {"authentication.kubernetes.io/pod-name": [pod], "authentication.kubernetes.io/pod-uid": [pod_uid],
+                  "authentication.kubernetes.io/credential-id": [f"JTI={uuid.uuid4()}"]},
+    }
+
+
+def _csr_invalid(field: str, value: Any, detail: str, name: str) -> kmock_lib.KubernetesError:
+    return invalid(field, value, detail, kind=CSR_KIND, name=name)
+
+
+def admit_csr(obj: dict[str, Any], *, requester: Mapping[str, Any]) -> None:
+    """A new request as the API server stores it: validated, with its requester filled in."""
+    name = str((obj.get("metadata") or {}).get("name"))
+    spec = obj.setdefault("spec", {})
+    signer = spec.get("signerName")
+    if not isinstance(signer, str) or not re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9][-A-Za-z0-9_.]*",
+                                                       signer):
+        raise _csr_invalid("spec.signerName", signer, "must be a fully qualified domain and path of the form "
+                           "'example.com/signer-name'", name)
+    try:
+        pem = base64.b64decode(spec.get("request") or "", validate=True)
+        x509.load_pem_x509_csr(pem)
+    except ValueError as exc:
+        raise _csr_invalid("spec.request", "<request data>", f"no PEM CERTIFICATE REQUEST block: {exc}", name) from exc
+    usages = spec.get("usages")
+    if not usages or any(usage not in KNOWN_USAGES for usage in usages):
+        raise _csr_invalid("spec.usages", usages, "known key usages, at least one", name)
+    seconds = spec.get("expirationSeconds")
+    if seconds is not None and (not isinstance(seconds, int) or seconds < 600):
+        raise _csr_invalid("spec.expirationSeconds", seconds, "may not specify a duration less than 600 seconds "
+                           "(10 minutes)", name)
+    for key in ("username", "uid", "groups", "extra"):
+        spec.pop(key, None)
+        if requester.get(key):
+            spec[key] = copy.deepcopy(requester[key])
+    obj["status"] = {}
+
+
+def _conditions(obj: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    return {str(c.get("type")): c for c in (obj.get("status") or {}).get("conditions") or []}
+
+
+def admit_csr_update(old: Mapping[str, Any], new: dict[str, Any], *, subresource: str | None) -> dict[str, Any]:
+    """What a write to a request changes: nothing of the spec, the conditions through ``approval``,
+    the certificate (once, when approved) through ``status``."""
+    name = str((old.get("metadata") or {}).get("name"))
+    status = dict(old.get("status") or {})
+    if subresource == "approval":
+        status["conditions"] = copy.deepcopy((new.get("status") or {}).get("conditions") or [])
+    elif subresource == "status":
+        status = copy.deepcopy(dict(new.get("status") or {}))
+    result = {**copy.deepcopy(dict(new)), "spec": copy.deepcopy(old.get("spec")), "status": status}
+    before, after = _conditions(old), _conditions(result)
+    if "Approved" in after and "Denied" in after:
+        raise _csr_invalid("status.conditions", "Approved, Denied", "Approved and Denied conditions are mutually "
+                           "exclusive", name)
+    if any(kind in before and kind not in after for kind in ("Approved", "Denied")):
+        raise _csr_invalid("status.conditions", list(after), "updates may not remove a condition of type "
+                           "Approved or Denied", name)
+    certificate = status.get("certificate")
+    if certificate != (old.get("status") or {}).get("certificate"):
+        if (old.get("status") or {}).get("certificate"):
+            raise _csr_invalid("status.certificate", "<certificate data>", "updates may not modify existing "
+                               "certificate content", name)
+        if "Approved" not in after or "Denied" in after or "Failed" in after:
+            raise _csr_invalid("status.certificate", "<certificate data>", "certificate may only be set when the "
+                               "request is approved", name)
+        try:
+            x509.load_pem_x509_certificates(base64.b64decode(certificate, validate=True))
+        except ValueError as exc:
+            raise _csr_invalid("status.certificate", "<certificate data>", f"must contain at least one "
+                               f"CERTIFICATE PEM block: {exc}", name) from exc
+    return result
+
+
 # ----------------------------------------------------------------------------- patches
 
 def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
@@ -417,6 +562,12 @@ class ApiServer(kmock_lib.KubernetesEmulator):
 
     _versions: Iterator[int] = attrs.field(factory=lambda: itertools.count(1), init=False)
     _writes: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False)
+    #: bearer token -> who the API server takes its bearer for (see :func:`pod_token_identity`)
+    tokens: dict[str, dict[str, Any]] = attrs.field(factory=dict, init=False)
+
+    def requester(self, request: kmock_lib.Request) -> Mapping[str, Any]:
+        scheme, _, token = (request.headers.get("Authorization") or "").partition(" ")
+        return self.tokens.get(token.strip(), CLUSTER_ADMIN) if scheme.lower() == "bearer" else CLUSTER_ADMIN
 
     async def _handle(self, request: kmock_lib.Request) -> aiohttp.web.StreamResponse:
         action = request.action
@@ -458,6 +609,8 @@ class ApiServer(kmock_lib.KubernetesEmulator):
             metadata.setdefault("uid", str(uuid.uuid4()))
             metadata.setdefault("creationTimestamp", _now())
             metadata["generation"] = 1
+            if kind == CSR_KIND:
+                admit_csr(new, requester=self.requester(request))
             new = self._normalise(kind, new, old=None, skip=skip)
             new["metadata"]["resourceVersion"] = str(next(self._versions))
             request.data.clear()
@@ -478,6 +631,8 @@ class ApiServer(kmock_lib.KubernetesEmulator):
             if new.get("status") is None:
                 new.pop("status", None)
             new = copy.deepcopy(new)  # shares nothing with old, which the patch is computed against
+        elif kind == CSR_KIND:
+            new = admit_csr_update(old, new, subresource=request.subresource)
         new = self._normalise(kind, new, old=old, skip=skip)
         if self._spec_of(new) != self._spec_of(old):
             new["metadata"]["generation"] = int(old["metadata"].get("generation") or 1) + 1
@@ -515,6 +670,8 @@ class ApiServer(kmock_lib.KubernetesEmulator):
             default_service(obj, old)
         elif kind == "Secret":
             obj.setdefault("type", "Opaque")
+        elif kind == "NetworkPolicy":
+            admit_network_policy(obj)
         return obj
 
     async def _collect_garbage(self) -> None:

@@ -47,6 +47,7 @@ from leaderboard_operator import OperatorConfig, Context, register, resources
 from .apiserver import SKIP_ADMISSION_HEADER, ApiServer, kmock_key
 
 NAMESPACE = "lb-test"
+OPERATOR_NAMESPACE = "lb-operator"  # where the operator keeps its identity CA
 T = TypeVar("T")
 
 
@@ -62,7 +63,7 @@ async def emulated_api(server_class: type[ApiServer] = ApiServer) -> AsyncIterat
                 namespaced=res.namespaced,
                 verbs={"get", "list", "watch", "create", "patch", "update", "delete"},
                 shortnames={"lbc"} if res is resources.CLUSTERS else set(),
-                subresources={"status", "scale"} if res is resources.CLUSTERS else set(),
+                subresources={"status", "scale"} if res is resources.CLUSTERS else set(res.subresources),
             )
         server.objects[kmock_key(resources.NAMESPACES), None, NAMESPACE] = {
             "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
@@ -185,6 +186,7 @@ def operator_config(k8s: ApiServer, request: pytest.FixtureRequest) -> OperatorC
         api_timeout=5.0,
         retry_delay=0.2,
         default_image="leaderboard-node:test",
+        namespace=OPERATOR_NAMESPACE,
     )
     settings.update(getattr(request, "param", {}))
     return OperatorConfig(**settings)

@@ -119,3 +119,24 @@ async def test_the_dependents_of_a_deleted_owner_are_collected(cluster: Cluster)
     assert cluster.get(resources.CONFIGMAPS, "plain") is None
     held = cluster.get(resources.CONFIGMAPS, "held")
     assert held is not None and held["metadata"]["deletionTimestamp"]
+
+
+async def test_the_rendered_network_policy_is_accepted_and_a_wrong_one_refused(cluster: Cluster) -> None:
+    spec = rendering.ClusterSpec.parse({"networkPolicy": {"clientFrom": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}},
+                                       default_image="i")
+    policy = rendering.render_network_policy("lb", NAMESPACE, spec).manifest
+    stored = await cluster.request("POST", resources.NETWORKPOLICIES.url(namespace=NAMESPACE), json=policy)
+    assert stored["spec"] == policy["spec"]  # nothing for the API server to default: no drift
+    url = resources.NETWORKPOLICIES.url(namespace=NAMESPACE)
+    for field, wrong in (("port", {"port": "peer_port"}), ("from", {"ipBlock": {"cidr": "10.0.0.0/8"},
+                                                                     "podSelector": {}})):
+        broken = {**policy, "metadata": {**policy["metadata"], "name": f"broken-{field}"}}
+        rule = dict(broken["spec"]["ingress"][0])
+        if field == "port":
+            rule["ports"] = [wrong]
+        else:
+            rule["from"] = [wrong]
+        broken["spec"] = {**broken["spec"], "ingress": [rule]}
+        async with cluster.kmock.request("POST", url, json=broken) as response:
+            assert response.status == 422, field
+            assert f"spec.ingress[0].{field}" in (await response.json())["message"]

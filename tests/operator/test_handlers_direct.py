@@ -22,7 +22,9 @@ async def test_calling_the_children_handler_twice_writes_nothing_the_second_time
     first = handler_kwargs(raw)
     await handlers.reconcile(context=context, trigger="create", **first)
     created = writes(k8s)
-    assert len([w for w in created if w.startswith("POST")]) == 1 + 9  # the cluster, then its children
+    # the cluster, the operator's identity CA, then the children (with the NetworkPolicy, the CA
+    # bundle and the nodes' ClusterRoleBinding)
+    assert len([w for w in created if w.startswith("POST")]) == 1 + 1 + 12
     status = dict(first["patch"].status)  # the new spec's status, at once
     assert (status["selector"], status["phase"], status["observedGeneration"], status["members"]) == (
         "app.kubernetes.io/name=leaderboard-node,app.kubernetes.io/instance=lb", "Pending", 1, [])

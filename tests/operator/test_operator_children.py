@@ -10,7 +10,7 @@ import yaml
 from leaderboard_operator import resources
 from leaderboard_operator.handlers import FINALIZER
 
-from .conftest import NAMESPACE, ApiServer, Cluster, RunningOperator, eventually, writes
+from .conftest import NAMESPACE, OPERATOR_NAMESPACE, ApiServer, Cluster, RunningOperator, eventually, kmock_key, writes
 
 CHILDREN = [
     (resources.SERVICES, "lb-peers"),
@@ -22,11 +22,19 @@ CHILDREN = [
     (resources.STATEFULSETS, "lb"),
     (resources.PDBS, "lb"),
     (resources.SECRETS, "lb-peer-token"),
+    (resources.NETWORKPOLICIES, "lb"),
+    (resources.CONFIGMAPS, "lb-identity-ca"),
 ]
 
 
 def all_children_exist(cluster: Cluster) -> bool:
     return all(cluster.get(res, name) is not None for res, name in CHILDREN)
+
+
+def cluster_scoped(cluster: Cluster, resource: resources.Resource) -> list[dict]:
+    """The live objects of a cluster-scoped resource."""
+    return [obj.raw for (res, _, _), obj in cluster.kmock.objects.items()
+            if res == kmock_key(resource) and not obj.deleted]
 
 
 async def test_applying_a_cluster_creates_all_children_owned_by_it(cluster: Cluster, operator: RunningOperator) -> None:
@@ -163,6 +171,7 @@ async def test_deleting_a_cluster_leaves_nothing_behind(cluster: Cluster, operat
     leftovers = {(res.kind, name) for res in resources.ALL if res.namespaced and res is not resources.EVENTS
                  for name in cluster.names(res)}
     assert leftovers == set()
+    assert cluster_scoped(cluster, resources.CLUSTERROLEBINDINGS) == []  # not owned: deleted by the operator
 
 
 async def test_deleting_one_cluster_keeps_another(cluster: Cluster, operator: RunningOperator) -> None:
@@ -173,7 +182,9 @@ async def test_deleting_one_cluster_keeps_another(cluster: Cluster, operator: Ru
     await cluster.delete(resources.CLUSTERS, "lb")
     await eventually(lambda: cluster.get(resources.CLUSTERS, "lb") is None, what="lb deleted")
     assert cluster.names(resources.STATEFULSETS) == {"other"}
-    assert cluster.names(resources.CONFIGMAPS) == {"other-config"}
+    assert cluster.names(resources.CONFIGMAPS) == {"other-config", "other-identity-ca"}
+    assert {b["metadata"]["name"] for b in cluster_scoped(cluster, resources.CLUSTERROLEBINDINGS)} == {
+        "leaderboard-node-csr.lb-test.other"}
 
 
 async def test_an_invalid_spec_is_reported_in_the_status(cluster: Cluster, operator: RunningOperator) -> None:
@@ -297,7 +308,13 @@ async def test_the_operator_uses_only_what_resources_declares(cluster: Cluster, 
     declared |= {(resources.GROUP, f"{resources.PLURAL}/{sub}"): verbs
                  for sub, verbs in resources.CLUSTER_SUBRESOURCES.items()}
     used = verbs_used(k8s)
-    assert used[("", "secrets")] == {"create"}  # never read
+    assert used[("", "secrets")] == {"create", "get"}
+    secret_reads = {r.url.path for r in k8s if r.resource is not None and r.resource.plural == "secrets"
+                    and r.method.value == "GET"}
+    assert secret_reads == {f"/api/v1/namespaces/{OPERATOR_NAMESPACE}/secrets/{operator.config.identity_ca_secret}"}
+    declared |= {(resources.CSRS.group, f"{resources.CSRS.plural}/{sub}"): verbs
+                 for sub, verbs in resources.CSR_SUBRESOURCES.items()}
+    declared[("", "secrets")] = resources.SECRETS.verbs | resources.OWN_SECRETS  # its own CA, by name
     undeclared = {key: verbs - declared.get(key, set()) for key, verbs in used.items()
                   if verbs - declared.get(key, set())}
     assert undeclared == {}

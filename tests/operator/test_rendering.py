@@ -62,8 +62,8 @@ def test_the_children_are_named_after_the_cluster() -> None:
     names = {kind: sorted(m["metadata"]["name"] for m in manifests) for kind, manifests in kinds.items()}
     assert names == {
         "ServiceAccount": ["lb-node"], "Role": ["lb-node"], "RoleBinding": ["lb-node"],
-        "ConfigMap": ["lb-config"], "Service": ["lb", "lb-peers"], "PodDisruptionBudget": ["lb"],
-        "StatefulSet": ["lb"],
+        "ConfigMap": ["lb-config", "lb-identity-ca"], "Service": ["lb", "lb-peers"], "PodDisruptionBudget": ["lb"],
+        "StatefulSet": ["lb"], "NetworkPolicy": ["lb"], "ClusterRoleBinding": ["leaderboard-node-csr.ns.lb"],
     }
 
 
@@ -73,7 +73,7 @@ def test_every_child_carries_the_standard_labels() -> None:
         assert labels["app.kubernetes.io/name"] == "leaderboard-node"
         assert labels["app.kubernetes.io/instance"] == "lb"
         assert labels["app.kubernetes.io/managed-by"] == "leaderboard-operator"
-        assert child.manifest["metadata"]["namespace"] == "ns"
+        assert child.manifest["metadata"].get("namespace") == (None if child.cluster_scoped else "ns")
 
 
 def test_the_headless_service_publishes_not_ready_peers() -> None:
@@ -208,7 +208,8 @@ def test_the_node_config_maps_the_sync_spec() -> None:
 
 def test_the_api_keys_come_from_the_secrets_the_spec_names() -> None:
     spec = {"auth": {"serverKeySecret": {"name": "keys"}, "clientKeySecret": {"name": "keys", "key": "game"}}}
-    sources = stateful_set(spec)["spec"]["template"]["spec"]["volumes"][0]["projected"]["sources"]
+    sources = stateful_set({**spec, "identity": {"enabled": False}})["spec"]["template"]["spec"]["volumes"][0][
+        "projected"]["sources"]
     assert sources[2:] == [
         {"secret": {"name": "keys", "items": [{"key": "server-key", "path": "secrets/server-key"}]}},
         {"secret": {"name": "keys", "items": [{"key": "game", "path": "secrets/client-key"}]}},
@@ -280,3 +281,50 @@ def test_names_longer_than_the_statefulset_allows_are_refused() -> None:
     rendering.render_children("x" * 52, "ns", parse())
     with pytest.raises(ValueError, match="at most 52"):
         rendering.render_children("x" * 53, "ns", parse())
+
+
+def test_the_network_policy_lets_only_the_clusters_pods_reach_the_peer_port() -> None:
+    policy = rendering.render_network_policy("lb", "ns", parse()).manifest
+    selector = {"matchLabels": rendering.selector_labels("lb")}
+    assert policy["spec"]["podSelector"] == selector and policy["spec"]["policyTypes"] == ["Ingress"]
+    peer_rule, client_rule = policy["spec"]["ingress"]
+    assert peer_rule == {"from": [{"podSelector": selector}], "ports": [{"protocol": "TCP", "port": "peer"}]}
+    assert client_rule == {"ports": [{"protocol": "TCP", "port": "http"}]}  # from anyone, unless the spec says
+    ports = {p["name"] for p in stateful_set()["spec"]["template"]["spec"]["containers"][0]["ports"]}
+    assert {"peer", "http"} <= ports  # the policy names the pods' ports
+
+
+def test_the_client_port_is_open_to_whom_the_spec_says() -> None:
+    allowed = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "games"}}}]
+    policy = rendering.render_network_policy("lb", "ns", parse({"networkPolicy": {"clientFrom": allowed}})).manifest
+    assert policy["spec"]["ingress"][1] == {"ports": [{"protocol": "TCP", "port": "http"}], "from": allowed}
+
+
+def test_the_network_policy_and_identities_can_be_switched_off() -> None:
+    off = parse({"networkPolicy": {"enabled": False}, "identity": {"enabled": False}})
+    kinds = by_kind(rendering.render_children("lb", "ns", off))
+    assert "NetworkPolicy" not in kinds and "ClusterRoleBinding" not in kinds
+    assert [c["metadata"]["name"] for c in kinds["ConfigMap"]] == ["lb-config"]
+    assert {str(child) for child in rendering.render_switched_off("lb", "ns", off)} == {
+        "NetworkPolicy/lb", "ConfigMap/lb-identity-ca", "ClusterRoleBinding/leaderboard-node-csr.ns.lb"}
+    assert rendering.render_switched_off("lb", "ns", parse()) == []
+    assert "tls" not in rendering.render_node_config("lb", "ns", off)
+
+
+def test_identities_give_each_pod_a_certificate_request_and_the_ca_bundle() -> None:
+    tls = rendering.render_node_config("lb", "ns", parse())["tls"]
+    assert tls == {"peer_cert_file": "/var/run/leaderboard/identity/tls.crt",
+                   "peer_key_file": "/var/run/leaderboard/identity/tls.key",
+                   "ca_file": "/etc/leaderboard/identity/ca.crt", "peer_identity": True,
+                   "peer_domain": "lb-peers.ns.svc",
+                   "certificate_request": {"signer_name": "leaderboard-cluster.dev/node-identity"}}
+    pod = stateful_set()["spec"]["template"]["spec"]
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    assert volumes["identity"] == {"name": "identity", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}
+    assert {"configMap": {"name": "lb-identity-ca", "items": [{"key": "ca.crt", "path": "identity/ca.crt"}]}} in (
+        volumes["config"]["projected"]["sources"])
+    assert {"name": "identity", "mountPath": "/var/run/leaderboard/identity"} in pod["containers"][0]["volumeMounts"]
+    binding = rendering.render_node_csr_binding("lb", "ns", cluster_role="release-node-csr").manifest
+    assert binding["roleRef"]["name"] == "release-node-csr" and "namespace" not in binding["metadata"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "lb-node", "namespace": "ns"}]
+    assert rendering.render_identity_ca("lb", "ns", "PEM").manifest["data"] == {"ca.crt": "PEM"}

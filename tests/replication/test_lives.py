@@ -149,7 +149,8 @@ def test_a_restarted_node_that_syncs_from_a_lagging_peer_loses_nothing(cluster_f
             for owner in OWNERS:
                 client.write_record("counts", owner, 1)
                 client.write_record("bests", owner, 100 + round_)
-    wait_until(lambda: _holds(b, "counts", {o: 5 for o in OWNERS}), message="b holding every write")
+    wait_until(lambda: _holds(b, "counts", {o: 5 for o in OWNERS}) and _holds(b, "bests", {o: 104 for o in OWNERS}),
+               message="b holding every write")
     a.kill()
     network.isolate(b.name)
     network.connect(a.name, c.name)

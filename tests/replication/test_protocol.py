@@ -306,3 +306,22 @@ def test_a_full_sync_carries_erasures_attempts_settings_events_and_delivery_prog
     receiver_store.apply(RecordSlotPut("cup", cup.incarnation, now + 50, "p1",
                                        Slot("other@1", SlotKind.SET, 1, 9, 0, 1, 0, None, None), True))
     assert receiver_store.record_count() == 1
+
+
+def test_a_snapshot_that_sends_more_events_than_it_announced_is_refused():
+    from leaderboard_node.replication.protocol import event_to_pb
+    from leaderboard_node.replication.sync import EVENT_SLACK
+
+    header = pb.SyncChunk()
+    header.header.SetInParent()
+    header.header.source.node, header.header.source.epoch = "liar", 1
+    header.header.format = SYNC_FORMAT  # announces no events
+    receiver = SnapshotReceiver(_receiving_store())
+    receiver.feed(header.SerializeToString())
+    chunk = pb.SyncChunk()
+    for number in range(1, EVENT_SLACK + 2):
+        event_to_pb(Event("lb", "1.a", EventKind.LEADERBOARD_RESET, 0, number, 0, number, 0, 1, (), 1, "liar@1",
+                          number), chunk.events.events.add())
+    with pytest.raises(ProtocolError, match="more events than it announced"):
+        receiver.feed(chunk.SerializeToString())
+    assert len(receiver.store.events) == 0  # refused before any was held

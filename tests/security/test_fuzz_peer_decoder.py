@@ -238,7 +238,7 @@ texts = st.one_of(
 )
 u64 = st.one_of(st.integers(0, 3), st.just(2**64 - 1), st.integers(0, 2**64 - 1))
 s64 = st.one_of(st.integers(-3, 3), st.sampled_from([-(2**63), 2**63 - 1]), st.integers(-(2**63), 2**63 - 1))
-enum_values = st.one_of(st.integers(0, 4), st.integers(0, 4), st.integers(-(2**31), 2**31 - 1))
+enum_values = st.one_of(st.integers(0, 6), st.integers(0, 6), st.integers(-(2**31), 2**31 - 1))
 
 
 @st.composite
@@ -260,6 +260,8 @@ def hostile_entries(draw: Any, seq: int) -> pb.Entry:
                 slot.username = draw(texts)
             if draw(st.booleans()):
                 slot.metadata = draw(st.sampled_from(["{}", "not json", '{"a":1}', "[]", ""]))
+            if draw(st.booleans()):  # the lives a slot claims to account for
+                slot.cover = draw(st.one_of(u64, st.sampled_from([1, 2, 8, 2**63])))
             if draw(st.booleans()):
                 base = slot.base
                 base.hlc, base.origin, base.present = draw(u64), draw(texts), draw(st.booleans())

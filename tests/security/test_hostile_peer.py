@@ -30,7 +30,8 @@ def pair(tmp_path_factory):
     with cluster.nodes[0].client() as client:
         client.create_leaderboard(BOARD, operator="incr")
         client.write_record(BOARD, "keeper", 10)
-    wait_until(lambda: has_leaderboard(cluster.nodes[1].client(), BOARD), message="the board on both nodes")
+    wait_until(lambda: has_leaderboard(cluster.nodes[1].client(), BOARD) and _has(cluster.nodes[1], "keeper"),
+               message="the board and its record on both nodes")
     yield cluster
     cluster.stop()
     errors = {node.name: node.log_errors() for node in cluster.nodes}

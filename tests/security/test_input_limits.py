@@ -213,3 +213,39 @@ def test_a_huge_request_line_is_refused_and_the_node_keeps_serving(node, client,
     answer = _raw_exchange(node, b"GET /healthz?" + b"a=1&" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
     assert _refused_by_http(answer) or answer == b"", answer[:200]
     _still_serving(client, board)
+
+
+def test_headers_that_trickle_in_get_a_408_and_the_connection_closed(tmp_path):
+    import socket
+    import time as clock
+
+    from ..harness import NodeProcess
+
+    node = NodeProcess("slow-headers", tmp_path, settings={"limits": {"header_timeout": 1.0}}).start()
+    try:
+        for port in (node.port, node.peer_port):
+            with socket.create_connection((node.host, port), timeout=10) as sock:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+                started = clock.monotonic()
+                answer = b""
+                try:
+                    for i in range(20):  # a header line a second, as a slow-loris client sends them
+                        sock.sendall(f"X-Slow-{i}: y\r\n".encode())
+                        clock.sleep(0.25)
+                        sock.settimeout(0.01)
+                        try:
+                            chunk = sock.recv(4096)
+                        except TimeoutError:
+                            continue
+                        if not chunk:
+                            break
+                        answer += chunk
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                assert answer.startswith(b"HTTP/1.1 408"), answer
+                assert b"header_timeout" in answer
+                assert clock.monotonic() - started < 4
+        with node.client() as client:  # and ordinary requests still pass
+            assert client.ready()
+    finally:
+        node.terminate()

@@ -81,6 +81,9 @@ app.kubernetes.io/part-of: leaderboard-cluster
 - apiGroups: [rbac.authorization.k8s.io]
   resources: [roles, rolebindings]
   verbs: [get, create, patch, delete]
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [get, create, patch, delete]
 # The generated peer token: created once, never read (the garbage collector deletes it).
 - apiGroups: [""]
   resources: [secrets]

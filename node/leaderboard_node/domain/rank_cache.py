@@ -14,10 +14,12 @@ owners with the same key share a dict entry (a tuple of their elements), so a co
 costs time, never correctness.
 
 Every bucket keeps a digest of its visible content: the sum, modulo 2**128, of a hash of
-each record. Updating it costs one hash per change, and two replicas holding the same
+each record (XXH3-128 of its position and visible value, ``record_hash``). Updating it costs one hash per change, and two replicas holding the same
 records have the same digest whatever order they applied changes in. Because the digest is
-a sum, a bucket built at once (a full sync) need not hash its records before it serves:
-it keeps the list of elements it was built from, adds their hashes a slice at a time
+a sum, a bucket built at once (a full sync) need not hash its records before it serves: the
+sender sends the sum of each chunk's hashes beside it, and a bucket built from chunks that
+all carried one starts with its digest settled; otherwise (snapshots of earlier builds) it
+keeps the list of elements it was built from, adds their hashes a slice at a time
 (``settle``), and meanwhile adds and subtracts the hashes of later changes as usual; the
 digest is exact once that list is consumed, and until then ``digest_settled`` is False.
 
@@ -27,13 +29,13 @@ nodes cannot bring them back.
 
 from __future__ import annotations
 
-import hashlib
 import operator
 import struct
 from collections.abc import Iterator
 from itertools import islice
 
 from sortedcontainers import SortedList
+from xxhash import xxh3_128_intdigest
 
 from .record_codec import (
     PREFIX,
@@ -96,11 +98,57 @@ class Record:
         return self._slots
 
 
-def record_hash(key: bytes, value: Value) -> int:
-    """A record's share of its bucket's digest: its owner key and visible value."""
-    data = (_HASHED.pack(value.score, value.subscore, value.num_score, value.create_ms, value.update_ms) + key
-            + b"\x00" + (value.username or "").encode() + b"\x00" + (value.metadata or "").encode())
-    return int.from_bytes(hashlib.blake2b(data, digest_size=16).digest(), "big")
+def record_hash(key: bytes, value: Value, *, descending: bool) -> int:
+    """A record's share of its bucket's digest: its position (sort prefix and owner key) and
+    visible value, hashed with XXH3 (128 bits: a digest compares replicas, it guards against no
+    adversary). ``element_hash`` gets the same number from a packed record's bytes."""
+    return xxh3_128_intdigest(sort_prefix(value.score, value.subscore, descending=descending) + key + b"\x00"
+                              + _COUNTS3.pack(value.num_score, value.create_ms, value.update_ms)
+                              + (value.username or "").encode() + b"\x00" + (value.metadata or "").encode())
+
+
+_COUNTS3 = struct.Struct(">QQQ")
+_COMPACT_HEAD = struct.Struct(">BBHQ")
+_COUNTS = struct.Struct(">QQ")
+_TEXT_LEN = struct.Struct(">I")
+
+
+def element_hash(element: bytes, *, descending: bool) -> int:
+    """``record_hash`` of a packed record, read straight from its bytes when it is one life's
+    ``set`` (the common shape: its sort prefix and owner key are hashed as they are, and no
+    ``Record`` or ``Value`` is built); the same number either way."""
+    end = UUID_KEY_END if element[PREFIX_SIZE] == 0 else element.index(0, PREFIX_SIZE)
+    offset = end + 1
+    if element[offset] != 0:
+        score, subscore = score_of(element, descending=descending)
+        value = merge(decode_slots(element, offset, score=score, subscore=subscore), descending=descending)
+        assert value is not None
+        return record_hash(element[PREFIX_SIZE:end], value, descending=descending)
+    _, flags, _, hlc = _COMPACT_HEAD.unpack_from(element, offset)
+    offset += _COMPACT_HEAD.size
+    update_ms = hlc >> 16
+    if flags & 8:  # record_codec._FRESH: a first write
+        counts = _COUNTS3.pack(1, update_ms, update_ms)
+    else:
+        num_score, create_ms = _COUNTS.unpack_from(element, offset)
+        counts = _COUNTS3.pack(num_score, create_ms, update_ms)
+        offset += _COUNTS.size
+    if not flags & 3:
+        return xxh3_128_intdigest(element[:end] + b"\x00" + counts + b"\x00")
+    username = metadata = b""
+    if flags & 1:
+        (size,) = _TEXT_LEN.unpack_from(element, offset)
+        username = element[offset + 4:offset + 4 + size]
+        offset += 4 + size
+    if flags & 2:
+        (size,) = _TEXT_LEN.unpack_from(element, offset)
+        metadata = element[offset + 4:offset + 4 + size]
+    return xxh3_128_intdigest(element[:end] + b"\x00" + counts + username + b"\x00" + metadata)
+
+
+def digest_of(elements: list[bytes], *, descending: bool) -> int:
+    """The sum of the records' hashes, modulo 2**128: their share of a bucket's digest."""
+    return sum(element_hash(element, descending=descending) for element in elements) % _DIGEST_MOD
 
 
 class Bucket:
@@ -216,11 +264,7 @@ class Bucket:
             return len(self._unhashed)
         taken = self._unhashed[-budget:]
         del self._unhashed[-budget:]
-        total = self._digest
-        for element in taken:
-            record = self._decode(element)
-            total += record_hash(record.key[PREFIX_SIZE:], record.value)
-        self._digest = total % _DIGEST_MOD
+        self._digest = (self._digest + digest_of(taken, descending=self.descending)) % _DIGEST_MOD
         return len(self._unhashed)
 
     def get(self, owner: str) -> Record | None:
@@ -315,7 +359,7 @@ class Bucket:
         old = None
         if old_record is not None:
             old = old_record.element
-            self._digest -= record_hash(key, old_record.value)
+            self._digest -= record_hash(key, old_record.value, descending=self.descending)
             self._order.remove(old)
             self._count -= 1
             self.packed_bytes -= len(old)
@@ -334,7 +378,7 @@ class Bucket:
         self._index_put(key, element, old)
         self._count += 1
         self.packed_bytes += len(element)
-        self._digest = (self._digest + record_hash(key, value)) % _DIGEST_MOD
+        self._digest = (self._digest + record_hash(key, value, descending=self.descending)) % _DIGEST_MOD
         self.last_stored = Record(owner, sort_key, element, value, slots, self.descending)
 
     def settle_lives(self, after: bytes | None, budget: int) -> bytes | None:
@@ -365,28 +409,31 @@ class Bucket:
 
     @classmethod
     def from_sync(cls, elements: list[bytes], slotted: list[tuple[str, Slots]], *, descending: bool,
-                  expiry: int, horizons: Horizons = NO_HORIZONS) -> Bucket:
+                  expiry: int, horizons: Horizons = NO_HORIZONS, digest: int | None = None) -> Bucket:
         """A bucket built at once from packed records in rank order (a full sync, already
         checked by ``record_codec.adopt``) and owners sent as slots (tombstones; records too, in
         snapshots of older builds); ValueError when the records are out of rank order. An owner
         sent twice (it moved or was deleted while the snapshot streamed) is merged, as replicas
-        merge. Its digest settles later (``settle``)."""
+        merge. Its digest is ``digest`` (the sum of the elements' hashes, as the sender computed
+        it) or, without one, settles later (``settle``)."""
         if not all(map(operator.lt, elements, islice(elements, 1, None))):
             raise ValueError("synced records are not in strict rank order")
         bucket = cls(descending=descending, expiry=expiry, horizons=horizons)
-        index = bucket._index
         again: list[int] = []  # positions of owners met before (a record that moved while the snapshot streamed)
-        for position, element in enumerate(elements):
-            # key_end and _index_key, inlined: this loop runs once per record of a full sync
-            key = element[PREFIX_SIZE:UUID_KEY_END] if element[PREFIX_SIZE] == 0 \
-                else element[PREFIX_SIZE:element.index(0, PREFIX_SIZE)]
-            slot = float(hash(key) >> 11)
-            found = index.setdefault(slot, element)
-            if found is not element:
-                if bucket._element(key) is not None:
-                    again.append(position)
-                    continue
-                index[slot] = (found if isinstance(found, tuple) else (found,)) + (element,)
+        # key_end and _index_key, inlined: this runs once per record of a full sync
+        slots = [float(hash(e[PREFIX_SIZE:UUID_KEY_END] if e[PREFIX_SIZE] == 0
+                             else e[PREFIX_SIZE:e.index(0, PREFIX_SIZE)]) >> 11) for e in elements]
+        index = bucket._index = dict(zip(slots, elements))
+        if len(index) != len(elements):  # owners sent twice, or two owners in one index slot: one by one
+            index = bucket._index = {}
+            for position, (slot, element) in enumerate(zip(slots, elements)):
+                found = index.setdefault(slot, element)
+                if found is not element:
+                    key = element[PREFIX_SIZE:key_end(element)]
+                    if bucket._element(key) is not None:
+                        again.append(position)
+                        continue
+                    index[slot] = (found if isinstance(found, tuple) else (found,)) + (element,)
         if again:
             skipped = set(again)
             later = [elements[position] for position in again]
@@ -394,7 +441,10 @@ class Bucket:
         bucket._order.update(elements)
         bucket._count = len(elements)
         bucket.packed_bytes = sum(map(len, elements))
-        bucket._unhashed = elements
+        if digest is None:
+            bucket._unhashed = elements
+        else:  # the later copies of owners sent twice were counted in it, and are merged below
+            bucket._digest = (digest - (digest_of(later, descending=descending) if again else 0)) % _DIGEST_MOD
         if again:  # merge each later copy into the record, as any two states of it merge
             for element in later:
                 record = bucket._decode(element)

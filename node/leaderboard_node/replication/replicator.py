@@ -121,9 +121,16 @@ class Member:
     # Until then (monotonic), the member's snapshots are in a format a newer build wrote: not a
     # source of full syncs. Asked again after that: it may have been rolled back meanwhile.
     newer_format_until: float = 0.0
+    # Until then (monotonic), the member is not asked for a start-up sync: its last one failed
+    # (it went away, stalled, or sent more than it announced); another ready member is asked.
+    sync_failed_until: float = 0.0
 
     def sends_newer_format(self) -> bool:
         return time.monotonic() < self.newer_format_until
+
+    def can_serve_a_sync(self) -> bool:
+        now = time.monotonic()
+        return now >= self.newer_format_until and now >= self.sync_failed_until
 
 
 class NeedFullSync(Exception):
@@ -135,6 +142,7 @@ class NotAccepting(Exception):
 
 
 NEWER_FORMAT_RETRY = 60.0  # seconds before a peer that sent a newer format is asked for a full sync again
+FAILED_SYNC_RETRY = 10.0  # seconds before a peer whose start-up sync failed is asked again
 
 
 class Replicator:
@@ -545,7 +553,7 @@ class Replicator:
             if not members:
                 break
             ready = [m for m in members if m.reachable and m.state == NodeState.READY.value]
-            readable = [m for m in ready if not m.sends_newer_format()]
+            readable = [m for m in ready if m.can_serve_a_sync()]
             if readable:
                 source = max(readable, key=lambda m: (m.records, random.random()))
                 try:
@@ -562,21 +570,24 @@ class Replicator:
                     self.events.sync_failure(kind="bootstrap")
                     log.warning("bootstrap_sync_failed", extra={"node": self.node.name,
                                                                 "source": source.name, "error": str(exc)})
-                    if isinstance(exc, FormatTooNew):
-                        continue  # another source at once (the deadline does not make an empty node ready)
+                    if not isinstance(exc, FormatTooNew):
+                        source.sync_failed_until = time.monotonic() + FAILED_SYNC_RETRY
+                    continue  # another source at once (the deadline does not make an empty node ready)
             elif ready:
                 # Every ready peer serves a format this build cannot read (a rollback, or an old pod
-                # among upgraded ones). A node with its own state serves it, and catches up with
-                # peers' batches as usual; an empty one would serve nothing and take writes on no
-                # data: it stays not ready until a peer it can read is there.
+                # among upgraded ones), or its last sync failed (it stalled, or sent more than it
+                # announced). A node with its own state serves it, and catches up with peers'
+                # batches as usual; an empty one would serve nothing and take writes on no data: it
+                # stays not ready until a peer it can read and sync from is there.
                 if self._has_state:
                     log.warning("bootstrap_from_own_state", extra={
-                        "node": self.node.name, "reason": "every ready peer's snapshots are in a newer format"})
+                        "node": self.node.name, "reason": "no ready peer could serve a full sync"})
                     break
                 if time.monotonic() > deadline:
                     log.error("bootstrap_refused", extra={
                         "node": self.node.name, "peers": [m.name for m in ready],
-                        "hint": "every ready peer's snapshots are in a newer format: run the build they run"})
+                        "hint": "no ready peer could serve a full sync: their snapshots are in a newer format "
+                                "(run the build they run), or their syncs failed (see bootstrap_sync_failed)"})
                     deadline = time.monotonic() + self.bootstrap_timeout
                 await asyncio.sleep(0.2)
                 continue
@@ -639,7 +650,8 @@ class Replicator:
             return
         if missing:
             return
-        if self._same_vectors(member.vector) and member.state == NodeState.READY.value and self.node.ready:
+        if (self._same_vectors(member.vector) and member.state == NodeState.READY.value and self.node.ready
+                and member.protocol == PROTOCOL):  # digests of other builds are other hashes
             mine = self.state_digest()
             if not member.state_digest or not mine:
                 return  # a digest is still settling after a full sync: nothing to compare yet

@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from ..domain.changes import EventPut, LeaderboardKill, LeaderboardPut, TournamentJoin
-from ..domain.rank_cache import Bucket
+from ..domain.rank_cache import Bucket, digest_of
 from ..domain.record_codec import adopt, origin_table, pack_lengths, split_elements
 from ..domain.records import Slots
 from ..domain.store import LeaderboardStore
@@ -99,8 +99,6 @@ async def snapshot_chunks(
     vector_to_pb(vector, header.header.vector)
     header.header.records = store.record_count()
     header.header.format = format_number
-    yield header.SerializeToString()
-
     definitions = pb.SyncChunk()
     definitions.definitions.SetInParent()
     for leaderboard in store.leaderboards.definitions():
@@ -122,10 +120,15 @@ async def snapshot_chunks(
         for life, number in reached.items():
             progress = definitions.definitions.progress.add()
             progress.target, progress.origin, progress.number = target, life, number
+    d = definitions.definitions
+    header.header.definitions = _definition_count(d)
+    header.header.tombstones = sum(len(bucket.tombstones()) for _, _, bucket in store.buckets())
+    events = list(store.events)
+    header.header.events = len(events)
+    yield header.SerializeToString()
     yield definitions.SerializeToString()
 
     chunks = 2
-    events = list(store.events)
     for start in range(0, len(events), EVENTS_PER_CHUNK):
         chunk = pb.SyncChunk()
         for event in events[start:start + EVENTS_PER_CHUNK]:
@@ -146,6 +149,7 @@ async def snapshot_chunks(
             chunk.records.elements = b"".join(elements)
             chunk.records.lengths = pack_lengths(elements)
             chunk.records.origins.extend(origin_table())
+            chunk.records.digest = digest_of(elements, descending=bucket.descending).to_bytes(16, "big")
             yield chunk.SerializeToString()
             chunks += 1
             sent += len(elements)
@@ -188,17 +192,46 @@ class SyncResult:
     source: tuple[str, int]
 
 
+# What a receiver takes beyond what its source announced: records and deleted records written
+# while the snapshot streams (the definitions are counted as they are sent: no slack). Streams of
+# format 1 or 0 announced no definitions or deleted records: they get fixed limits.
+RECORD_SLACK = 100_000
+TOMBSTONE_SLACK = 10_000
+UNANNOUNCED_DEFINITIONS = 100_000
+UNANNOUNCED_TOMBSTONES = 1_000_000
+EVENT_SLACK = 1_000  # events produced while a snapshot streams
+
+
+def _definition_count(d: pb.SyncDefinitions) -> int:
+    """Everything a definitions chunk holds, as its header announces it."""
+    return (len(d.leaderboards) + len(d.tombstones) + len(d.joins) + len(d.erasures) + len(d.attempts)
+            + len(d.settings) + len(d.progress))
+
+
+def _bound(announced: int, slack: int) -> int:
+    return 2 * announced + slack
+
+
 class SnapshotReceiver:
-    """Merges a stream of ``SyncChunk`` messages into a store."""
+    """Merges a stream of ``SyncChunk`` messages into a store.
+
+    Bounded by what the header announced: a source that sends more definitions than it
+    announced, more records or deleted records than about twice that (``_bound``), or a second
+    definitions chunk, is refused (``ProtocolError``) before the excess is held.
+    """
 
     def __init__(self, store: LeaderboardStore) -> None:
         self.store = store
         self.header: pb.SyncHeader | None = None
         self.done = False
         self.records = 0
+        self.tombstones = 0
+        self.events = 0
         self.chunks = 0
+        self._definitions_seen = False
         self._current: tuple[str, str, int, bool] | None = None
         self._elements: list[bytes] = []
+        self._digest: int | None = 0  # the sum of the current bucket's chunk digests (None: one had none)
         self._tombstones: list[tuple[str, Slots]] = []
 
     def feed(self, data: bytes) -> None:
@@ -219,6 +252,10 @@ class SnapshotReceiver:
             raise ProtocolError("a snapshot goes on after its trailer")
         if part == "definitions":
             definitions = chunk.definitions
+            allowed = self.header.definitions if self.header.format >= 2 else UNANNOUNCED_DEFINITIONS
+            if self._definitions_seen or _definition_count(definitions) > allowed:
+                raise ProtocolError(f"the snapshot sends more definitions than it announced ({allowed})")
+            self._definitions_seen = True
             for message in definitions.erasures:  # first: the records that follow are merged with them
                 self.store.apply(erase_from_pb(message))
             for message in definitions.tombstones:
@@ -234,6 +271,9 @@ class SnapshotReceiver:
             for message in definitions.progress:
                 self.store.apply(progress_from_pb(message))
         elif part == "events":
+            self.events += len(chunk.events.events)
+            if self.events > _bound(self.header.events, EVENT_SLACK):  # format 3 on: older streams hold none
+                raise ProtocolError(f"the snapshot sends more events than it announced ({self.header.events})")
             for message in chunk.events.events:
                 self.store.apply(EventPut(event_from_pb(message)))
         elif part == "records":
@@ -255,9 +295,19 @@ class SnapshotReceiver:
             if target != self._current:
                 self._install()
                 self._current = target
+            if records.elements:
+                if len(records.digest) != 16:
+                    self._digest = None
+                elif self._digest is not None:
+                    self._digest += int.from_bytes(records.digest, "big")
+            self.records += len(elements)
+            self.tombstones += len(tombstones)
+            tombstones_allowed = (_bound(self.header.tombstones, TOMBSTONE_SLACK) if self.header.format >= 2
+                                  else UNANNOUNCED_TOMBSTONES)
+            if self.records > _bound(self.header.records, RECORD_SLACK) or self.tombstones > tombstones_allowed:
+                raise ProtocolError(f"the snapshot sends more records than it announced ({self.header.records})")
             self._elements += elements
             self._tombstones += tombstones
-            self.records += len(elements)
         elif part == "trailer":
             self._install()
             if chunk.trailer.chunks != self.chunks:
@@ -271,14 +321,14 @@ class SnapshotReceiver:
         if self._current is None:
             return
         leaderboard_id, incarnation, expiry, descending = self._current
-        elements, tombstones = self._elements, self._tombstones
-        self._current, self._elements, self._tombstones = None, [], []
+        elements, tombstones, digest = self._elements, self._tombstones, self._digest
+        self._current, self._elements, self._tombstones, self._digest = None, [], [], 0
         for _, slots in tombstones:
             for slot in slots:
                 self.store.clock.observe(slot.hlc)
         try:
             bucket = Bucket.from_sync(elements, tombstones, descending=descending, expiry=expiry,
-                                      horizons=self.store.horizons)
+                                      horizons=self.store.horizons, digest=digest)
         except ValueError as exc:
             raise ProtocolError(str(exc)) from None
         self.store.install_bucket(leaderboard_id, incarnation, bucket)

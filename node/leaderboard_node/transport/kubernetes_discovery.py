@@ -58,22 +58,44 @@ def member_of(pod: dict[str, Any], *, labels: dict[str, str], port: int) -> Peer
     return Peer(address=f"{host}:{port}", name=metadata["name"])
 
 
+class KubernetesApi:
+    """How this node reaches the Kubernetes API: its URL, its CA and the ServiceAccount token
+    (``cluster.discovery.kubernetes``; used by discovery and by certificate requests)."""
+
+    def __init__(self, settings: KubernetesDiscoverySettings) -> None:
+        self.settings = settings
+        if settings.api_server:
+            self.url = settings.api_server.rstrip("/")
+        else:
+            host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+            if not host:
+                raise ConfigError("cluster.discovery.kubernetes.api_server",
+                                  "reaching the Kubernetes API outside a pod needs the API server's URL "
+                                  "(KUBERNETES_SERVICE_HOST is not set)",
+                                  "set it, or use cluster.discovery.mode static or dns")
+            self.url = f"https://{host}:{port}"
+
+    def ssl(self) -> ssl.SSLContext | bool:
+        if not self.url.startswith("https"):
+            return False
+        ca = self.settings.ca_file
+        return ssl.create_default_context(cafile=str(ca)) if ca is not None and ca.exists() else True
+
+    def headers(self) -> dict[str, str]:
+        token_file = self.settings.token_file
+        if token_file.exists():  # read every time: the kubelet rotates it
+            return {"Authorization": f"Bearer {token_file.read_text().strip()}"}
+        return {}
+
+
 class KubernetesDiscovery:
     def __init__(self, settings: KubernetesDiscoverySettings, *, self_host: str | None = None) -> None:
         self.settings = settings
         self.self_host = self_host
         self.namespace = settings.namespace or (
             NAMESPACE_FILE.read_text().strip() if NAMESPACE_FILE.exists() else "default")
-        if settings.api_server:
-            self.api_server = settings.api_server.rstrip("/")
-        else:
-            host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT", "443")
-            if not host:
-                raise ConfigError("cluster.discovery.kubernetes.api_server",
-                                  "kubernetes discovery outside a pod needs the API server's URL "
-                                  "(KUBERNETES_SERVICE_HOST is not set)",
-                                  "set it, or use cluster.discovery.mode static or dns")
-            self.api_server = f"https://{host}:{port}"
+        self.api = KubernetesApi(settings)
+        self.api_server = self.api.url
         self.labels = parse_selector(settings.label_selector)
         self._pods: dict[str, dict[str, Any]] = {}
         self._synced = asyncio.Event()
@@ -82,16 +104,10 @@ class KubernetesDiscovery:
         self.errors = 0
 
     def _ssl(self) -> ssl.SSLContext | bool:
-        if not self.api_server.startswith("https"):
-            return False
-        ca = self.settings.ca_file
-        return ssl.create_default_context(cafile=str(ca)) if ca is not None and ca.exists() else True
+        return self.api.ssl()
 
     def _headers(self) -> dict[str, str]:
-        token_file = self.settings.token_file
-        if token_file.exists():
-            return {"Authorization": f"Bearer {token_file.read_text().strip()}"}
-        return {}
+        return self.api.headers()
 
     def _url(self, **query: str) -> str:
         params = {"labelSelector": self.settings.label_selector, **query}

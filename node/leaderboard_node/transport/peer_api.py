@@ -8,6 +8,11 @@
 When a peer token is configured, every request must carry ``Authorization: Bearer TOKEN``
 (compared in constant time); anything else is a 401 that changes nothing. Malformed,
 truncated or oversized messages get a 4xx, are counted, and change nothing.
+
+With node identities (``identity``, see ``identity.py``) the TLS handshake has verified the
+caller's client certificate; a certificate that names no member of this cluster is a 403
+(``not_a_member``), and a batch whose origin is not the caller's own name is a 403
+(``origin_mismatch``): nothing of it is applied.
 """
 
 from __future__ import annotations
@@ -15,18 +20,22 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
 from ..replication import binarylog_pb2 as pb
 from ..replication.protocol import COMPRESSION_HEADER, ZSTD_ENCODING, ProtocolError, decompress, frame, parse
 from ..replication.replicator import NotAccepting, Replicator
+from .identity import NOT_A_MEMBER, ORIGIN_MISMATCH, IdentityPolicy, NotAMember, peercert_of
 from .json_body import json_response
 
 log = logging.getLogger("leaderboard_node.peer_api")
 
 PROTOBUF = "application/x-protobuf"
 Rejected = Callable[[str], None]
+_CALLER: Any = web.RequestKey("leaderboard_peer_caller", str) if hasattr(web, "RequestKey") else "leaderboard_peer_caller"
+MAX_LOGGED_REFUSALS = 64  # distinct (caller, origin) pairs logged; later ones are only counted
 
 
 def _reply(message: object) -> web.Response:
@@ -39,7 +48,14 @@ def create_peer_app(
     token: str | None,
     max_message_bytes: int,
     on_rejected: Rejected = lambda reason: None,
+    identity: IdentityPolicy | None = None,
 ) -> web.Application:
+    logged: set[tuple[str, str]] = set()
+
+    def forbidden(reason: str, message: str) -> web.Response:
+        on_rejected(reason)
+        return json_response({"error": {"code": reason, "message": message}}, status=403)
+
     @web.middleware
     async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                     ) -> web.StreamResponse:
@@ -52,6 +68,11 @@ def create_peer_app(
                 on_rejected("unauthorized")
                 return json_response({"error": {"code": "unauthorized", "message": "peer token missing or wrong"}},
                                          status=401)
+        if identity is not None:
+            try:
+                request[_CALLER] = identity.member(peercert_of(request.transport))
+            except NotAMember as exc:
+                return forbidden(NOT_A_MEMBER, f"not a member of this cluster: {exc}")
         try:
             return await handler(request)
         except web.HTTPRequestEntityTooLarge:
@@ -75,7 +96,16 @@ def create_peer_app(
 
     async def batch(request: web.Request) -> web.Response:
         raw = await body(request)
-        return _reply(replicator.receive_batch(parse(pb.Batch, raw), raw=raw))
+        message = parse(pb.Batch, raw)
+        if identity is not None and message.origin.node != request[_CALLER]:
+            caller, origin = request[_CALLER], message.origin.node
+            if len(logged) < MAX_LOGGED_REFUSALS and (caller, origin) not in logged:
+                logged.add((caller, origin))
+                log.warning("peer_batch_refused", extra={"caller": caller, "origin": origin, "remote": request.remote,
+                                                         "reason": ORIGIN_MISMATCH})
+            return forbidden(ORIGIN_MISMATCH, f"a node pushes only its own entries: this batch is of {origin!r}, "
+                                              f"the caller's certificate names {caller!r}")
+        return _reply(replicator.receive_batch(message, raw=raw))
 
     async def status(request: web.Request) -> web.Response:
         return _reply(replicator.status())
