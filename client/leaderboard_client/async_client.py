@@ -202,7 +202,8 @@ class AsyncLeaderboardClient(Operations[Awaitable[Any]]):
         return answer
 
     async def request_raw(self, method: str, path: str, body: bytes | None = None,  # type: ignore[override]
-                          headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+                          headers: dict[str, str] | None = None, *, timeout: float | None = None
+                          ) -> tuple[int, bytes]:
         """Send one request as given; (status, body bytes), whatever the status."""
         if self._closed:
             raise RuntimeError("the client is closed")
@@ -210,7 +211,7 @@ class AsyncLeaderboardClient(Operations[Awaitable[Any]]):
             raise ValueError("the asyncio client does not send HEAD requests")
         message = self._message(method, path, body, headers)
         async with self._slots:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout(timeout or self._timeout):
                 return await self._send(message)
 
     def _then(self, result: Awaitable[Any], reshape: Callable[[Any], Any]) -> Awaitable[Any]:

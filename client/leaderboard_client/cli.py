@@ -5,12 +5,17 @@
     leaderboardctl list                              leaderboards (get, delete one)
     leaderboardctl submit weekly player-1 100
     leaderboardctl import weekly scores.csv          many records from a CSV or JSONL file
-    leaderboardctl top weekly --limit 10             a page; --cursor for the next one
+    leaderboardctl top weekly --limit 10             a page; --cursor for the next one, --rank to start there
+    leaderboardctl rank weekly 1                     the record at a rank
+    leaderboardctl update weekly --ranks off         live settings: ranks, --event-top, --webhook-url
     leaderboardctl around weekly player-1
     leaderboardctl owners weekly player-1 player-2   some owners' records and ranks
     leaderboardctl record weekly player-1            one record (delete-record to delete it)
     leaderboardctl tournament create cup --duration 3600 --reset-schedule "0 12 * * *"
     leaderboardctl tournament join cup player-1      (tournament list)
+    leaderboardctl tournament attempts cup player-1 2  extra attempts beyond max_num_score
+    leaderboardctl owner records player-1            an owner's records everywhere (owner erase: all gone)
+    leaderboardctl events --follow                   reset and end events with final standings, as they come
     leaderboardctl cluster                           this node, its members and their lag
     leaderboardctl digests weekly                    every member's digest side by side
 
@@ -174,6 +179,23 @@ def print_definition(body: dict[str, Any]) -> None:
 def print_cursor(cursor: str | None) -> None:
     if cursor:
         out(f"next page: --cursor {cursor}")
+
+
+def print_owner_records(records: list[dict[str, Any]]) -> None:
+    if not records:
+        out("(no records)")
+        return
+    table(["leaderboard", "period end", "rank", "score", "subscore", "num", "max"],
+          ([r["leaderboard_id"], when(r["expiry_time"]), r["rank"], r["score"], r["subscore"], r["num_score"],
+            r["max_num_score"] or "-"] for r in records), right=(2, 3, 4, 5, 6))
+
+
+def print_events(events: list[dict[str, Any]]) -> None:
+    for event in events:
+        leader = event["records"][0] if event["records"] else None
+        out(f"{when(event['period_end'])}  {event['kind']:<17} {event['leaderboard_id']}  "
+            f"{event['rank_count']} records" + (f", first {leader['owner_id']} ({leader['score']})" if leader else "")
+            + f"  id {event['id']}")
 
 
 # ------------------------------------------------------------------------- commands
@@ -500,6 +522,51 @@ def _definition_settings(args: argparse.Namespace) -> dict[str, Any]:
     return settings
 
 
+def _live_settings(args: argparse.Namespace) -> dict[str, Any]:
+    settings: dict[str, Any] = {}
+    if args.ranks is not None:
+        settings["enable_ranks"] = args.ranks == "on"
+    if args.event_top is not None:
+        settings["event_top"] = args.event_top
+    if args.default_event_top:
+        settings["event_top"] = None
+    if args.webhook_url is not None:
+        settings["webhook_url"] = args.webhook_url
+    if args.no_webhook_url:
+        settings["webhook_url"] = None
+    if not settings:
+        raise UsageError("update: say what to change (--ranks, --event-top, --default-event-top, --webhook-url, "
+                         "--no-webhook-url)")
+    return settings
+
+
+def _cmd_events(client: LeaderboardClient, args: argparse.Namespace) -> int:
+    """A page of events, or with --follow every event as it comes (long polls) until Ctrl-C."""
+    cursor = args.after
+    wait = args.wait or (30.0 if args.follow else None)
+    try:
+        while True:
+            page = client.events(after=cursor, limit=args.limit, wait=wait, leaderboard_id=args.leaderboard)
+            cursor = page["next_cursor"]
+            if args.json:
+                if args.follow:
+                    for event in page["events"]:
+                        out(json.dumps(event))
+                else:
+                    out_json(page)
+            else:
+                print_events(page["events"])
+                if not args.follow:
+                    if not page["events"]:
+                        out("(no events)")
+                    out(f"next: --after {cursor}")
+            flush()
+            if not args.follow:
+                return EXIT_OK
+    except KeyboardInterrupt:  # how --follow is stopped
+        return EXIT_OK
+
+
 def _show(args: argparse.Namespace, value: Any, printer: Callable[[Any], None]) -> int:
     if args.json:
         out_json(value)
@@ -540,8 +607,22 @@ def _dispatch(client: LeaderboardClient, args: argparse.Namespace, keys: Keys) -
     if command == "import":
         return _cmd_import(client, args)
     if command == "top":
-        page = client.records(args.leaderboard, limit=args.limit, cursor=args.cursor, expiry=args.expiry)
+        page = client.records(args.leaderboard, limit=args.limit, cursor=args.cursor, expiry=args.expiry,
+                              rank=args.rank)
         return _show(args, page, print_page)
+    if command == "rank":
+        return _show(args, client.record_at_rank(args.leaderboard, args.rank, expiry=args.expiry),
+                     lambda r: print_records([r]))
+    if command == "update":
+        return _show(args, client.update_leaderboard(args.leaderboard, **_live_settings(args)), print_definition)
+    if command == "owner":
+        if args.action == "erase":
+            erased = client.erase_owner(args.owner)
+            return _show(args, erased, lambda e: out(f"erased {e['records_erased']} records of {e['owner_id']}"))
+        page = client.owner_records(args.owner, limit=args.limit, cursor=args.cursor)
+        return _show(args, page, lambda p: (print_owner_records(p["records"]), print_cursor(p["next_cursor"])))
+    if command == "events":
+        return _cmd_events(client, args)
     if command == "around":
         page = client.around(args.leaderboard, args.owner, limit=args.limit, expiry=args.expiry)
         return _show(args, page, lambda p: print_records(p["records"]))
@@ -574,6 +655,10 @@ def _dispatch_tournament(client: LeaderboardClient, args: argparse.Namespace) ->
         if args.join_required:
             settings["join_required"] = True
         return _show(args, client.create_tournament(args.tournament, **settings), print_definition)
+    if args.action == "attempts":
+        granted = client.grant_attempts(args.tournament, args.owner, args.count)
+        return _show(args, granted, lambda g: out(f"{g['owner_id']} may now change its score {g['max_num_score']} "
+                                                  f"times in this period ({g['extra_attempts']} granted)"))
     if args.action == "join":
         joined = client.join_tournament(args.tournament, args.owner)
         return _show(args, joined, lambda j: out(f"{j['owner_id']} {'joined' if j['joined'] else 'had joined'} "
@@ -672,6 +757,20 @@ def build_parser() -> argparse.ArgumentParser:
     top.add_argument("--limit", type=int, default=10, help="records per page (default 10)")
     top.add_argument("--cursor", help="a cursor a previous page printed (next or previous page)")
     top.add_argument("--expiry", type=int, help="read the reset period that ended at this time (Unix seconds)")
+    top.add_argument("--rank", type=int, help="start the page at this rank (not with --cursor)")
+
+    at_rank = command("rank", "the record at a rank")
+    at_rank.add_argument("leaderboard")
+    at_rank.add_argument("rank", type=int, help="1-based")
+    at_rank.add_argument("--expiry", type=int, help="read the reset period that ended at this time (Unix seconds)")
+
+    update = command("update", "change live settings of a leaderboard or tournament (its records stay; server key)")
+    update.add_argument("leaderboard")
+    update.add_argument("--ranks", choices=["on", "off"], help="turn ranks on or off")
+    update.add_argument("--event-top", type=int, metavar="N", help="records in each of its events' standings")
+    update.add_argument("--default-event-top", action="store_true", help="back to the node's events.top")
+    update.add_argument("--webhook-url", metavar="URL", help="also deliver its events there (signed)")
+    update.add_argument("--no-webhook-url", action="store_true", help="remove its webhook")
 
     around = command("around", "records around an owner")
     around.add_argument("leaderboard")
@@ -709,6 +808,12 @@ def build_parser() -> argparse.ArgumentParser:
     cup.add_argument("--max-num-score", type=int, help="most score changes per owner and period (default unlimited)")
     cup.add_argument("--join-required", action="store_true", help="only owners that joined may submit scores")
     _add_definition_options(cup)
+    attempts = actions.add_parser("attempts", help="grant an owner score attempts beyond max_num_score (server key)",
+                                  description="grant an owner score attempts beyond max_num_score in the current "
+                                              "period (server key)", parents=[common])
+    attempts.add_argument("tournament")
+    attempts.add_argument("owner")
+    attempts.add_argument("count", type=int, nargs="?", default=1, help="how many (default 1)")
     join = actions.add_parser("join", help="join a tournament", description="join a tournament", parents=[common])
     join.add_argument("tournament")
     join.add_argument("owner")
@@ -719,6 +824,27 @@ def build_parser() -> argparse.ArgumentParser:
     cups.add_argument("--end-time", type=int, help="only those ending at or before (Unix seconds)")
     cups.add_argument("--limit", type=int, help="tournaments per page (default 100)")
     cups.add_argument("--cursor", help="the cursor a previous page printed")
+
+    owner = command("owner", "every record of an owner, or erase them all")
+    owner_actions = owner.add_subparsers(dest="action", required=True, metavar="ACTION")
+    owned = owner_actions.add_parser("records", help="its records in every leaderboard, tournament and period",
+                                     description="its records in every leaderboard, tournament and period kept",
+                                     parents=[common])
+    owned.add_argument("owner")
+    owned.add_argument("--limit", type=int, help="records per page (default 100)")
+    owned.add_argument("--cursor", help="the cursor a previous page printed")
+    erase = owner_actions.add_parser("erase", help="erase all its records, joins and attempts (server key)",
+                                     description="erase every record, join and attempt grant of an owner, "
+                                                 "everywhere (account deletion; server key)", parents=[common])
+    erase.add_argument("owner")
+
+    events = command("events", "reset and end events with their final standings, oldest first")
+    events.add_argument("--after", metavar="CURSOR", help="the cursor a previous answer printed (next: --after ...)")
+    events.add_argument("--limit", type=int, help="events per answer (default 100)")
+    events.add_argument("--leaderboard", metavar="ID", help="only this leaderboard's or tournament's")
+    events.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                        help="wait this long for an event when there is none yet (with --follow: default 30)")
+    events.add_argument("--follow", action="store_true", help="keep printing events as they come, until Ctrl-C")
 
     command("cluster", "this node, its members, their state (unreachable since when) and replication lag")
     digests = command("digests", "a leaderboard's digest on every member, side by side; exit 3 unless all equal")

@@ -78,7 +78,7 @@ class LeaderboardClient(Operations[Any]):
         return self._conn
 
     def request_raw(self, method: str, path: str, body: bytes | None = None,
-                    headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+                    headers: dict[str, str] | None = None, *, timeout: float | None = None) -> tuple[int, bytes]:
         """Send one request as given; (status, body bytes), whatever the status."""
         all_headers = {"Content-Type": "application/json"} if body is not None else {}
         all_headers.update(self._headers)
@@ -86,6 +86,9 @@ class LeaderboardClient(Operations[Any]):
         for attempt in (1, 2):  # a keep-alive connection the server closed is retried once
             conn = self._connection()
             try:
+                conn.timeout = timeout or self._timeout
+                if conn.sock is not None:
+                    conn.sock.settimeout(conn.timeout)
                 conn.request(method, path, body=body, headers=all_headers)
                 response = conn.getresponse()
                 return response.status, response.read()

@@ -97,17 +97,19 @@ class Operations(Generic[R]):
     """The client API's operations; ``R`` is what a call returns (an answer or an awaitable)."""
 
     def request_raw(self, method: str, path: str, body: bytes | None = None,
-                    headers: dict[str, str] | None = None) -> R:
-        """Send one request; (status, body bytes), whatever the status."""
+                    headers: dict[str, str] | None = None, *, timeout: float | None = None) -> R:
+        """Send one request; (status, body bytes), whatever the status. ``timeout``: seconds for
+        this request instead of the client's (a long poll waits longer)."""
         raise NotImplementedError
 
     def _then(self, result: R, reshape: Callable[[Any], Any]) -> R:
         """``reshape`` applied to what ``result`` holds (or will)."""
         raise NotImplementedError
 
-    def request(self, method: str, path: str, payload: Any = None, *, query: dict[str, Any] | None = None) -> R:
+    def request(self, method: str, path: str, payload: Any = None, *, query: dict[str, Any] | None = None,
+                timeout: float | None = None) -> R:
         """The decoded JSON answer; ``ApiError`` for a 4xx or 5xx."""
-        return self._then(self.request_raw(method, target(path, query), encode(payload)),
+        return self._then(self.request_raw(method, target(path, query), encode(payload), timeout=timeout),
                           lambda answer: decode(*answer))
 
     # -------------------------------------------------------------------- leaderboards
@@ -142,6 +144,17 @@ class Operations(Generic[R]):
         ``category_start``, ``category_end``, ``start_time``, ``end_time``, ``limit``, ``cursor``."""
         return self.request("GET", "/v1/tournaments", query=filters)
 
+    def update_leaderboard(self, leaderboard_id: str, **settings: Any) -> R:
+        """Change live settings of a leaderboard or tournament (its records stay): ``enable_ranks``
+        (turn ranks off and on), ``event_top`` (records in its events' standings), ``webhook_url``
+        (where its events are also delivered; None removes it). The definition as it stands.
+        Needs the server key."""
+        return self.request("PATCH", _board(leaderboard_id), settings)
+
+    def set_ranks(self, leaderboard_id: str, enabled: bool) -> R:
+        """Turn ranks on or off for a live leaderboard or tournament (``update_leaderboard``)."""
+        return self.update_leaderboard(leaderboard_id, enable_ranks=enabled)
+
     def delete_leaderboard(self, leaderboard_id: str) -> R:
         """Delete a leaderboard (or tournament) with all its records. Needs the server key."""
         return self.request("DELETE", _board(leaderboard_id))
@@ -150,6 +163,13 @@ class Operations(Generic[R]):
         """Join a tournament: ``{"joined": False}`` when the owner had joined already;
         ``ApiError`` 409 when it is full."""
         return self.request("POST", f"/v1/tournaments/{segment(tournament_id)}/join", {"owner_id": owner_id})
+
+    def grant_attempts(self, tournament_id: str, owner_id: str, count: int = 1) -> R:
+        """Grant an owner ``count`` score attempts beyond the tournament's ``max_num_score`` in the
+        current period (Nakama's add-attempt): ``{"max_num_score"}`` is the owner's limit now.
+        Needs the server key."""
+        return self.request("POST", f"/v1/tournaments/{segment(tournament_id)}/attempts",
+                            {"owner_id": owner_id, "count": count})
 
     # ------------------------------------------------------------------------- records
 
@@ -164,13 +184,20 @@ class Operations(Generic[R]):
         return self.request("POST", f"{_board(leaderboard_id)}/records/batch", {"records": list(records)})
 
     def records(self, leaderboard_id: str, *, limit: int | None = None, cursor: str | None = None,
-                owner_ids: Iterable[str] | None = None, expiry: int | None = None) -> R:
+                owner_ids: Iterable[str] | None = None, expiry: int | None = None, rank: int | None = None) -> R:
         """A page of records in rank order: ``records``, ``owner_records`` (those of
         ``owner_ids``, wherever they rank), ``next_cursor``, ``prev_cursor`` (pass either back as
-        ``cursor``), ``rank_count``. ``expiry`` reads a past reset period."""
+        ``cursor``), ``rank_count``. ``expiry`` reads a past reset period; ``rank`` starts the
+        page at that rank (its cursors go on from there)."""
         owners = ",".join(owner_ids) if owner_ids else None
         return self.request("GET", f"{_board(leaderboard_id)}/records",
-                            query={"limit": limit, "cursor": cursor, "owner_ids": owners, "expiry": expiry})
+                            query={"limit": limit, "cursor": cursor, "owner_ids": owners, "expiry": expiry,
+                                   "rank": rank})
+
+    def record_at_rank(self, leaderboard_id: str, rank: int, *, expiry: int | None = None) -> R:
+        """The record at ``rank`` (1-based); ``ApiError`` 404 when there are fewer records, 409
+        ``ranks_disabled`` when the leaderboard keeps no ranks."""
+        return self.request("GET", f"{_board(leaderboard_id)}/records/rank/{int(rank)}", query={"expiry": expiry})
 
     def top(self, leaderboard_id: str, *, limit: int = 10, expiry: int | None = None) -> R:
         """The first page: ``records(leaderboard_id, limit=limit)``, a page like ``records()``
@@ -196,6 +223,30 @@ class Operations(Generic[R]):
         """A content hash of one reset period (``count``, ``digest``): equal on every node that
         holds the same records."""
         return self.request("GET", f"{_board(leaderboard_id)}/digest", query={"expiry": expiry})
+
+    # -------------------------------------------------------------------------- owners
+
+    def owner_records(self, owner_id: str, *, limit: int | None = None, cursor: str | None = None) -> R:
+        """Every record of one owner in every leaderboard, tournament and period kept, with its
+        rank: ``{"records": [...], "next_cursor"}``."""
+        return self.request("GET", f"/v1/owners/{segment(owner_id)}/records", query={"limit": limit, "cursor": cursor})
+
+    def erase_owner(self, owner_id: str) -> R:
+        """Erase every record, join and attempt grant of one owner, everywhere (account deletion):
+        ``{"records_erased", "erase_time"}``. A write made before it cannot bring a record back.
+        Needs the server key."""
+        return self.request("DELETE", f"/v1/owners/{segment(owner_id)}")
+
+    # -------------------------------------------------------------------------- events
+
+    def events(self, *, after: str | None = None, limit: int | None = None, wait: float | None = None,
+               leaderboard_id: str | None = None) -> R:
+        """Reset and end events with their final standings, oldest first: ``{"events": [...],
+        "next_cursor"}``. Pass ``next_cursor`` back as ``after`` for what follows; ``wait``
+        (seconds) long-polls until an event comes when there is none yet."""
+        return self.request("GET", "/v1/events", query={"after": after, "limit": limit, "wait": wait,
+                                                         "leaderboard_id": leaderboard_id},
+                            timeout=None if not wait else wait + 10)
 
     # ------------------------------------------------------------------------- cluster
 

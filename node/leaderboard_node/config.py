@@ -91,6 +91,9 @@ class LeaderboardSettings(_Section):
         86400.0, ge=0, description="Seconds a finished reset period stays readable with expiry= before it is trimmed."
     )
     trim_interval: float = Field(5.0, gt=0, description="Seconds between scans for expired buckets and tournament ends.")
+    erasure_retention: float = Field(
+        7 * 86400.0, ge=0, description="Seconds an owner erasure is kept: until then, a write made before it that "
+        "arrives late stays void (longer than any partition you expect a node to heal from without a full sync).")
 
 
 class LimitSettings(_Section):
@@ -497,6 +500,85 @@ class LogSettings(_Section):
                             "for every other field.")
 
 
+class WebhookSettings(_Section):
+    url: str = Field(..., description="Where every event is POSTed: an absolute http:// or https:// URL.")
+    name: str | None = Field(None, min_length=1, max_length=64,
+                             description="A label for this webhook in metrics and logs (default: the URL's host).")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        from .domain.errors import InvalidArgument
+        from .domain.events import check_webhook_url
+
+        try:
+            return check_webhook_url(value, field="url")
+        except InvalidArgument as exc:
+            raise ValueError(exc.message) from None
+
+
+class EventSettings(_Section):
+    """Reset and end events (see ``replication/events.py``): produced once per period, served at
+    ``GET /v1/events`` and POSTed to webhooks, signed with ``webhook_secret``."""
+
+    enabled: bool = Field(True, description="Produce events when periods end and deliver them to webhooks "
+                                            "(GET /v1/events serves what is held either way).")
+    grace: float = Field(2.0, ge=0, le=300, description="Seconds after a period ends before its final standings are "
+                         "taken: writes accepted before the end on other nodes reach them meanwhile. Keep it above "
+                         "cluster.max_clock_offset plus the replication lag.")
+    top: int = Field(100, ge=1, le=1000, description="Records in an event's standings, unless the leaderboard sets "
+                                                    "its own event_top.")
+    retention: float = Field(86400.0, gt=0, description="Seconds an event is kept after its period ended (each costs "
+                             "about 300 bytes per record of its standings).")
+    catch_up: float = Field(3600.0, ge=0, description="A period that ended while the whole cluster was down gets its "
+                            "event if it ended less than this long ago (and while its records are kept).")
+    takeover: float = Field(10.0, ge=0, description="Seconds after an event is due when any ready node produces it, "
+                            "should the node chosen for it not have (two copies are resolved deterministically).")
+    max_wait: float = Field(60.0, gt=0, le=600, description="The longest wait= a GET /v1/events long poll may ask for.")
+    webhooks: list[WebhookSettings] = Field(default_factory=list,
+                                            description="Webhooks that receive every event (each board may add one "
+                                                        "of its own: PATCH its webhook_url).")
+    webhook_secret_file: Path | None = Field(None, description="File holding the key deliveries are signed with "
+                                                               "(HMAC-SHA256; at least 16 characters).")
+    webhook_secret: SecretStr | None = Field(None, description="The signing key itself; set it only through the "
+                                                               "environment (LEADERBOARD_EVENTS__WEBHOOK_SECRET).")
+    webhook_timeout: float = Field(5.0, gt=0, le=300, description="Seconds a webhook has to answer a delivery.")
+    retry_initial: float = Field(0.5, gt=0, description="Seconds before the first retry of a failed delivery; each "
+                                                        "retry waits twice as long as the one before, with jitter.")
+    retry_max: float = Field(30.0, gt=0, description="The longest wait between two retries of a delivery.")
+
+    @field_validator("webhook_secret", mode="before")
+    @classmethod
+    def _secret_is_text(cls, value: Any) -> Any:
+        if value is None or isinstance(value, (str, SecretStr)):
+            return value
+        raise ValueError(f"the webhook secret must be a string, got a {type(value).__name__}: quote it")
+
+    def secret(self) -> str | None:
+        """The signing key, from the file or the environment; a ConfigError when it cannot be used."""
+        if self.webhook_secret is not None and self.webhook_secret_file is not None:
+            raise ConfigError("events.webhook_secret", "events.webhook_secret and events.webhook_secret_file are "
+                              "both set", "keep one")
+        value: str | None
+        if self.webhook_secret_file is not None:
+            try:
+                value = self.webhook_secret_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError("events.webhook_secret_file", f"cannot read {self.webhook_secret_file}: "
+                                  f"{exc.strerror or exc}", "mount the Secret there or fix the path") from None
+            setting = "events.webhook_secret_file"
+        else:
+            value = self.webhook_secret.get_secret_value().strip() if self.webhook_secret is not None else None
+            setting = "events.webhook_secret"
+        if value is not None and (len(value) < MIN_KEY_LENGTH or not value.isascii() or not value.isprintable()):
+            raise ConfigError(setting, f"the webhook secret needs at least {MIN_KEY_LENGTH} visible ASCII characters",
+                              "generate one with `openssl rand -hex 32`")
+        if self.webhooks and value is None:
+            raise ConfigError("events.webhook_secret_file", "events.webhooks are configured without a signing secret",
+                              "set events.webhook_secret_file (or LEADERBOARD_EVENTS__WEBHOOK_SECRET)")
+        return value
+
+
 LeaderboardSyncSettings.model_rebuild()
 
 
@@ -509,6 +591,7 @@ class Settings(_Section):
     tls: TlsSettings = Field(default_factory=TlsSettings)
     durability: DurabilitySettings = Field(default_factory=DurabilitySettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    events: EventSettings = Field(default_factory=EventSettings)
 
     @model_validator(mode="after")
     def _named_for_identities(self) -> Settings:

@@ -87,6 +87,33 @@ class _ReplicationCollector(Collector):
         yield retired
 
 
+class _EventCollector(Collector):
+    """Events held, writes that came after their period's event, and delivery lag, at scrape time."""
+
+    def __init__(self, server: object) -> None:
+        self._server = server
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        service = getattr(self._server, "events", None)
+        node = getattr(self._server, "node", None)
+        held = GaugeMetricFamily("leaderboard_events_held", "Reset and end events this node holds (copies included).")
+        late = CounterMetricFamily("leaderboard_event_late_writes",
+                                   "Record changes applied to a period whose event was produced already (they are "
+                                   "not in its standings).")
+        lag = GaugeMetricFamily("leaderboard_event_delivery_lag_seconds",
+                                "Per webhook this node delivers to: seconds since the period end of the event it is "
+                                "waiting to deliver (0: none).", labels=["webhook"])
+        if node is not None:
+            held.add_metric([], len(node.store.events))
+            late.add_metric([], node.store.late_writes)
+        if service is not None:
+            for label, seconds in list(service.lag.items()):
+                lag.add_metric([label], seconds)
+        yield held
+        yield late
+        yield lag
+
+
 class NodeMetrics:
     def __init__(self, node: Node) -> None:
         self.registry = CollectorRegistry()
@@ -123,10 +150,28 @@ class NodeMetrics:
                                         "Entries served to or taken from peers' backlogs.", ["role"], registry=r)
         self.sync_failures = Counter("leaderboard_sync_failures", "Failed sync attempts, retried later.", ["kind"],
                                      registry=r)
+        self.events_produced = Counter("leaderboard_events_produced", "Reset and end events this node produced.",
+                                       ["kind"], registry=r)
+        self.event_deliveries = Counter("leaderboard_event_deliveries",
+                                        "Webhook delivery attempts, by outcome (delivered, failed: retried).",
+                                        ["webhook", "outcome"], registry=r)
+        self.event_delivery_seconds = Histogram("leaderboard_event_delivery_seconds",
+                                                "From a period's end until its event was delivered to a webhook.",
+                                                ["webhook"], registry=r, buckets=(0.5, 1, 2, 2.5, 3, 5, 10, 30, 60, 300, 3600))
         r.register(_StoreCollector(node))
 
     def watch_replication(self, server: object) -> None:
         self.registry.register(_ReplicationCollector(server))
+        self.registry.register(_EventCollector(server))
+
+    # EventMetrics
+    def event_produced(self, kind: str) -> None:
+        self.events_produced.labels(kind).inc()
+
+    def event_delivery(self, webhook: str, *, outcome: str, seconds: float | None = None) -> None:
+        self.event_deliveries.labels(webhook, outcome).inc()
+        if seconds is not None:
+            self.event_delivery_seconds.labels(webhook).observe(seconds)
 
     # ReplicationEvents
     def batch_sent(self, peer: object, batch: object, entries_covered: int) -> None:

@@ -10,6 +10,7 @@ operation's critical section is its whole body and no lock is needed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -61,6 +62,7 @@ class Node:
         self.store = LeaderboardStore(
             node=self.name, clock=self.clock, blacklist=RankBlacklist(patterns),
             retention=int(settings.leaderboard.bucket_retention),
+            erasure_retention=int(settings.leaderboard.erasure_retention),
         )
         self.state = NodeState.STARTING
         self.started_at = time.time()
@@ -72,6 +74,10 @@ class Node:
         self._publishers: list[Callable[[list[Change]], int | None]] = []
         self._write_checks: list[Callable[[], None]] = []
         self._acknowledge: Callable[..., Awaitable[None]] | None = None
+        # Resolved (and replaced) whenever an event is added, wherever it came from: what a
+        # long poll of GET /v1/events waits on.
+        self._event_added: asyncio.Future[None] | None = None
+        self.store.events.listeners.append(self._wake_event_readers)
 
     # ------------------------------------------------------------------ state
 
@@ -129,3 +135,21 @@ class Node:
 
     def seconds(self) -> int:
         return self.now.seconds()
+
+    # ------------------------------------------------------------------ events
+
+    def _wake_event_readers(self) -> None:
+        waiting, self._event_added = self._event_added, None
+        if waiting is not None and not waiting.done():
+            waiting.set_result(None)
+
+    async def wait_for_event(self, timeout: float) -> bool:
+        """Wait until an event is added (True) or ``timeout`` seconds pass (False)."""
+        if self._event_added is None:
+            self._event_added = asyncio.get_running_loop().create_future()
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(self._event_added)
+        except TimeoutError:
+            return False
+        return True

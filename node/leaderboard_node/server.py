@@ -24,9 +24,10 @@ from .config import ConfigError, Settings, parse_host_port
 from .domain.lives import life_id
 from .metrics import NodeMetrics
 from .node import Node, NodeState, Now
+from .replication.events import EventService
 from .replication.peers import Faults, FaultyTransport, PeerTransport
 from .replication.replicator import Replicator
-from .transport.client_api import create_client_app
+from .transport.client_api import create_client_app, render_event
 from .durability.journal import Journal
 from .transport.certificate_request import CertificateRequester
 from .transport.header_deadline import DeadlineSite
@@ -90,6 +91,8 @@ class NodeServer:
         self.peer_app = create_peer_app(self.replicator, token=token, max_message_bytes=sync.max_message_bytes,
                                         on_rejected=lambda reason: self.metrics.peer_rejected.labels(reason).inc(),
                                         identity=self.tls_files.policy)
+        self.events = EventService(node=self.node, replicator=self.replicator, settings=settings.events,
+                                   render=render_event, metrics=self.metrics)
         self.metrics.watch_replication(self)
 
     def _extra_routes(self, app: web.Application) -> None:
@@ -213,6 +216,7 @@ class NodeServer:
         if self.certificates is not None:
             self.certificates.start()
         await self.replicator.start()
+        self.events.start()
 
     async def _freeze_loop(self) -> None:
         """Keep the rank cache out of Python's full garbage collections.
@@ -243,6 +247,7 @@ class NodeServer:
 
     async def stop(self) -> None:
         self.node.set_state(NodeState.STOPPING)
+        await self.events.stop()
         if self._recovering:  # else stopped while waiting for its certificate: nothing of it runs
             await self.replicator.stop()
         await self.replicator.transport.close()

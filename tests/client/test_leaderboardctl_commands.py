@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -323,3 +324,46 @@ def test_a_node_that_cannot_be_reached_says_so(tmp_path):
 
     result = ctl("--url", f"http://127.0.0.1:{free_port('127.0.0.1')}", "list")
     assert result.returncode == 1 and "cannot reach" in result.stderr
+
+
+# ------------------------------------------------------------------- what games rely on
+
+
+def test_ranks_records_by_rank_live_settings_attempts_owners_and_events(node):
+    url = ("--url", node.url)
+    with node.client() as client:
+        fill_board(client, "ctl-games", 5)
+    assert "p3" in ok(*url, "rank", "ctl-games", "2")
+    top = ok(*url, "top", "ctl-games", "--rank", "4", "--limit", "1")
+    assert " p1" in top and "next page:" in top and "previous page:" in top
+    assert json.loads(ok(*url, "update", "ctl-games", "--ranks", "off", "--event-top", "3", "--json"))[
+        "event_top"] == 3
+    assert "ranks_disabled" in ctl(*url, "rank", "ctl-games", "1").stderr
+    assert "  on  " in ok(*url, "update", "ctl-games", "--ranks", "on")
+    assert ctl(*url, "update", "ctl-games").returncode == 2  # nothing to change: a usage error
+    ok(*url, "tournament", "create", "ctl-attempts", "--duration", "600", "--max-num-score", "1")
+    assert "may now change its score 3 times" in ok(*url, "tournament", "attempts", "ctl-attempts", "gamer", "2")
+    ok(*url, "submit", "ctl-attempts", "gamer", "9")
+    ok(*url, "submit", "ctl-games", "gamer", "100")
+    owned = ok(*url, "owner", "records", "gamer")
+    assert "ctl-games" in owned and "ctl-attempts" in owned
+    assert "erased 2 records of gamer" in ok(*url, "owner", "erase", "gamer")
+    assert json.loads(ok(*url, "owner", "records", "gamer", "--json"))["records"] == []
+    end = int(time.time()) + 2
+    ok(*url, "tournament", "create", "ctl-ends", "--duration", "600", "--end-time", str(end))
+    ok(*url, "submit", "ctl-ends", "alice", "7")
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("LEADERBOARD_")}
+    follow = subprocess.Popen([sys.executable, "-m", "leaderboard_client.cli", *url, "events", "--leaderboard",
+                               "ctl-ends", "--follow", "--json"], stdout=subprocess.PIPE, text=True, env=environ)
+    try:
+        assert follow.stdout is not None
+        event = json.loads(follow.stdout.readline())  # a JSON line as soon as the event is produced
+    finally:
+        follow.send_signal(signal.SIGINT)  # --follow goes on until Ctrl-C, and stops quietly
+        follow.wait(timeout=10)
+        follow.stdout.close()
+    assert (event["kind"], event["leaderboard_id"], event["records"][0]["owner_id"]) == (
+        "tournament_end", "ctl-ends", "alice")
+    assert follow.returncode == 0
+    listed = ok(*url, "events", "--leaderboard", "ctl-ends")
+    assert "tournament_end" in listed and "first alice (7)" in listed and "next: --after " in listed

@@ -3,9 +3,11 @@ what the reference model computes."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from leaderboard_node.domain.errors import RecordNotFound
 from leaderboard_node.domain.records import Operator, SortOrder
 
 from .conftest import leaderboard, make_store
@@ -75,6 +77,41 @@ def test_pages_ranks_and_around_equal_the_reference(sort_order, board_operator, 
         assert [v.owner_id for v in around.records] == ref.around(owner, limit)
         assert [v.rank for v in around.records] == [
             [o for o, *_ in expected].index(v.owner_id) + 1 for v in around.records]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sort_order=st.sampled_from(["desc", "asc"]), board_operator=operators, steps=ops,
+       limit=st.integers(1, 7), rank=st.integers(1, 20))
+def test_the_record_at_a_rank_and_a_page_from_a_rank_equal_the_reference(sort_order, board_operator, steps, limit,
+                                                                        rank):
+    store, ref = _run(sort_order, board_operator, steps)
+    expected = [(o, s, ss, n, i + 1) for i, (o, s, ss, n) in enumerate(ref.ordered())]
+
+    def row(view):
+        return (view.owner_id, view.score, view.subscore, view.num_score, view.rank)
+
+    if rank <= len(expected):
+        assert row(store.record_at_rank("lb", rank, now=NOW)) == expected[rank - 1]
+    else:
+        with pytest.raises(RecordNotFound):
+            store.record_at_rank("lb", rank, now=NOW)
+    page = store.list_records("lb", limit=limit, now=NOW, rank=rank)
+    assert [row(v) for v in page.records] == expected[rank - 1:rank - 1 + limit]
+    assert page.rank_count == len(expected)
+    # its cursors continue from there, forward to the end and back to the first record
+    seen, forward = [row(v) for v in page.records], page
+    while forward.next_cursor:
+        forward = store.list_records("lb", limit=limit, now=NOW, cursor=forward.next_cursor)
+        seen += [row(v) for v in forward.records]
+    assert seen == expected[rank - 1:]
+    if rank > len(expected):  # past the last record: an empty page, nowhere to go on from
+        assert (page.records, page.next_cursor, page.prev_cursor) == ([], None, None)
+        return
+    before, back = [], page
+    while back.prev_cursor:
+        back = store.list_records("lb", limit=limit, now=NOW, cursor=back.prev_cursor)
+        before = [row(v) for v in back.records] + before
+    assert before == expected[:rank - 1]
 
 
 @settings(max_examples=60, deadline=None)

@@ -8,7 +8,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leaderboard_node.domain.changes import LeaderboardKill, LeaderboardPut, RecordSlotPut, TournamentJoin
+from leaderboard_node.domain.changes import (
+    AttemptsGrant,
+    DeliveryProgress,
+    EventPut,
+    LeaderboardKill,
+    LeaderboardPut,
+    OwnerErase,
+    RecordSlotPut,
+    Setting,
+    SettingPut,
+    TournamentJoin,
+)
+from leaderboard_node.domain.events import Event, EventKind, Standing
 from leaderboard_node.domain.clock import MAX_HLC, MAX_MS, HybridLogicalClock
 from leaderboard_node.domain.leaderboards import Leaderboard, TournamentSettings
 from leaderboard_node.domain.records import Base, Operator, Slot, SlotKind, SortOrder
@@ -66,7 +78,22 @@ changes = st.one_of(
     st.builds(RecordSlotPut, ids, ids, st.integers(0, 1 << 40), ids, slots, st.booleans()),
     st.builds(LeaderboardPut, definitions),
     st.builds(LeaderboardKill, ids, st.lists(ids, max_size=3).map(tuple), st.integers(0, 100)),
-    st.builds(TournamentJoin, ids, ids, st.integers(0, 1 << 40), ids),
+    st.builds(TournamentJoin, ids, ids, st.integers(0, 1 << 40), ids, hlcs),
+    st.builds(OwnerErase, ids, hlcs, ids),
+    st.builds(AttemptsGrant, ids, ids, st.integers(0, 1 << 40), ids, ids, hlcs, st.integers(0, 1 << 40)),
+    st.builds(SettingPut, ids, ids, st.just(Setting.ENABLE_RANKS), st.booleans(), hlcs, ids),
+    st.builds(SettingPut, ids, ids, st.just(Setting.EVENT_TOP), st.none() | st.integers(1, 1000), hlcs, ids),
+    st.builds(SettingPut, ids, ids, st.just(Setting.WEBHOOK_URL),
+              st.none() | st.sampled_from(["http://127.0.0.1:9000/hook", "https://example.com/x?y=1"]), hlcs, ids),
+    st.builds(DeliveryProgress, ids, ids, st.integers(1, 1 << 40)),
+    st.builds(
+        lambda top, kind, times, count, hlc, origin, number: EventPut(Event(
+            "lb", "1.ab", kind, times, times + 60, times, times + 30, count + len(top), 100, tuple(top), hlc, origin,
+            number)),
+        st.lists(st.builds(Standing, st.integers(0, 1000), ids, optional_text, int64, int64, st.integers(0, 1 << 40),
+                           st.integers(0, 1 << 40), optional_text, millis, millis), max_size=5),
+        st.sampled_from(list(EventKind)), st.integers(0, 1 << 31), st.integers(0, 1000), hlcs, ids,
+        st.integers(1, 1 << 40)),
 )
 
 
@@ -89,6 +116,26 @@ def test_a_definition_no_client_could_create_is_refused_from_a_peer():
     except ProtocolError:
         return
     raise AssertionError("a definition with a cron that never fires was accepted")
+
+
+@pytest.mark.parametrize("url", ["ftp://x/y", "http://user:pw@h/", "not a url"])
+def test_a_webhook_url_no_client_could_set_is_refused_from_a_peer(url):
+    entry = pb.Entry(seq=1)
+    setting = entry.setting_update
+    setting.leaderboard_id, setting.incarnation, setting.origin = "lb", "1.a", "n@1"
+    setting.name, setting.text = pb.SETTING_NAME_WEBHOOK_URL, url
+    with pytest.raises(ProtocolError):
+        entry_from_pb(pb.Entry.FromString(entry.SerializeToString()))
+
+
+def test_an_event_with_more_standings_than_its_top_is_refused_from_a_peer():
+    event = Event("lb", "1.a", EventKind.LEADERBOARD_RESET, 0, 60, 0, 60, 5, 1,
+                  (Standing(1, "a", None, 1, 0, 1, 0, None, 0, 0), Standing(2, "b", None, 0, 0, 1, 0, None, 0, 0)),
+                  1, "n@1", 1)
+    entry = pb.Entry()
+    entry_to_pb(1, EventPut(event), entry)
+    with pytest.raises(ProtocolError):
+        entry_from_pb(pb.Entry.FromString(entry.SerializeToString()))
 
 
 def test_an_entry_without_a_change_is_refused():
@@ -223,3 +270,58 @@ def test_peer_clock_readings_beyond_2106_are_refused():
     slot_to_pb(Slot("a", SlotKind.SET, MAX_HLC + 1, 5, 0, 1, 1, None, None), message)
     with pytest.raises(ProtocolError):
         slot_from_pb(message)
+
+
+def test_a_full_sync_carries_erasures_attempts_settings_events_and_delivery_progress():
+    now = 1_700_000_000
+    store = LeaderboardStore(node="sender@1", clock=HybridLogicalClock())
+    store.create_leaderboard(Leaderboard(id="cup", tournament=TournamentSettings(
+        start_time=now - 10, end_time=now + 50, duration=60, max_num_score=1)))
+    store.write_record("cup", "p1", score=3, now=now)
+    store.write_record("cup", "p2", score=4, now=now)
+    store.join_tournament("cup", "p3", now=now)
+    store.grant_attempts("cup", "p2", 2, now=now)
+    store.update_settings("cup", {Setting.ENABLE_RANKS: False, Setting.WEBHOOK_URL: "http://127.0.0.1:1/h"})
+    (put,) = store.produce_event(store.leaderboard("cup"), store.period(store.leaderboard("cup"), now), top=10)
+    store.record_delivery("node:http://127.0.0.1:1/h", put.event)
+    store.erase_owner("p1")
+    assert store.list_records("cup", limit=10, now=now).records[0].owner_id == "p2"
+
+    async def collect() -> list[bytes]:
+        return [c async for c in snapshot_chunks(store, source=("sender", 1), vector=VersionVector(), chunk_records=1)]
+
+    receiver_store = _receiving_store()
+    receiver = SnapshotReceiver(receiver_store)
+    for chunk in asyncio.run(collect()):
+        receiver.feed(chunk)
+    receiver.result()
+    cup = receiver_store.leaderboard("cup")
+    assert [(v.owner_id, v.rank, v.max_num_score) for v in receiver_store.list_records("cup", limit=10, now=now).records
+            ] == [("p2", 0, 3)]
+    assert receiver_store.size(cup, now + 50) == 2
+    assert receiver_store.setting(cup, Setting.WEBHOOK_URL) == "http://127.0.0.1:1/h"
+    assert [e.id for e in receiver_store.events] == [put.event.id]
+    assert receiver_store.events.progress == {"node:http://127.0.0.1:1/h": {"sender@1": 1}}
+    # p1's old slot, arriving late, stays void there too
+    receiver_store.apply(RecordSlotPut("cup", cup.incarnation, now + 50, "p1",
+                                       Slot("other@1", SlotKind.SET, 1, 9, 0, 1, 0, None, None), True))
+    assert receiver_store.record_count() == 1
+
+
+def test_a_snapshot_that_sends_more_events_than_it_announced_is_refused():
+    from leaderboard_node.replication.protocol import event_to_pb
+    from leaderboard_node.replication.sync import EVENT_SLACK
+
+    header = pb.SyncChunk()
+    header.header.SetInParent()
+    header.header.source.node, header.header.source.epoch = "liar", 1
+    header.header.format = SYNC_FORMAT  # announces no events
+    receiver = SnapshotReceiver(_receiving_store())
+    receiver.feed(header.SerializeToString())
+    chunk = pb.SyncChunk()
+    for number in range(1, EVENT_SLACK + 2):
+        event_to_pb(Event("lb", "1.a", EventKind.LEADERBOARD_RESET, 0, number, 0, number, 0, 1, (), 1, "liar@1",
+                          number), chunk.events.events.add())
+    with pytest.raises(ProtocolError, match="more events than it announced"):
+        receiver.feed(chunk.SerializeToString())
+    assert len(receiver.store.events) == 0  # refused before any was held

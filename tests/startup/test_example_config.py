@@ -17,7 +17,7 @@ from leaderboard_node.config import Settings, load_settings
 from ..harness import free_port, loopback_host, wait_until
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "node" / "leaderboard-node.example.yaml"
-ENV_ONLY = {"auth.server_key", "auth.client_key"}  # secrets: named in a comment, never set in a file
+ENV_ONLY = {"auth.server_key", "auth.client_key", "events.webhook_secret"}  # secrets: named in a comment, never set in a file
 
 
 def _settings(model: type[BaseModel] = Settings, prefix: str = "") -> list[str]:

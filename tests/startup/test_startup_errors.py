@@ -108,3 +108,19 @@ def test_help_documents_the_exit_codes_the_key_minimum_and_the_log_formats():
     assert "at least 16" in text
     assert "log.format (env LEADERBOARD_LOG__FORMAT, default 'json', one of json, text)" in text
     assert "queue_size" not in text
+
+
+@pytest.mark.parametrize(("env", "setting", "says"), [
+    ({"LEADERBOARD_EVENTS__WEBHOOKS": '[{url: "http://127.0.0.1:9/hook"}]'}, "events.webhook_secret_file",
+     "webhooks are configured without a signing secret"),
+    ({"LEADERBOARD_EVENTS__WEBHOOKS": '[{url: "ftp://127.0.0.1:9/hook"}]'}, "events.webhooks.0.url",
+     "must be an absolute http:// or https:// URL"),
+    ({"LEADERBOARD_EVENTS__WEBHOOKS": '[{url: "https://user:pw@example.com/hook"}]'}, "events.webhooks.0.url",
+     "must not carry credentials"),
+    ({"LEADERBOARD_EVENTS__WEBHOOK_SECRET": "short"}, "events.webhook_secret", "at least 16"),
+], ids=["no-secret", "not-http", "credentials", "short-secret"])
+def test_a_bad_webhook_config_names_the_setting(env, setting, says):
+    result = _node(env=env)
+    assert result.returncode == EXIT_BAD_CONFIG, result.stderr
+    line = _one_error_line(result.stderr)
+    assert line.startswith(f"leaderboard-node: bad configuration: {setting}: ") and says in line, line

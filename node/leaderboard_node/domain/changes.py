@@ -8,8 +8,10 @@ other change, so duplicates and reordering leave replicas equal.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import NamedTuple
 
+from .events import Event
 from .leaderboards import Leaderboard
 from .records import Slot
 
@@ -54,6 +56,69 @@ class TournamentJoin:
     incarnation: str
     expiry: int
     owner: str
+    hlc: int = 0  # when it joined (0: a build before erasures stamped joins); an erasure voids earlier joins
 
 
-Change = LeaderboardPut | LeaderboardKill | RecordSlotPut | RecordsImported | TournamentJoin
+@dataclass(frozen=True, slots=True)
+class OwnerErase:
+    """Every record, join and attempt grant of ``owner`` stamped before ``hlc`` is void, in every
+    bucket, now and when it arrives later (see ``LeaderboardStore.erase_owner``)."""
+
+    owner: str
+    hlc: int
+    origin: str  # the erasing life: the tombstone slots it leaves are its own
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptsGrant:
+    """The life ``origin``'s running total of extra attempts granted to ``owner`` in one tournament
+    period: a per-life counter, like an ``incr`` slot (the grants of every life add up)."""
+
+    leaderboard_id: str
+    incarnation: str
+    expiry: int
+    owner: str
+    origin: str
+    hlc: int
+    total: int
+
+
+class Setting(StrEnum):
+    """Settings of a definition that may change while it lives (they are not part of its
+    incarnation): each is a last-writer-wins register by (hlc, origin)."""
+
+    ENABLE_RANKS = "enable_ranks"
+    EVENT_TOP = "event_top"
+    WEBHOOK_URL = "webhook_url"
+
+
+@dataclass(frozen=True, slots=True)
+class SettingPut:
+    leaderboard_id: str
+    incarnation: str
+    name: Setting
+    value: bool | int | str | None  # None: back to the default (webhook_url: none)
+    hlc: int
+    origin: str
+
+    @property
+    def order(self) -> tuple[int, str]:
+        return (self.hlc, self.origin)
+
+
+@dataclass(frozen=True, slots=True)
+class EventPut:
+    event: Event
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryProgress:
+    """Webhook ``target`` has been delivered every event of ``origin`` up to ``number``."""
+
+    target: str
+    origin: str
+    number: int
+
+
+Change = (LeaderboardPut | LeaderboardKill | RecordSlotPut | RecordsImported | TournamentJoin | OwnerErase
+          | AttemptsGrant | SettingPut | EventPut | DeliveryProgress)

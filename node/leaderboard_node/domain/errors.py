@@ -94,6 +94,11 @@ class NotATournament(DomainError):
     code = "not_a_tournament"
 
 
+class RanksDisabled(DomainError):
+    status = 409
+    code = "ranks_disabled"
+
+
 class AuthoritativeLeaderboard(DomainError):
     status = 403
     code = "authoritative_leaderboard"

@@ -160,6 +160,10 @@ class LeaderboardCache:
     def all(self) -> list[Leaderboard]:
         return sorted(self._live.values(), key=lambda lb: lb.id)
 
+    def live(self) -> list[Leaderboard]:
+        """Every visible definition, in no particular order (``all`` sorts them)."""
+        return list(self._live.values())
+
     def next_generation(self, leaderboard_id: str) -> int:
         entry = self._entries.get(leaderboard_id)
         return 1 if entry is None else entry.max_generation + 1

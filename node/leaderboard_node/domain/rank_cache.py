@@ -297,6 +297,10 @@ class Bucket:
         element = self._element(owner_key(owner))
         return None if element is None else self._decode(element)
 
+    def holds(self, owner: str) -> bool:
+        """Whether ``owner`` has slots here: a record, or a tombstone."""
+        return owner in self._tombstones or self._element(owner_key(owner)) is not None
+
     def tombstone(self, owner: str) -> Slots:
         """The slots a deleted record left behind (none when it never existed)."""
         return self._tombstones.get(owner, ())

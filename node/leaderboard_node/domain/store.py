@@ -9,6 +9,21 @@ Buckets are keyed by (leaderboard id, incarnation) and then by expiry. Records o
 incarnation whose definition has not arrived yet are kept (a change carries the sort order
 needed to rank them) and become visible when it does; records of a dead incarnation are
 dropped, now and when they arrive later.
+
+**Owner erasures.** ``erase_owner`` makes one change, stamped after every slot, join and
+attempt grant of the owner it has seen: every slot of the owner stamped before it is void, in
+every bucket, now and when it arrives later. It works as a record delete would in each
+bucket: the erasing life's tombstone slot (a base with no value) is merged into every bucket
+that holds the owner, and into any bucket the owner's slots reach later, before they are
+merged (and before a local write, so that what is written after the erasure is built on it).
+Concurrent ``set`` writes stamped after it win over it, as over a delete; contributions made
+on an older base are void. Joins and attempt grants stamped before it are dropped. An
+erasure is kept for ``erasure_retention`` seconds, then forgotten: a write made before it that
+arrives later still than that (a node cut off for longer, holding the only copy of it) would
+count again.
+
+**Live settings** (``enable_ranks``, ``event_top``, ``webhook_url``) change without making a new
+incarnation: each is a last-writer-wins register per incarnation (``SettingPut``).
 """
 
 from __future__ import annotations
@@ -19,8 +34,21 @@ from functools import partial
 from typing import NamedTuple
 
 from . import records
-from .changes import Change, LeaderboardKill, LeaderboardPut, RecordSlotPut, RecordsImported, TournamentJoin
-from .clock import HybridLogicalClock
+from .changes import (
+    AttemptsGrant,
+    Change,
+    DeliveryProgress,
+    EventPut,
+    LeaderboardKill,
+    LeaderboardPut,
+    OwnerErase,
+    RecordSlotPut,
+    RecordsImported,
+    Setting,
+    SettingPut,
+    TournamentJoin,
+)
+from .clock import HybridLogicalClock, physical_ms
 from .cursors import Cursor, decode_cursor
 from .errors import (
     AuthoritativeLeaderboard,
@@ -32,6 +60,7 @@ from .errors import (
     LeaderboardExists,
     LeaderboardNotFound,
     NotATournament,
+    RanksDisabled,
     RecordNotFound,
     TournamentFull,
     TournamentJoinRequired,
@@ -39,11 +68,12 @@ from .errors import (
     TournamentNotFound,
     TournamentOutsideWindow,
 )
+from .events import Event, EventLog, Standing, event_kind, redact_event
 from .leaderboards import Leaderboard, LeaderboardCache, RankBlacklist, period_of
-from .lives import Horizons
+from .lives import Horizons, life_epoch, life_name
 from .rank_cache import Bucket, Record, digest_of
 from .record_codec import first_write_elements, sort_key
-from .records import Operator
+from .records import Operator, Slot, SlotKind
 from .schedule import NEVER, Period
 
 
@@ -127,6 +157,43 @@ class BucketDigest:
 
 
 BucketKey = tuple[str, str]  # (leaderboard id, incarnation)
+PeriodKey = tuple[str, str, int]  # (leaderboard id, incarnation, expiry)
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerPage:
+    records: list[RecordView]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptsView:
+    leaderboard_id: str
+    owner_id: str
+    expiry: int
+    max_num_score: int  # the owner's own limit in this period: the tournament's plus what was granted
+    extra_attempts: int
+
+
+def _erasure_slot(erasure: OwnerErase) -> Slot:
+    return Slot(erasure.origin, SlotKind.DELETE, erasure.hlc, 0, 0, 0, 0, None, None)
+
+
+def _owner_cursor(leaderboard_id: str, expiry: int) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(f"{expiry}/{leaderboard_id}".encode()).rstrip(b"=").decode()
+
+
+def _read_owner_cursor(text: str) -> tuple[str, int]:
+    import base64
+    import binascii
+
+    try:
+        expiry, _, leaderboard_id = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode().partition("/")
+        return leaderboard_id, int(expiry)
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise CursorInvalid("the cursor is invalid: it was not issued by this service", field="cursor") from None
 
 
 class LeaderboardStore:
@@ -137,16 +204,24 @@ class LeaderboardStore:
         clock: HybridLogicalClock,
         blacklist: RankBlacklist = RankBlacklist(),
         retention: int = 86400,
+        erasure_retention: int = 7 * 86400,
     ) -> None:
         self.node = node  # the life id this node writes under (lives.life_id)
         self.clock = clock
         self.horizons = Horizons()
         self.blacklist = blacklist
         self.retention = retention
+        self.erasure_retention = erasure_retention
         self.leaderboards = LeaderboardCache()
         self._buckets: dict[BucketKey, dict[int, Bucket]] = {}
         self._unsettled: set[Bucket] = set()  # buckets built at once whose digest is not settled yet
-        self._joins: dict[tuple[str, str, int], set[str]] = {}
+        self._joins: dict[PeriodKey, dict[str, int]] = {}  # owner -> when it joined (hlc)
+        self._erasures: dict[str, OwnerErase] = {}  # per owner, the latest erasure held
+        # Extra attempts: per tournament period and owner, each granting life's (hlc, running total)
+        self._attempts: dict[PeriodKey, dict[str, dict[str, tuple[int, int]]]] = {}
+        self._settings: dict[BucketKey, dict[Setting, SettingPut]] = {}
+        self.events = EventLog()
+        self.late_writes = 0  # record changes applied to a period whose event was produced already
         # Buckets still to settle since lives were last retired, and where in each the sweep is
         self._unfolded: dict[Bucket, bytes | None] = {}
         # Owner lookups by outcome (exported as a metric): hit (ranked), miss (no record), off (no ranks)
@@ -158,7 +233,39 @@ class LeaderboardStore:
         return period_of(leaderboard, now)
 
     def ranks_enabled(self, leaderboard: Leaderboard) -> bool:
-        return leaderboard.enable_ranks and not self.blacklist.matches(leaderboard.id)
+        return self.ranks_on(leaderboard) and not self.blacklist.matches(leaderboard.id)
+
+    def ranks_on(self, leaderboard: Leaderboard) -> bool:
+        """``enable_ranks`` as it stands: the last toggle, else the creation setting."""
+        toggled = self.setting(leaderboard, Setting.ENABLE_RANKS)
+        return leaderboard.enable_ranks if toggled is None else bool(toggled)
+
+    def setting(self, leaderboard: Leaderboard, name: Setting) -> bool | int | str | None:
+        """The live setting's value; None when it was never set (or set back to its default)."""
+        if not self._settings:
+            return None
+        put = self._settings.get((leaderboard.id, leaderboard.incarnation), {}).get(name)
+        return None if put is None else put.value
+
+    def update_settings(self, leaderboard_id: str, values: dict[Setting, bool | int | str | None], *,
+                        tournament: bool = False) -> tuple[Leaderboard, list[Change]]:
+        """Change live settings of a definition (its incarnation stays: records stay). Each value
+        is stamped after the one it replaces, so it wins over what this node has seen."""
+        leaderboard = self.leaderboard(leaderboard_id, tournament=tournament)
+        held = self._settings.get((leaderboard.id, leaderboard.incarnation), {})
+        changes: list[Change] = []
+        for name, value in values.items():
+            hlc = self.clock.now()
+            known = held.get(name)
+            if known is not None and known.hlc >= hlc:
+                hlc = known.hlc + 1
+            change = SettingPut(leaderboard.id, leaderboard.incarnation, name, value, hlc, self.node)
+            self.apply(change)
+            changes.append(change)
+        return leaderboard, changes
+
+    def settings_of(self, leaderboard: Leaderboard) -> dict[Setting, SettingPut]:
+        return dict(self._settings.get((leaderboard.id, leaderboard.incarnation), {}))
 
     def create_leaderboard(self, request: Leaderboard) -> tuple[Leaderboard, bool, list[Change]]:
         """Create a leaderboard or tournament; (definition, created, changes).
@@ -275,6 +382,7 @@ class LeaderboardStore:
         for position, write in enumerate(writes):
             check_write(leaderboard, write)
             if (write.owner in seen or (write.operator is not None and write.operator is not leaderboard.operator)
+                    or (self._erasures and write.owner in self._erasures)
                     or (bucket is not None and (bucket.get(write.owner) is not None or bucket.tombstone(write.owner)))):
                 ordinary.append((position, write))
             else:
@@ -308,6 +416,12 @@ class LeaderboardStore:
         record = bucket.get(owner) if bucket is not None else None
         if leaderboard.tournament is not None:
             self._check_tournament_write(leaderboard, period, record, owner, now)
+        if record is None and self._erasures and owner in self._erasures:
+            # The owner's first slot here since it was erased: built on the erasure, as a write
+            # after a delete is (elsewhere, the erasure is merged before this slot is).
+            bucket = self._bucket(leaderboard, period.expiry, create=True)
+            assert bucket is not None
+            bucket.apply_slot(owner, _erasure_slot(self._erasures[owner]), current=None)
         slot = records.write(
             record.slots if record is not None else bucket.tombstone(owner) if bucket is not None else (),
             origin=self.node, hlc=self.clock.now(), leaderboard_operator=leaderboard.operator, operator=effective,
@@ -337,18 +451,62 @@ class LeaderboardStore:
                 f"{period.active_end or 'its end'} (Unix seconds); now is {now}",
                 field="id", active_start=period.active_start, active_end=period.active_end,
             )
-        joined = self._joins.get((leaderboard.id, leaderboard.incarnation, period.expiry), set())
+        joined = self._joins.get((leaderboard.id, leaderboard.incarnation, period.expiry), {})
         if t.join_required and owner not in joined:
             raise TournamentJoinRequired(f"{owner!r} must join tournament {leaderboard.id!r} first",
                                          field="owner_id")
-        if record is not None and t.max_num_score and record.value.num_score >= t.max_num_score:
-            raise TournamentMaxNumScore(
-                f"{owner!r} has used all {t.max_num_score} score attempts in this period", field="owner_id")
+        if record is not None and t.max_num_score:
+            limit = self.max_num_score(leaderboard, period.expiry, owner)
+            if record.value.num_score >= limit:
+                raise TournamentMaxNumScore(
+                    f"{owner!r} has used all {limit} score attempts in this period", field="owner_id",
+                    max_num_score=limit)
         if record is None and owner not in joined and t.max_size and self.size(leaderboard, period.expiry) >= t.max_size:
             raise TournamentFull(f"tournament {leaderboard.id!r} is full ({t.max_size})", field="id")
 
+    def max_num_score(self, leaderboard: Leaderboard, expiry: int, owner: str) -> int:
+        """The owner's own limit of score changes in a period (0: unlimited): the tournament's
+        ``max_num_score`` plus the attempts granted to the owner (``grant_attempts``)."""
+        t = leaderboard.tournament
+        if t is None or not t.max_num_score:
+            return 0
+        return t.max_num_score + self.extra_attempts(leaderboard, expiry, owner)
+
+    def extra_attempts(self, leaderboard: Leaderboard, expiry: int, owner: str) -> int:
+        if not self._attempts:
+            return 0
+        grants = self._attempts.get((leaderboard.id, leaderboard.incarnation, expiry), {}).get(owner)
+        return sum(total for _, total in grants.values()) if grants else 0
+
+    def grant_attempts(self, tournament_id: str, owner: str, count: int, *, now: int
+                       ) -> tuple[AttemptsView, list[Change]]:
+        """Grant ``owner`` ``count`` score attempts beyond the tournament's ``max_num_score`` in
+        the current period (Nakama's add-attempt). Grants made on different nodes add up: each
+        life keeps a running total of its own grants, and the limit is the sum of all of them."""
+        leaderboard = self.leaderboard(tournament_id, tournament=True)
+        t = leaderboard.tournament
+        assert t is not None
+        if not t.max_num_score:
+            raise InvalidArgument(f"tournament {tournament_id!r} has no max_num_score: its owners have unlimited "
+                                  "attempts already", field="id")
+        if t.end_time and now >= t.end_time:
+            raise TournamentOutsideWindow(f"tournament {tournament_id!r} has ended", field="id")
+        period = self.period(leaderboard, now)
+        key = (leaderboard.id, leaderboard.incarnation, period.expiry)
+        own = self._attempts.get(key, {}).get(owner, {}).get(self.node)
+        hlc = self.clock.now()
+        erasure = self._erasures.get(owner)
+        floor = max(own[0] if own else 0, erasure.hlc if erasure else 0)
+        if hlc <= floor:
+            hlc = floor + 1
+        change = AttemptsGrant(leaderboard.id, leaderboard.incarnation, period.expiry, owner, self.node, hlc,
+                               (own[1] if own else 0) + count)
+        self.apply(change)
+        extra = self.extra_attempts(leaderboard, period.expiry, owner)
+        return AttemptsView(leaderboard.id, owner, period.expiry, t.max_num_score + extra, extra), [change]
+
     def size(self, leaderboard: Leaderboard, expiry: int) -> int:
-        joined = self._joins.get((leaderboard.id, leaderboard.incarnation, expiry), set())
+        joined = self._joins.get((leaderboard.id, leaderboard.incarnation, expiry), {})
         bucket = self._bucket(leaderboard, expiry, create=False)
         if bucket is None:
             return len(joined)
@@ -362,14 +520,18 @@ class LeaderboardStore:
         assert t is not None
         if t.end_time and now >= t.end_time:
             raise TournamentOutsideWindow(f"tournament {tournament_id!r} has ended", field="id")
-        joined = self._joins.get((leaderboard.id, leaderboard.incarnation, period.expiry), set())
+        joined = self._joins.get((leaderboard.id, leaderboard.incarnation, period.expiry), {})
         if owner in joined:
             return False, []
         if t.max_size and self.size(leaderboard, period.expiry) >= t.max_size:
             bucket = self._bucket(leaderboard, period.expiry, create=False)
             if bucket is None or bucket.get(owner) is None:
                 raise TournamentFull(f"tournament {tournament_id!r} is full ({t.max_size})", field="id")
-        change = TournamentJoin(leaderboard.id, leaderboard.incarnation, period.expiry, owner)
+        hlc = self.clock.now()
+        erasure = self._erasures.get(owner)
+        if erasure is not None and hlc <= erasure.hlc:
+            hlc = erasure.hlc + 1
+        change = TournamentJoin(leaderboard.id, leaderboard.incarnation, period.expiry, owner, hlc)
         self.apply(change)
         return True, [change]
 
@@ -389,6 +551,122 @@ class LeaderboardStore:
         self.apply(change)
         return [change]
 
+    # ---------------------------------------------------------------- owners
+
+    def _owner_buckets(self, owner: str) -> Iterator[tuple[str, str, Bucket]]:
+        """Every bucket (of any incarnation, dead ones aside) that holds slots of ``owner``."""
+        for leaderboard_id, incarnation, bucket in self.buckets():
+            if bucket.holds(owner):
+                yield leaderboard_id, incarnation, bucket
+
+    def erase_owner(self, owner: str) -> tuple[int, int, list[Change]]:
+        """Erase every record, join and attempt grant of ``owner``, in every leaderboard and
+        tournament and every period held: (records erased, the erasure's clock, changes)."""
+        hlc = self.clock.now()
+        erased = 0
+        for leaderboard_id, incarnation, bucket in self._owner_buckets(owner):
+            record = bucket.get(owner)
+            hlc = records.stamp_after(record.slots if record is not None else bucket.tombstone(owner), hlc)
+            live = self.leaderboards.get(leaderboard_id)
+            if record is not None and live is not None and live.incarnation == incarnation:
+                erased += 1
+        for joined in self._joins.values():
+            if joined.get(owner, -1) >= hlc:
+                hlc = joined[owner] + 1
+        for granted in self._attempts.values():
+            for grant_hlc, _ in granted.get(owner, {}).values():
+                hlc = max(hlc, grant_hlc + 1)
+        known = self._erasures.get(owner)
+        if known is not None and known.hlc >= hlc:
+            hlc = known.hlc + 1
+        change = OwnerErase(owner, hlc, self.node)
+        self.apply(change)
+        return erased, hlc, [change]
+
+    def owner_records(self, owner: str, *, limit: int, cursor: str | None = None) -> OwnerPage:
+        """Every record of ``owner`` held, in every leaderboard and tournament and every period
+        still kept, by leaderboard id and then period (``expiry``), with its rank."""
+        after = _read_owner_cursor(cursor) if cursor else None
+        found: list[tuple[tuple[str, int], Leaderboard, Bucket, Record]] = []
+        for leaderboard_id, incarnation, bucket in self._owner_buckets(owner):
+            leaderboard = self.leaderboards.get(leaderboard_id)
+            if leaderboard is None or leaderboard.incarnation != incarnation:
+                continue
+            position = (leaderboard_id, bucket.expiry)
+            if after is not None and position <= after:
+                continue
+            record = bucket.get(owner)
+            if record is not None:
+                found.append((position, leaderboard, bucket, record))
+        found.sort(key=lambda item: item[0])
+        page = found[:limit]
+        views = [self._view(leaderboard, bucket, record) for _, leaderboard, bucket, record in page]
+        next_cursor = _owner_cursor(*page[-1][0]) if len(found) > limit else None
+        return OwnerPage(views, next_cursor)
+
+    # ---------------------------------------------------------------- ranks
+
+    def _require_ranks(self, leaderboard: Leaderboard) -> None:
+        if not self.ranks_enabled(leaderboard):
+            raise RanksDisabled(f"{leaderboard.id!r} keeps no ranks (enable_ranks is off, or its id is in the rank "
+                                "blacklist)", field="rank")
+
+    def record_at_rank(self, leaderboard_id: str, rank: int, *, now: int, expiry: int | None = None) -> RecordView:
+        """The record at ``rank`` (1-based), found by position in the rank cache: O(log n)."""
+        leaderboard = self.leaderboard(leaderboard_id)
+        self._require_ranks(leaderboard)
+        bucket = self._read_bucket(leaderboard, expiry, now)
+        count = len(bucket) if bucket is not None else 0
+        if bucket is None or rank > count:
+            raise RecordNotFound(f"{leaderboard_id!r} has {count} records: none at rank {rank}", field="rank")
+        return self._views(leaderboard, bucket, bucket.elements(rank - 1, rank), rank)[0]
+
+    # ---------------------------------------------------------------- events
+
+    def produce_event(self, leaderboard: Leaderboard, period: Period, *, top: int) -> list[Change]:
+        """The event of a period that has ended: its top ``top`` records as they stand now."""
+        bucket = self.bucket(leaderboard.id, leaderboard.incarnation, period.expiry)
+        standings: tuple[Standing, ...] = ()
+        count = 0 if bucket is None else len(bucket)
+        if bucket is not None and count:
+            views = self._views(leaderboard, bucket, bucket.elements(0, min(top, count)), 1)
+            standings = tuple(Standing(v.rank, v.owner_id, v.username, v.score, v.subscore, v.num_score,
+                                       v.max_num_score, v.metadata, v.create_ms, v.update_ms) for v in views)
+        event = Event(leaderboard.id, leaderboard.incarnation, event_kind(leaderboard, period.expiry), period.start,
+                      period.expiry, period.active_start, period.active_end, count, top, standings,
+                      self.clock.now(), self.node, self.events.next_number(self.node))
+        change = EventPut(event)
+        self.apply(change)
+        return [change]
+
+    def list_events(self, cursor: dict[str, int], *, limit: int, leaderboard_id: str | None = None
+                    ) -> tuple[list[Event], dict[str, int]]:
+        """The next shown events beyond ``cursor`` (of one leaderboard, when given) and the cursor
+        past them (see ``events``). A retired life's place is left out of the cursor once none
+        of its events is held: nothing of it can arrive any more."""
+        if leaderboard_id is None:
+            events, advanced = self.events.after(cursor, limit=limit)
+        else:
+            events, advanced = self.events.after(cursor, limit=limit,
+                                                 wanted=lambda event: event.leaderboard_id == leaderboard_id)
+        held = set(self.events.origins())
+        for life in [life for life in advanced if life not in held
+                     and life_epoch(life) < self.horizons.get(life_name(life))]:
+            del advanced[life]
+        return events, advanced
+
+    def record_delivery(self, target: str, event: Event) -> list[Change]:
+        change = DeliveryProgress(target, event.origin, event.number)
+        return [change] if self.apply(change) else []
+
+    def trim_events(self, before: int) -> int:
+        """Drop events of periods that ended before ``before`` (Unix seconds)."""
+        return self.events.trim(before)
+
+    def _erased_after(self, event: Event) -> dict[str, int]:
+        return {s.owner_id: erasure.hlc for s in event.standings
+                if (erasure := self._erasures.get(s.owner_id)) is not None and erasure.hlc > event.hlc}
+
     # ---------------------------------------------------------------- replication
 
     def apply(self, change: Change) -> bool:
@@ -399,7 +677,15 @@ class LeaderboardStore:
                 return False
             bucket = self._bucket_at(change.leaderboard_id, change.incarnation, change.expiry,
                                      descending=change.descending)
-            return bucket.apply_slot(change.owner, change.slot)
+            if self._erasures:
+                erasure = self._erasures.get(change.owner)
+                if erasure is not None:  # merged first: what was stamped before it is void on arrival
+                    bucket.apply_slot(change.owner, _erasure_slot(erasure))
+            changed = bucket.apply_slot(change.owner, change.slot)
+            if changed and change.expiry and self.events.has((change.leaderboard_id, change.incarnation,
+                                                               change.expiry)):
+                self.late_writes += 1
+            return changed
         if isinstance(change, RecordsImported):
             return self._apply_import(change)
         if isinstance(change, LeaderboardPut):
@@ -415,15 +701,56 @@ class LeaderboardStore:
                     self._unfolded.pop(bucket, None)
                 for key in [k for k in self._joins if k[:2] == (change.leaderboard_id, incarnation)]:
                     del self._joins[key]
+                for key in [k for k in self._attempts if k[:2] == (change.leaderboard_id, incarnation)]:
+                    del self._attempts[key]
+                self._settings.pop((change.leaderboard_id, incarnation), None)
             return bool(killed)
         if isinstance(change, TournamentJoin):
+            self.clock.observe(change.hlc)
             if self.leaderboards.is_dead(change.leaderboard_id, change.incarnation):
                 return False
-            joined = self._joins.setdefault((change.leaderboard_id, change.incarnation, change.expiry), set())
-            if change.owner in joined:
+            erasure = self._erasures.get(change.owner)
+            if erasure is not None and change.hlc < erasure.hlc:
                 return False
-            joined.add(change.owner)
+            joined = self._joins.setdefault((change.leaderboard_id, change.incarnation, change.expiry), {})
+            if joined.get(change.owner, -1) >= change.hlc:
+                return False
+            joined[change.owner] = change.hlc
             return True
+        if isinstance(change, OwnerErase):
+            return self._apply_erasure(change)
+        if isinstance(change, AttemptsGrant):
+            self.clock.observe(change.hlc)
+            if self.leaderboards.is_dead(change.leaderboard_id, change.incarnation):
+                return False
+            erasure = self._erasures.get(change.owner)
+            if erasure is not None and change.hlc < erasure.hlc:
+                return False
+            grants = self._attempts.setdefault((change.leaderboard_id, change.incarnation, change.expiry), {}
+                                               ).setdefault(change.owner, {})
+            known = grants.get(change.origin)
+            if known is not None and known[0] >= change.hlc:
+                return False
+            grants[change.origin] = (change.hlc, change.total)
+            return True
+        if isinstance(change, SettingPut):
+            self.clock.observe(change.hlc)
+            if self.leaderboards.is_dead(change.leaderboard_id, change.incarnation):
+                return False
+            held = self._settings.setdefault((change.leaderboard_id, change.incarnation), {})
+            known = held.get(change.name)
+            if known is not None and known.order >= change.order:
+                return False
+            held[change.name] = change
+            return True
+        if isinstance(change, EventPut):
+            self.clock.observe(change.event.hlc)
+            event = change.event
+            if self._erasures:
+                event = redact_event(event, self._erased_after(event))
+            return self.events.add(event)
+        if isinstance(change, DeliveryProgress):
+            return self.events.advance(change.target, change.origin, change.number)
         raise TypeError(f"not a change: {change!r}")  # pragma: no cover
 
     def _apply_import(self, change: RecordsImported) -> bool:
@@ -437,19 +764,58 @@ class LeaderboardStore:
         keys: set[bytes] = set()
         for element in change.elements:
             key = sort_key(element)[16:]  # owners repeated within an import are merged, not inserted twice
-            if key in keys or bucket.holds(element):
+            if key in keys or bucket.holds(element) or (self._erasures and bucket.decode(element).owner in self._erasures):
                 held.append(element)
             else:
                 keys.add(key)
                 fresh.append(element)
         if held:
             bucket.insert_new(fresh, digest=change.digest - digest_of(held, descending=change.descending))
-            for element in held:
+            for element in held:  # as any slot arrives: an erasure first, late writes counted
                 record = bucket.decode(element)
-                bucket.apply_slots(record.owner, record.slots)
+                for slot in record.slots:
+                    self.apply(RecordSlotPut(change.leaderboard_id, change.incarnation, change.expiry, record.owner,
+                                             slot, change.descending))
         else:
             bucket.insert_new(fresh, digest=change.digest)
         return True
+    def _apply_erasure(self, change: OwnerErase) -> bool:
+        self.clock.observe(change.hlc)
+        owner = change.owner
+        known = self._erasures.get(owner)
+        if known is None or (known.hlc, known.origin) < (change.hlc, change.origin):
+            self._erasures[owner] = change
+        slot = _erasure_slot(change)
+        changed = False
+        for _, _, bucket in list(self._owner_buckets(owner)):
+            changed |= bucket.apply_slot(owner, slot)
+        for joined in self._joins.values():
+            if joined.get(owner, change.hlc) < change.hlc:
+                del joined[owner]
+                changed = True
+        for granted in self._attempts.values():
+            grants = granted.get(owner)
+            if grants:
+                for origin in [o for o, (hlc, _) in grants.items() if hlc < change.hlc]:
+                    del grants[origin]
+                    changed = True
+                if not grants:
+                    del granted[owner]
+        changed |= self.events.redact(owner, change.hlc) > 0
+        return changed
+
+    def erasures(self) -> list[OwnerErase]:
+        return list(self._erasures.values())
+
+    def attempt_grants(self) -> Iterator[AttemptsGrant]:
+        for (leaderboard_id, incarnation, expiry), granted in list(self._attempts.items()):
+            for owner, grants in granted.items():
+                for origin, (hlc, total) in grants.items():
+                    yield AttemptsGrant(leaderboard_id, incarnation, expiry, owner, origin, hlc, total)
+
+    def setting_puts(self) -> Iterator[SettingPut]:
+        for held in list(self._settings.values()):
+            yield from held.values()
 
     def install_bucket(self, leaderboard_id: str, incarnation: str, bucket: Bucket) -> None:
         """Put a bucket built elsewhere (a full sync) in place, merging what is already here."""
@@ -460,6 +826,7 @@ class LeaderboardStore:
         existing = by_expiry.get(bucket.expiry)
         if existing is not None and len(existing) > len(bucket):
             existing.absorb(bucket)
+            self._erase_in(existing)
             return
         if existing is not None:
             bucket.absorb(existing)
@@ -470,6 +837,13 @@ class LeaderboardStore:
             self._unsettled.add(bucket)
         if self.horizons:  # built from another node's records: fold what lives retired here wrote
             self._unfolded[bucket] = None
+        self._erase_in(bucket)
+
+    def _erase_in(self, bucket: Bucket) -> None:
+        """Merge every erasure held into a bucket built elsewhere (a sender may not have had them)."""
+        for owner, erasure in self._erasures.items():
+            if bucket.holds(owner):
+                bucket.apply_slot(owner, _erasure_slot(erasure))
 
     def settle_digests(self, budget: int) -> bool:
         """Hash up to ``budget`` records whose bucket was built at once (``Bucket.settle``);
@@ -515,9 +889,10 @@ class LeaderboardStore:
             for bucket in list(by_expiry.values()):
                 yield leaderboard_id, incarnation, bucket
 
-    def joins(self) -> Iterator[tuple[str, str, int, frozenset[str]]]:
+    def joins(self) -> Iterator[tuple[str, str, int, dict[str, int]]]:
+        """Every join held: (leaderboard id, incarnation, expiry, owner -> when it joined)."""
         for (leaderboard_id, incarnation, expiry), owners in list(self._joins.items()):
-            yield leaderboard_id, incarnation, expiry, frozenset(owners)
+            yield leaderboard_id, incarnation, expiry, dict(owners)
 
     def record_count(self) -> int:
         return sum(len(bucket) for _, _, bucket in self.buckets())
@@ -541,6 +916,11 @@ class LeaderboardStore:
                 del self._buckets[key]
         for key in [k for k in self._joins if k[2] != NEVER and k[2] < horizon]:
             del self._joins[key]
+        for key in [k for k in self._attempts if k[2] != NEVER and k[2] < horizon]:
+            del self._attempts[key]
+        forget = (now - self.erasure_retention) * 1000
+        for owner in [o for o, e in self._erasures.items() if physical_ms(e.hlc) < forget]:
+            del self._erasures[owner]
         return dropped
 
     # ---------------------------------------------------------------- reads
@@ -572,9 +952,9 @@ class LeaderboardStore:
             rank = 0
         elif rank is None:
             rank = bucket.rank(record)
-        t = leaderboard.tournament
+        limit = self.max_num_score(leaderboard, bucket.expiry, record.owner) if leaderboard.tournament else 0
         return _new_view((leaderboard.id, record.owner, value.username, value.score, value.subscore,
-                          value.num_score, t.max_num_score if t else 0, value.metadata, value.create_ms,
+                          value.num_score, limit, value.metadata, value.create_ms,
                           value.update_ms, bucket.expiry, rank))
 
     def _views(self, leaderboard: Leaderboard, bucket: Bucket, elements: list[bytes], first_rank: int,
@@ -588,10 +968,15 @@ class LeaderboardStore:
         t = leaderboard.tournament
         max_num_score = t.max_num_score if t else 0
         leaderboard_id, expiry, visible = leaderboard.id, bucket.expiry, bucket.visible
+        granted = (self._attempts.get((leaderboard.id, leaderboard.incarnation, expiry)) if max_num_score
+                   and self._attempts else None)
         views = []
         for rank, element in enumerate(elements, first_rank):
             owner, score, subscore, num_score, create_ms, update_ms, username, metadata = visible(element)
-            views.append(_new_view((leaderboard_id, owner, username, score, subscore, num_score, max_num_score,
+            limit = max_num_score
+            if granted and owner in granted:
+                limit += sum(total for _, total in granted[owner].values())
+            views.append(_new_view((leaderboard_id, owner, username, score, subscore, num_score, limit,
                                     metadata, create_ms, update_ms, expiry, rank if ranked else 0)))
         return views
 
@@ -613,9 +998,17 @@ class LeaderboardStore:
         cursor: str | None = None,
         owner_ids: Iterable[str] = (),
         expiry: int | None = None,
+        rank: int | None = None,
     ) -> RecordPage:
+        """A page in rank order: the first, the one a cursor continues to, or (``rank``) the one
+        that starts at that rank, found by position in O(log n); its cursors continue from it."""
         leaderboard = self.leaderboard(leaderboard_id)
         position: Cursor | None = None
+        if rank is not None:
+            if cursor:
+                raise InvalidArgument("rank and cursor cannot be combined: a cursor already says where to go on",
+                                      field="rank")
+            self._require_ranks(leaderboard)
         if cursor:
             position = decode_cursor(cursor)
             if position.incarnation != leaderboard.incarnation:
@@ -634,7 +1027,9 @@ class LeaderboardStore:
         if bucket is None or len(bucket) == 0 or limit == 0:
             return RecordPage([], owner_records, None, None, 0 if bucket is None else len(bucket), bucket_expiry)
         total = len(bucket)
-        if position is None:
+        if rank is not None:
+            start = min(rank - 1, total)
+        elif position is None:
             start = 0
         elif position.forward:
             start = bucket.index_after(position.key)

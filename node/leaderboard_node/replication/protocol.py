@@ -15,9 +15,23 @@ from dataclasses import dataclass
 import zstandard
 from google.protobuf.message import DecodeError
 
-from ..domain.changes import Change, LeaderboardKill, LeaderboardPut, RecordSlotPut, RecordsImported, TournamentJoin
+from ..domain.changes import (
+    AttemptsGrant,
+    Change,
+    DeliveryProgress,
+    EventPut,
+    LeaderboardKill,
+    LeaderboardPut,
+    OwnerErase,
+    RecordSlotPut,
+    RecordsImported,
+    Setting,
+    SettingPut,
+    TournamentJoin,
+)
 from ..domain.clock import MAX_HLC, MAX_MS
 from ..domain.errors import InvalidArgument
+from ..domain.events import MAX_TOP, Event, EventKind, Standing, check_webhook_url
 from ..domain.leaderboards import Leaderboard, TournamentSettings, validate_definition
 from ..domain.lives import life_epoch
 from ..domain.record_codec import adopt, origin_table, pack_lengths, split_elements
@@ -240,13 +254,134 @@ def kill_from_pb(message: pb.LeaderboardDelete) -> LeaderboardKill:
 
 def join_to_pb(change: TournamentJoin, out: pb.TournamentJoin) -> None:
     out.leaderboard_id, out.incarnation = change.leaderboard_id, change.incarnation
-    out.expiry, out.owner_id = change.expiry, change.owner
+    out.expiry, out.owner_id, out.hlc = change.expiry, change.owner, change.hlc
 
 
 def join_from_pb(message: pb.TournamentJoin) -> TournamentJoin:
     return TournamentJoin(checked_text(message.leaderboard_id, what="leaderboard id"),
                           checked_text(message.incarnation, what="incarnation"), message.expiry,
-                          checked_text(message.owner_id, what="owner id"))
+                          checked_text(message.owner_id, what="owner id"), checked_hlc(message.hlc, what="join hlc"))
+
+
+def erase_to_pb(change: OwnerErase, out: pb.OwnerErase) -> None:
+    out.owner_id, out.hlc, out.origin = change.owner, change.hlc, change.origin
+
+
+def erase_from_pb(message: pb.OwnerErase) -> OwnerErase:
+    return OwnerErase(checked_text(message.owner_id, what="owner id"), checked_hlc(message.hlc, what="erasure hlc"),
+                      checked_text(message.origin, what="erasure origin"))
+
+
+def grant_to_pb(change: AttemptsGrant, out: pb.AttemptsGrant) -> None:
+    out.leaderboard_id, out.incarnation, out.expiry = change.leaderboard_id, change.incarnation, change.expiry
+    out.owner_id, out.origin, out.hlc, out.total = change.owner, change.origin, change.hlc, change.total
+
+
+def grant_from_pb(message: pb.AttemptsGrant) -> AttemptsGrant:
+    if message.total > MAX_COUNT:
+        raise ProtocolError("an attempts grant's total is out of range")
+    return AttemptsGrant(checked_text(message.leaderboard_id, what="leaderboard id"),
+                         checked_text(message.incarnation, what="incarnation"), message.expiry,
+                         checked_text(message.owner_id, what="owner id"),
+                         checked_text(message.origin, what="grant origin"),
+                         checked_hlc(message.hlc, what="grant hlc"), message.total)
+
+
+_SETTINGS = {Setting.ENABLE_RANKS: pb.SETTING_NAME_ENABLE_RANKS, Setting.EVENT_TOP: pb.SETTING_NAME_EVENT_TOP,
+             Setting.WEBHOOK_URL: pb.SETTING_NAME_WEBHOOK_URL}
+_SETTINGS_BACK = {v: k for k, v in _SETTINGS.items()}
+_SETTING_VALUES = {Setting.ENABLE_RANKS: "flag", Setting.EVENT_TOP: "number", Setting.WEBHOOK_URL: "text"}
+
+
+def setting_to_pb(change: SettingPut, out: pb.SettingUpdate) -> None:
+    out.leaderboard_id, out.incarnation = change.leaderboard_id, change.incarnation
+    out.name, out.hlc, out.origin = _SETTINGS[change.name], change.hlc, change.origin
+    if change.value is not None:
+        setattr(out, _SETTING_VALUES[change.name], change.value)
+
+
+def setting_from_pb(message: pb.SettingUpdate) -> SettingPut:
+    name = _SETTINGS_BACK.get(message.name)
+    if name is None:
+        raise ProtocolError(f"unknown setting {message.name}")
+    kind = message.WhichOneof("value")
+    if kind is not None and kind != _SETTING_VALUES[name]:
+        raise ProtocolError(f"setting {name.value} holds a {kind}")
+    if name is Setting.ENABLE_RANKS and kind is None:
+        raise ProtocolError("enable_ranks needs a value")
+    value: bool | int | str | None = None if kind is None else getattr(message, kind)
+    try:
+        if name is Setting.EVENT_TOP and value is not None and not 1 <= int(value) <= MAX_TOP:
+            raise InvalidArgument(f"event_top must be between 1 and {MAX_TOP}", field="event_top")
+        if name is Setting.WEBHOOK_URL and value is not None:
+            value = check_webhook_url(str(value))
+    except InvalidArgument as exc:
+        raise ProtocolError(exc.message) from None
+    return SettingPut(checked_text(message.leaderboard_id, what="leaderboard id"),
+                      checked_text(message.incarnation, what="incarnation"), name, value,
+                      checked_hlc(message.hlc, what="setting hlc"), checked_text(message.origin, what="setting origin"))
+
+
+_EVENT_KINDS = {EventKind.LEADERBOARD_RESET: pb.EVENT_KIND_LEADERBOARD_RESET,
+                EventKind.TOURNAMENT_RESET: pb.EVENT_KIND_TOURNAMENT_RESET,
+                EventKind.TOURNAMENT_END: pb.EVENT_KIND_TOURNAMENT_END}
+_EVENT_KINDS_BACK = {v: k for k, v in _EVENT_KINDS.items()}
+_MAX_TIME = MAX_MS // 1000
+
+
+def event_to_pb(event: Event, out: pb.Event) -> None:
+    out.leaderboard_id, out.incarnation, out.kind = event.leaderboard_id, event.incarnation, _EVENT_KINDS[event.kind]
+    out.period_start, out.period_end = event.period_start, event.period_end
+    out.active_start, out.active_end = event.active_start, event.active_end
+    out.rank_count, out.top_limit = event.rank_count, event.top_limit
+    out.hlc, out.origin, out.number = event.hlc, event.origin, event.number
+    for standing in event.standings:
+        s = out.standings.add()
+        s.rank, s.owner_id, s.score, s.subscore = standing.rank, standing.owner_id, standing.score, standing.subscore
+        s.num_score, s.max_num_score = standing.num_score, standing.max_num_score
+        s.create_ms, s.update_ms = standing.create_ms, standing.update_ms
+        if standing.username is not None:
+            s.username = standing.username
+        if standing.metadata is not None:
+            s.metadata = standing.metadata
+
+
+def event_from_pb(message: pb.Event) -> Event:
+    kind = _EVENT_KINDS_BACK.get(message.kind)
+    if kind is None:
+        raise ProtocolError(f"unknown event kind {message.kind}")
+    times = (message.period_start, message.period_end, message.active_start, message.active_end)
+    if any(t > _MAX_TIME for t in times) or not message.period_end:
+        raise ProtocolError("an event's times are out of range")
+    if not 1 <= message.top_limit <= MAX_TOP or len(message.standings) > message.top_limit:
+        raise ProtocolError("an event holds more standings than its top_limit, or a top_limit out of range")
+    if message.number < 1 or message.rank_count > MAX_COUNT or message.rank_count < len(message.standings):
+        raise ProtocolError("an event's number or rank_count is out of range")
+    standings = []
+    for s in message.standings:
+        _checked_counts(s.num_score, s.create_ms, what="a standing")
+        if s.update_ms > MAX_MS or s.max_num_score > MAX_COUNT or s.rank > MAX_COUNT:
+            raise ProtocolError("a standing has a time or count out of range")
+        standings.append(Standing(s.rank, checked_text(s.owner_id, what="owner id"),
+                                  s.username if s.HasField("username") else None, s.score, s.subscore, s.num_score,
+                                  s.max_num_score, s.metadata if s.HasField("metadata") else None, s.create_ms,
+                                  s.update_ms))
+    return Event(checked_text(message.leaderboard_id, what="leaderboard id"),
+                 checked_text(message.incarnation, what="incarnation"), kind, message.period_start, message.period_end,
+                 message.active_start, message.active_end, message.rank_count, message.top_limit, tuple(standings),
+                 checked_hlc(message.hlc, what="event hlc"), checked_text(message.origin, what="event origin"),
+                 message.number)
+
+
+def progress_to_pb(change: DeliveryProgress, out: pb.DeliveryProgress) -> None:
+    out.target, out.origin, out.number = change.target, change.origin, change.number
+
+
+def progress_from_pb(message: pb.DeliveryProgress) -> DeliveryProgress:
+    if message.number < 1:
+        raise ProtocolError("delivery progress names no event")
+    return DeliveryProgress(checked_text(message.target, what="delivery target"),
+                            checked_text(message.origin, what="delivery origin"), message.number)
 
 
 # ---------------------------------------------------------------------------- entries
@@ -278,6 +413,16 @@ def entry_to_pb(seq: int, change: Change, out: pb.Entry) -> None:
         target.lengths = pack_lengths(change.elements)
         target.origins.extend(origin_table())
         target.digest = change.digest.to_bytes(16, "big")
+    elif isinstance(change, OwnerErase):
+        erase_to_pb(change, out.owner_erase)
+    elif isinstance(change, AttemptsGrant):
+        grant_to_pb(change, out.attempts_grant)
+    elif isinstance(change, SettingPut):
+        setting_to_pb(change, out.setting_update)
+    elif isinstance(change, EventPut):
+        event_to_pb(change.event, out.event)
+    elif isinstance(change, DeliveryProgress):
+        progress_to_pb(change, out.delivery_progress)
     else:  # pragma: no cover
         raise TypeError(f"not a change: {change!r}")
 
@@ -306,6 +451,16 @@ def entry_from_pb(entry: pb.Entry) -> Change:
         return join_from_pb(entry.tournament_join)
     if kind == "records_import":
         return import_from_pb(entry.records_import)
+    if kind == "owner_erase":
+        return erase_from_pb(entry.owner_erase)
+    if kind == "attempts_grant":
+        return grant_from_pb(entry.attempts_grant)
+    if kind == "setting_update":
+        return setting_from_pb(entry.setting_update)
+    if kind == "event":
+        return EventPut(event_from_pb(entry.event))
+    if kind == "delivery_progress":
+        return progress_from_pb(entry.delivery_progress)
     raise ProtocolError(f"entry {entry.seq} carries no known change")
 
 

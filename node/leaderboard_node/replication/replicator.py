@@ -60,7 +60,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("leaderboard_node.replication")
 _SETTLE_SLICE = 2_000  # records hashed per turn of the event loop while a digest settles (a few ms)
 _FOLD_SLICE = 1_000  # records settled per turn of the event loop after lives are retired
-PROTOCOL = 2  # Status.protocol: lives are retired and folded (see ``retirement``)
+PROTOCOL = 3  # Status.protocol: 2 lives are retired and folded (``retirement``); 3 events (``events``)
 MAX_BATCH_SPAN = 1_000_000  # sequences one batch may cover (a sender's batch_size is at most 100,000)
 MAX_SEQ = (1 << 63) - 1
 

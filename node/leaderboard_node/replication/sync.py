@@ -24,7 +24,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from ..domain.changes import LeaderboardKill, LeaderboardPut, TournamentJoin
+from ..domain.changes import EventPut, LeaderboardKill, LeaderboardPut, TournamentJoin
 from ..domain.rank_cache import Bucket, digest_of
 from ..domain.record_codec import adopt, origin_table, pack_lengths, split_elements
 from ..domain.records import Slots
@@ -37,11 +37,21 @@ from .protocol import (
     checked_text,
     definition_from_pb,
     definition_to_pb,
+    erase_from_pb,
+    erase_to_pb,
+    event_from_pb,
+    event_to_pb,
+    grant_from_pb,
+    grant_to_pb,
     join_from_pb,
     join_to_pb,
     kill_from_pb,
     kill_to_pb,
     parse,
+    progress_from_pb,
+    progress_to_pb,
+    setting_from_pb,
+    setting_to_pb,
     slot_from_pb,
     slot_to_pb,
 )
@@ -67,10 +77,14 @@ def vector_from_pb(message: pb.VersionVector) -> VersionVector:
     return vector
 
 
-# Of the snapshots and full syncs this build writes (SyncHeader.format): 2 since records hold a
-# slot per life and fold slots (an older build would take a fold slot for a node's own and count
-# it twice); formats 1 and 0 are still read, their node-name origins as lives of epoch 0.
-SYNC_FORMAT = 2
+# Of the snapshots and full syncs this build writes (SyncHeader.format): 3 since they carry owner
+# erasures, attempt grants, live settings, events and delivery progress (an older build would
+# drop an erasure and let the erased records come back); 2 since records hold a slot per life
+# and fold slots (an older build would take a fold slot for a node's own and count it twice);
+# formats 2, 1 and 0 are still read (they hold none of those), 1 and 0 with node-name origins
+# read as lives of epoch 0.
+SYNC_FORMAT = 3
+EVENTS_PER_CHUNK = 50  # an event holds up to events.top records
 
 
 async def snapshot_chunks(
@@ -93,15 +107,37 @@ async def snapshot_chunks(
         kill_to_pb(LeaderboardKill(leaderboard_id, tuple(incarnations), generation),
                    definitions.definitions.tombstones.add())
     for leaderboard_id, incarnation, expiry, owners in store.joins():
-        for owner in sorted(owners):
-            join_to_pb(TournamentJoin(leaderboard_id, incarnation, expiry, owner), definitions.definitions.joins.add())
+        for owner, joined in sorted(owners.items()):
+            join_to_pb(TournamentJoin(leaderboard_id, incarnation, expiry, owner, joined),
+                       definitions.definitions.joins.add())
+    for erasure in store.erasures():
+        erase_to_pb(erasure, definitions.definitions.erasures.add())
+    for grant in store.attempt_grants():
+        grant_to_pb(grant, definitions.definitions.attempts.add())
+    for setting in store.setting_puts():
+        setting_to_pb(setting, definitions.definitions.settings.add())
+    for target, reached in list(store.events.progress.items()):
+        for life, number in reached.items():
+            progress = definitions.definitions.progress.add()
+            progress.target, progress.origin, progress.number = target, life, number
     d = definitions.definitions
-    header.header.definitions = len(d.leaderboards) + len(d.tombstones) + len(d.joins)
+    header.header.definitions = _definition_count(d)
     header.header.tombstones = sum(len(bucket.tombstones()) for _, _, bucket in store.buckets())
+    events = list(store.events)
+    header.header.events = len(events)
     yield header.SerializeToString()
     yield definitions.SerializeToString()
 
-    chunks, sent = 2, 0
+    chunks = 2
+    for start in range(0, len(events), EVENTS_PER_CHUNK):
+        chunk = pb.SyncChunk()
+        for event in events[start:start + EVENTS_PER_CHUNK]:
+            event_to_pb(event, chunk.events.events.add())
+        yield chunk.SerializeToString()
+        chunks += 1
+        await asyncio.sleep(0)
+
+    sent = 0
     for leaderboard_id, incarnation, bucket in store.buckets():
         after: bytes | None = None
         while True:
@@ -163,6 +199,13 @@ RECORD_SLACK = 100_000
 TOMBSTONE_SLACK = 10_000
 UNANNOUNCED_DEFINITIONS = 100_000
 UNANNOUNCED_TOMBSTONES = 1_000_000
+EVENT_SLACK = 1_000  # events produced while a snapshot streams
+
+
+def _definition_count(d: pb.SyncDefinitions) -> int:
+    """Everything a definitions chunk holds, as its header announces it."""
+    return (len(d.leaderboards) + len(d.tombstones) + len(d.joins) + len(d.erasures) + len(d.attempts)
+            + len(d.settings) + len(d.progress))
 
 
 def _bound(announced: int, slack: int) -> int:
@@ -183,6 +226,7 @@ class SnapshotReceiver:
         self.done = False
         self.records = 0
         self.tombstones = 0
+        self.events = 0
         self.chunks = 0
         self._definitions_seen = False
         self._current: tuple[str, str, int, bool] | None = None
@@ -207,17 +251,31 @@ class SnapshotReceiver:
         if self.done:
             raise ProtocolError("a snapshot goes on after its trailer")
         if part == "definitions":
-            d = chunk.definitions
+            definitions = chunk.definitions
             allowed = self.header.definitions if self.header.format >= 2 else UNANNOUNCED_DEFINITIONS
-            if self._definitions_seen or len(d.leaderboards) + len(d.tombstones) + len(d.joins) > allowed:
+            if self._definitions_seen or _definition_count(definitions) > allowed:
                 raise ProtocolError(f"the snapshot sends more definitions than it announced ({allowed})")
             self._definitions_seen = True
-            for message in chunk.definitions.tombstones:
+            for message in definitions.erasures:  # first: the records that follow are merged with them
+                self.store.apply(erase_from_pb(message))
+            for message in definitions.tombstones:
                 self.store.apply(kill_from_pb(message))
-            for message in chunk.definitions.leaderboards:
+            for message in definitions.leaderboards:
                 self.store.apply(LeaderboardPut(definition_from_pb(message)))
-            for message in chunk.definitions.joins:
+            for message in definitions.joins:
                 self.store.apply(join_from_pb(message))
+            for message in definitions.attempts:
+                self.store.apply(grant_from_pb(message))
+            for message in definitions.settings:
+                self.store.apply(setting_from_pb(message))
+            for message in definitions.progress:
+                self.store.apply(progress_from_pb(message))
+        elif part == "events":
+            self.events += len(chunk.events.events)
+            if self.events > _bound(self.header.events, EVENT_SLACK):  # format 3 on: older streams hold none
+                raise ProtocolError(f"the snapshot sends more events than it announced ({self.header.events})")
+            for message in chunk.events.events:
+                self.store.apply(EventPut(event_from_pb(message)))
         elif part == "records":
             records = chunk.records
             target = (records.leaderboard_id, records.incarnation, records.expiry, not records.ascending)

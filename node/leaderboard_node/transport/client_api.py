@@ -31,13 +31,14 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from ..domain.changes import Change
+from ..domain.changes import Change, Setting
 from ..domain.errors import (
     DomainError,
     InvalidArgument,
     LogUnavailable,
     ReplicationTimeout,
 )
+from ..domain.events import Event, check_webhook_url, decode_cursor, encode_cursor
 from ..domain.leaderboards import Leaderboard, TournamentSettings, validate_definition
 from ..domain.store import RecordPage, RecordView, RecordWrite, check_write
 from ..node import Node
@@ -227,9 +228,31 @@ def render_page(page: RecordPage) -> dict[str, Any]:
     }
 
 
+def render_event(event: Event) -> dict[str, Any]:
+    """An event as ``GET /v1/events`` lists it and webhooks receive it."""
+    return {
+        "id": event.id,
+        "kind": event.kind.value,
+        "leaderboard_id": event.leaderboard_id,
+        "incarnation": event.incarnation,
+        "period_start": event.period_start,
+        "period_end": event.period_end,
+        "active_start": event.active_start,
+        "active_end": event.active_end,
+        "rank_count": event.rank_count,
+        "top_limit": event.top_limit,
+        "records": [render_record(RecordView(event.leaderboard_id, s.owner_id, s.username, s.score, s.subscore,
+                                             s.num_score, s.max_num_score, s.metadata, s.create_ms, s.update_ms,
+                                             event.period_end, s.rank)) for s in event.standings],
+        "produced_time": (event.hlc >> 16) // 1000,
+        "producer": event.origin,
+    }
+
+
 def render_leaderboard(node: Node, leaderboard: Leaderboard) -> dict[str, Any]:
     now = node.seconds()
     period = node.store.period(leaderboard, now)
+    top = node.store.setting(leaderboard, Setting.EVENT_TOP)
     body: dict[str, Any] = {
         "id": leaderboard.id,
         "sort_order": leaderboard.sort_order.value,
@@ -237,8 +260,10 @@ def render_leaderboard(node: Node, leaderboard: Leaderboard) -> dict[str, Any]:
         "reset_schedule": leaderboard.reset_schedule,
         "metadata": _metadata_object(leaderboard.metadata),
         "authoritative": leaderboard.authoritative,
-        "enable_ranks": leaderboard.enable_ranks,
+        "enable_ranks": node.store.ranks_on(leaderboard),
         "ranks_active": node.store.ranks_enabled(leaderboard),
+        "event_top": top if top is not None else node.settings.events.top,
+        "webhook_url": node.store.setting(leaderboard, Setting.WEBHOOK_URL),
         "create_time": (leaderboard.create_hlc >> 16) // 1000,
         "prev_reset": period.start,
         "next_reset": period.expiry,
@@ -433,6 +458,55 @@ async def delete_tournament(request: web.Request) -> web.Response:
     return await delete_leaderboard(request, tournament=True)
 
 
+@requires(Access.SERVER)
+async def update_leaderboard(request: web.Request, *, tournament: bool = False) -> web.Response:
+    """Change live settings (ranks on or off, the events' top N, the board's webhook)."""
+    node = _node(request)
+    node.require_ready()
+    leaderboard_id = _id(request)
+    body = await _parse(request, schemas.LeaderboardUpdate)
+    given = body.model_fields_set
+    if not given:
+        raise InvalidArgument("nothing to change: give enable_ranks, event_top or webhook_url", field="body")
+    if "enable_ranks" in given and body.enable_ranks is None:
+        raise InvalidArgument("enable_ranks must be true or false", field="enable_ranks")
+    values: dict[Setting, bool | int | str | None] = {}
+    if "enable_ranks" in given:
+        values[Setting.ENABLE_RANKS] = body.enable_ranks
+    if "event_top" in given:
+        values[Setting.EVENT_TOP] = body.event_top
+    if "webhook_url" in given:
+        url = body.webhook_url
+        if url is not None:
+            url = check_webhook_url(url)
+            if node.settings.events.secret() is None:
+                raise InvalidArgument("this cluster has no webhook signing secret (events.webhook_secret_file): "
+                                      "deliveries are signed, configure one first", field="webhook_url")
+        values[Setting.WEBHOOK_URL] = url
+    leaderboard, changes = node.store.update_settings(leaderboard_id, values, tournament=tournament)
+    await _commit(node, changes)
+    return json_response(render_leaderboard(node, leaderboard))
+
+
+@requires(Access.SERVER)
+async def update_tournament(request: web.Request) -> web.Response:
+    return await update_leaderboard(request, tournament=True)
+
+
+@requires(Access.SERVER)
+async def grant_attempts(request: web.Request) -> web.Response:
+    """Grant an owner score attempts beyond the tournament's max_num_score (this period)."""
+    node = _node(request)
+    node.require_ready()
+    body = await _parse(request, schemas.AttemptsGrant)
+    owner = _limits(request).identifier(body.owner_id, field="owner_id")
+    view, changes = node.store.grant_attempts(_id(request), owner, body.count, now=node.seconds())
+    await _commit(node, changes)
+    return json_response({"tournament_id": view.leaderboard_id, "owner_id": view.owner_id,
+                          "max_num_score": view.max_num_score, "extra_attempts": view.extra_attempts,
+                          "expiry_time": view.expiry})
+
+
 async def join_tournament(request: web.Request) -> web.Response:
     node = _node(request)
     node.require_ready()
@@ -534,6 +608,10 @@ def _expiry(request: web.Request) -> int | None:
     return None if raw in (None, "") else int_param(raw, field="expiry", low=0)
 
 
+def _rank(raw: str | None) -> int | None:
+    return None if raw in (None, "") else int_param(raw, field="rank", low=1)
+
+
 async def list_records(request: web.Request) -> web.Response:
     node = _node(request)
     limits = _limits(request)
@@ -542,8 +620,72 @@ async def list_records(request: web.Request) -> web.Response:
     page = node.store.list_records(
         leaderboard_id, limit=limits.page_limit(request.query.get("limit")), now=node.seconds(),
         cursor=request.query.get("cursor") or None, owner_ids=owner_ids, expiry=_expiry(request),
+        rank=_rank(request.query.get("rank")),
     )
     return json_response(render_page(page))
+
+
+async def record_at_rank(request: web.Request) -> web.Response:
+    node = _node(request)
+    rank = _rank(request.match_info["rank"])
+    assert rank is not None
+    view = node.store.record_at_rank(_id(request), rank, now=node.seconds(), expiry=_expiry(request))
+    return json_response(render_record(view))
+
+
+# ------------------------------------------------------------------------------- owners
+
+
+async def owner_records(request: web.Request) -> web.Response:
+    """Every record of one owner, in every leaderboard and tournament and every period kept."""
+    node = _node(request)
+    page = node.store.owner_records(_owner(request), limit=_limits(request).page_limit(request.query.get("limit"),
+                                                                                       default=100),
+                                    cursor=request.query.get("cursor") or None)
+    return json_response({"records": [render_record(v) for v in page.records], "next_cursor": page.next_cursor})
+
+
+@requires(Access.SERVER)
+async def erase_owner(request: web.Request) -> web.Response:
+    """Erase every record, join and attempt grant of one owner (account deletion)."""
+    node = _node(request)
+    node.require_ready()
+    owner = _owner(request)
+    erased, hlc, changes = node.store.erase_owner(owner)
+    await _commit(node, changes)
+    return json_response({"owner_id": owner, "records_erased": erased, "erase_time": (hlc >> 16) // 1000})
+
+
+# ------------------------------------------------------------------------------- events
+
+
+async def list_events(request: web.Request) -> web.Response:
+    """The next reset and end events after ``after``; with ``wait``, a long poll."""
+    node = _node(request)
+    query = request.query
+    raw = query.get("after")
+    cursor = decode_cursor(raw) if raw else {}
+    limit = _limits(request).page_limit(query.get("limit"), default=100)
+    board = query.get("leaderboard_id") or None
+    if board is not None:
+        _limits(request).identifier(board, field="leaderboard_id")
+    wait = 0.0
+    if query.get("wait") not in (None, ""):
+        bound = node.settings.events.max_wait
+        try:
+            wait = float(query["wait"])
+        except ValueError:
+            raise InvalidArgument(f"wait must be a number of seconds between 0 and {bound:g}", field="wait") from None
+        if not 0 <= wait <= bound:
+            raise InvalidArgument(f"wait must be between 0 and {bound:g} seconds", field="wait")
+    deadline = asyncio.get_running_loop().time() + wait
+    while True:
+        events, cursor = node.store.list_events(cursor, limit=limit, leaderboard_id=board)
+        remaining = deadline - asyncio.get_running_loop().time()
+        if events or remaining <= 0:
+            break
+        await node.wait_for_event(remaining)
+    return json_response({"events": [render_event(event) for event in events], "next_cursor": encode_cursor(cursor)})
 
 
 async def get_record(request: web.Request) -> web.Response:
@@ -600,6 +742,7 @@ def add_record_routes(router: web.UrlDispatcher, prefix: str) -> None:
     router.add_get(f"{prefix}/{{id}}/records", list_records)
     router.add_post(f"{prefix}/{{id}}/records/batch", write_batch)
     router.add_get(f"{prefix}/{{id}}/records/around/{{owner_id}}", around_owner)
+    router.add_get(f"{prefix}/{{id}}/records/rank/{{rank}}", record_at_rank)
     router.add_get(f"{prefix}/{{id}}/records/{{owner_id}}", get_record)
     router.add_put(f"{prefix}/{{id}}/records/{{owner_id}}", write_record)
     router.add_delete(f"{prefix}/{{id}}/records/{{owner_id}}", delete_record)
@@ -632,11 +775,17 @@ def create_client_app(node: Node, *, extra_routes: Callable[[web.Application], N
     router.add_get("/v1/leaderboards", list_leaderboards)
     router.add_get("/v1/leaderboards/{id}", get_leaderboard)
     router.add_delete("/v1/leaderboards/{id}", delete_leaderboard)
+    router.add_patch("/v1/leaderboards/{id}", update_leaderboard)
     router.add_post("/v1/tournaments", create_tournament)
     router.add_get("/v1/tournaments", list_tournaments)
     router.add_get("/v1/tournaments/{id}", get_tournament)
     router.add_delete("/v1/tournaments/{id}", delete_tournament)
+    router.add_patch("/v1/tournaments/{id}", update_tournament)
     router.add_post("/v1/tournaments/{id}/join", join_tournament)
+    router.add_post("/v1/tournaments/{id}/attempts", grant_attempts)
+    router.add_get("/v1/owners/{owner_id}/records", owner_records)
+    router.add_delete("/v1/owners/{owner_id}", erase_owner)
+    router.add_get("/v1/events", list_events)
     add_record_routes(router, "/v1/leaderboards")
     add_record_routes(router, "/v1/tournaments")
     if extra_routes is not None:

@@ -34,7 +34,7 @@ Schema = dict[str, Any]
 _REF = "#/components/schemas/{model}"
 _BODY_MODELS: tuple[type[Any], ...] = (
     schemas.LeaderboardCreate, schemas.TournamentCreate, schemas.RecordWrite, schemas.RecordWriteOwned,
-    schemas.RecordBatch, schemas.Join,
+    schemas.RecordBatch, schemas.Join, schemas.LeaderboardUpdate, schemas.AttemptsGrant,
 )
 
 
@@ -98,6 +98,8 @@ def response_schemas() -> dict[str, Schema]:
         "authoritative": {"type": "boolean"},
         "enable_ranks": {"type": "boolean"},
         "ranks_active": {"type": "boolean", "description": "false when ranks are off or the id is blacklisted."},
+        "event_top": {"type": "integer", "minimum": 1, "description": "Records in each of its events' standings."},
+        "webhook_url": _nullable({"type": "string", "description": "Where its events are also delivered."}),
         "create_time": TIME,
         "prev_reset": TIME,
         "next_reset": TIME,
@@ -155,6 +157,22 @@ def response_schemas() -> dict[str, Schema]:
         "BatchResult": _object({"records": {"type": "array", "items": {"oneOf": [_ref("Record"), _ref("Error")]},
                                             "description": "One result per record, in order: the record or its error."}}),
         "Deleted": _object({"deleted": {"type": "string"}}),
+        "OwnerRecords": _object({"records": {"type": "array", "items": _ref("Record")},
+                                 "next_cursor": _nullable({"type": "string"})}),
+        "Erased": _object({"owner_id": {"type": "string"}, "records_erased": NON_NEGATIVE, "erase_time": TIME}),
+        "Attempts": _object({"tournament_id": {"type": "string"}, "owner_id": {"type": "string"},
+                             "max_num_score": NON_NEGATIVE, "extra_attempts": NON_NEGATIVE, "expiry_time": TIME}),
+        "Event": _object({
+            "id": {"type": "string", "description": "The idempotency key: the same for every copy of this event."},
+            "kind": {"type": "string", "enum": ["leaderboard_reset", "tournament_reset", "tournament_end"]},
+            "leaderboard_id": {"type": "string"}, "incarnation": {"type": "string"},
+            "period_start": TIME, "period_end": TIME, "active_start": TIME, "active_end": TIME,
+            "rank_count": NON_NEGATIVE, "top_limit": NON_NEGATIVE,
+            "records": {"type": "array", "items": _ref("Record"), "description": "The final top records."},
+            "produced_time": TIME, "producer": {"type": "string", "description": "The node life that produced it."},
+        }),
+        "EventPage": _object({"events": {"type": "array", "items": _ref("Event")},
+                              "next_cursor": {"type": "string", "description": "Pass it as after= for what follows."}}),
         "Joined": _object({"tournament_id": {"type": "string"}, "owner_id": {"type": "string"},
                            "joined": {"type": "boolean", "description": "false when the owner had joined already."}}),
         "Digest": _object({"leaderboard_id": {"type": "string"}, "incarnation": {"type": "string"},
@@ -181,8 +199,8 @@ _ERRORS = {
     403: "The operation needs the server key, the leaderboard is authoritative, or the tournament must be joined.",
     404: "No such leaderboard, tournament, record or reset period.",
     408: "The request body did not arrive in time (`limits.body_timeout`).",
-    409: "Conflict: the id exists with other settings, or a tournament refuses the write (full, outside its window, "
-         "out of attempts).",
+    409: "Conflict: the id exists with other settings, a tournament refuses the write (full, outside its window, "
+         "out of attempts), or the leaderboard keeps no ranks (`ranks_disabled`).",
     413: "The request body is larger than `limits.max_body_bytes`.",
     414: "The query string is longer than `limits.max_query_bytes`.",
     503: "The node is not ready (starting or syncing), or cannot write its log; retry on another node or later.",
@@ -257,6 +275,9 @@ def build_spec(limits: LimitSettings, *, auth: bool) -> dict[str, Any]:
                       access="client", parameters=listing, tags=("leaderboards",)),
         },
         "/v1/leaderboards/{id}": {
+            "patch": op("updateLeaderboard", "Change live settings: ranks on or off, the events' top, the webhook",
+                        {200: ("The definition as it stands.", "Leaderboard")}, errors=(400, 404, 503), access="server",
+                        parameters=[ident], body="LeaderboardUpdate", tags=("leaderboards",)),
             "get": op("getLeaderboard", "One leaderboard", {200: ("The definition.", "Leaderboard")},
                       errors=(400, 404), access="client", parameters=[ident], tags=("leaderboards",)),
             "delete": op("deleteLeaderboard", "Delete a leaderboard with all its records",
@@ -276,10 +297,42 @@ def build_spec(limits: LimitSettings, *, auth: bool) -> dict[str, Any]:
                           *listing]),
         },
         "/v1/tournaments/{id}": {
+            "patch": op("updateTournament", "Change live settings: ranks on or off, the events' top, the webhook",
+                        {200: ("The definition as it stands.", "Tournament")}, errors=(400, 404, 503), access="server",
+                        parameters=[ident], body="LeaderboardUpdate", tags=("tournaments",)),
             "get": op("getTournament", "One tournament", {200: ("The definition.", "Tournament")},
                       errors=(400, 404), access="client", parameters=[ident], tags=("tournaments",)),
             "delete": op("deleteTournament", "Delete a tournament with all its records", {200: ("Deleted.", "Deleted")},
                          errors=(400, 404, 503), access="server", parameters=[ident], tags=("tournaments",)),
+        },
+        "/v1/tournaments/{id}/attempts": {
+            "post": op("grantAttempts", "Grant an owner score attempts beyond max_num_score (this period)",
+                       {200: ("The owner's limit now.", "Attempts")}, errors=(404, 409, 503), access="server",
+                       parameters=[ident], body="AttemptsGrant", tags=("tournaments",)),
+        },
+        "/v1/owners/{owner_id}/records": {
+            "get": op("ownerRecords", "Every record of one owner, in every leaderboard, tournament and period kept",
+                      {200: ("The owner's records, by leaderboard id and period.", "OwnerRecords")}, errors=(400,),
+                      access="client", tags=("owners",), parameters=[
+                          owner, _query("limit", page_limit, "Page size (default 100)."),
+                          _query("cursor", {"type": "string"}, "The `next_cursor` of the previous page.")]),
+        },
+        "/v1/owners/{owner_id}": {
+            "delete": op("eraseOwner", "Erase every record, join and attempt grant of one owner, everywhere",
+                         {200: ("Erased.", "Erased")}, errors=(400, 503), access="server", parameters=[owner],
+                         tags=("owners",)),
+        },
+        "/v1/events": {
+            "get": op("listEvents", "Reset and end events with final standings, after a cursor; a long poll with wait",
+                      {200: ("The next events, oldest first.", "EventPage")}, errors=(400,), access="client",
+                      tags=("events",), parameters=[
+                          _query("after", {"type": "string"}, "The `next_cursor` of the previous answer; none: "
+                                 "from the oldest event kept."),
+                          _query("limit", page_limit, "Most events in the answer (default 100)."),
+                          _query("wait", {"type": "number", "minimum": 0, "maximum": 600},
+                                 "Seconds to wait for an event when there is none yet (a long poll; at most the "
+                                 "node's events.max_wait)."),
+                          _query("leaderboard_id", {"type": "string"}, "Only this leaderboard's or tournament's.")]),
         },
         "/v1/tournaments/{id}/join": {
             "post": op("joinTournament", "Join a tournament", {200: ("Joined (or had joined).", "Joined")},
@@ -299,18 +352,27 @@ def build_spec(limits: LimitSettings, *, auth: bool) -> dict[str, Any]:
                        {200: ("The record as stored, with its rank.", "Record")}, errors=write_errors, access="client",
                        parameters=[ident, *acks], body="RecordWrite", tags=(tag,)),
             "get": op(f"list{name}Records", "A page of records in rank order",
-                      {200: ("The page.", "RecordPage")}, errors=(400, 404), access="client", tags=(tag,), parameters=[
+                      {200: ("The page.", "RecordPage")}, errors=(400, 404, 409), access="client", tags=(tag,), parameters=[
                           ident, _query("limit", page_limit, "Page size (default 10)."),
                           _query("cursor", {"type": "string"}, "`next_cursor` or `prev_cursor` of another page."),
                           _query("owner_ids", {"type": "string"},
                                  f"Comma-separated owner ids (at most {limits.max_owner_ids}) whose records are "
                                  "returned in `owner_records`."),
-                          expiry]),
+                          expiry, _query("rank", {"type": "integer", "minimum": 1, "maximum": INT64_MAX},
+                                         "Start the page at this rank (not with `cursor`); its cursors go on from "
+                                         "there.")]),
         }
         paths[f"{base}/records/batch"] = {
             "post": op(f"write{name}Batch", "Write many records; all are checked before any is written",
                        {200: ("One result per record.", "BatchResult")}, errors=(403, 404, 503, 504),
                        access="client", parameters=[ident, *acks], body="RecordBatch", tags=(tag,)),
+        }
+        paths[f"{base}/records/rank/{{rank}}"] = {
+            "get": op(f"{name[0].lower()}{name[1:]}RecordAtRank", "The record at a rank (1-based)",
+                      {200: ("The record.", "Record")}, errors=(400, 404, 409), access="client", tags=(tag,),
+                      parameters=[ident, {"name": "rank", "in": "path", "required": True,
+                                          "schema": {"type": "integer", "minimum": 1, "maximum": INT64_MAX},
+                                          "description": "1-based rank."}, expiry]),
         }
         paths[f"{base}/records/around/{{owner_id}}"] = {
             "get": op(f"around{name}Owner", "Records centred on an owner", {200: ("The page.", "RecordPage")},

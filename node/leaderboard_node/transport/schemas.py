@@ -23,6 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 
 from ..config import LimitSettings
 from ..domain.errors import InvalidArgument
+from ..domain.events import MAX_TOP as MAX_EVENT_TOP
+from ..domain.events import MAX_URL_LENGTH
 from ..domain.records import INT64_MAX, INT64_MIN, Operator, SortOrder
 
 Int64 = Annotated[StrictInt, Field(ge=INT64_MIN, le=INT64_MAX)]
@@ -108,6 +110,27 @@ class RecordWriteOwned(_Body):
 
 class RecordBatch(_Body):
     records: Annotated[list[RecordWrite], Field(min_length=1), _limited("batch")]
+
+
+class LeaderboardUpdate(_Body):
+    """Live settings of an existing leaderboard or tournament: they change neither its
+    incarnation nor its records. Fields left out stay as they are; ``null`` sets one back to its
+    default (``event_top``: the node's ``events.top``; ``webhook_url``: none)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"enable_ranks": False}, {"event_top": 10, "webhook_url": "https://game.example.com/hooks/leaderboard"},
+    ]})
+
+    enable_ranks: StrictBool | None = None
+    event_top: Annotated[StrictInt, Field(ge=1, le=MAX_EVENT_TOP)] | None = None
+    webhook_url: Annotated[StrictStr, Field(max_length=MAX_URL_LENGTH)] | None = None
+
+
+class AttemptsGrant(_Body):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"owner_id": "player-42", "count": 1}]})
+
+    owner_id: Identifier
+    count: Annotated[StrictInt, Field(ge=1, le=1_000_000)]
 
 
 class Join(_Body):
