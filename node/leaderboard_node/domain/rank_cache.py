@@ -222,8 +222,9 @@ class Bucket:
             others = tuple(e for e in found if e is not old)
             self._index[slot] = others[0] if len(others) == 1 else others
 
-    def holds(self, element: bytes) -> bool:
-        """Whether this bucket holds a record or a tombstone of ``element``'s owner."""
+    def holds_element(self, element: bytes) -> bool:
+        """Whether this bucket holds a record or a tombstone of ``element``'s owner (``holds``,
+        from a packed record)."""
         end = key_end(element)
         if self._element(element[PREFIX_SIZE:end]) is not None:
             return True

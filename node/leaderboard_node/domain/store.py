@@ -764,7 +764,8 @@ class LeaderboardStore:
         keys: set[bytes] = set()
         for element in change.elements:
             key = sort_key(element)[16:]  # owners repeated within an import are merged, not inserted twice
-            if key in keys or bucket.holds(element) or (self._erasures and bucket.decode(element).owner in self._erasures):
+            if key in keys or bucket.holds_element(element) or (
+                    self._erasures and bucket.decode(element).owner in self._erasures):
                 held.append(element)
             else:
                 keys.add(key)
