@@ -161,7 +161,10 @@ class AsyncLeaderboardClient(Operations[Awaitable[Any]]):
     def _message(self, method: str, path: str, body: bytes | None, headers: dict[str, str] | None) -> bytes:
         head = f"{method} {path} HTTP/1.1\r\n{self._fixed_headers}"
         if body is not None:
-            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            content_type = (headers or {}).get("Content-Type", "application/json")
+            head += f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+            if headers and "Content-Type" in headers:
+                headers = {name: value for name, value in headers.items() if name != "Content-Type"}
         elif method in ("POST", "PUT", "PATCH"):
             head += "Content-Length: 0\r\n"
         if headers:

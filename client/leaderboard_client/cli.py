@@ -60,7 +60,8 @@ EXIT_USAGE = 2
 EXIT_DIFFERENT = 3
 EXIT_READER_GONE = 128 + signal.SIGPIPE
 DEFAULT_URL = "http://127.0.0.1:7350"
-BATCH_CHUNK = 1000
+IMPORT_CHUNK = 50_000  # records per import request (and at most IMPORT_CHUNK_BYTES of them)
+IMPORT_CHUNK_BYTES = 3 * 1024 * 1024  # under the node's default limits.max_body_bytes (4 MiB)
 RECORD_FIELDS = ("owner_id", "score", "subscore", "username", "metadata", "operator")
 OPERATORS = ("best", "set", "incr", "decr")
 SORT_ORDERS = ("desc", "asc")
@@ -432,14 +433,32 @@ def read_records(path: str, fmt: str | None) -> list[tuple[int, dict[str, Any]]]
 
 
 def _refused_line(exc: ApiError, chunk: list[tuple[int, dict[str, Any]]], source: str) -> str:
-    """The file line of the record a refused batch names (``records[3].score``)."""
+    """The file line of the record a refused import names (``lines[3].score``: the chunk's third)."""
     field = exc.field or ""
-    if field.startswith("records[") and "]" in field:
-        index = int(field[len("records["):field.index("]")])
+    if field.startswith("lines[") and "]" in field:
+        index = int(field[len("lines["):field.index("]")]) - 1
         if 0 <= index < len(chunk):
             rest = field[field.index("]") + 1:].lstrip(".")
-            return f"{source}:{chunk[index][0]}: {rest or 'record'}: {exc.message}"
+            message = exc.message.split(": ", 1)[-1] if exc.message.startswith("line ") else exc.message
+            return f"{source}:{chunk[index][0]}: {rest or 'record'}: {message}"
     return str(exc)
+
+
+def _chunks(records: list[tuple[int, dict[str, Any]]], size: int) -> Any:
+    """The records as import bodies (JSON lines): at most ``size`` records and about 3 MiB each."""
+    chunk: list[tuple[int, dict[str, Any]]] = []
+    lines: list[bytes] = []
+    total = 0
+    for record in records:
+        line = json.dumps(record[1], separators=(",", ":"), ensure_ascii=False).encode()
+        if chunk and (len(chunk) >= size or total + len(line) > IMPORT_CHUNK_BYTES):
+            yield chunk, b"\n".join(lines)
+            chunk, lines, total = [], [], 0
+        chunk.append(record)
+        lines.append(line)
+        total += len(line) + 1
+    if chunk:
+        yield chunk, b"\n".join(lines)
 
 
 def _cmd_import(client: LeaderboardClient, args: argparse.Namespace) -> int:
@@ -451,16 +470,18 @@ def _cmd_import(client: LeaderboardClient, args: argparse.Namespace) -> int:
     # disable=None: a bar only when stderr is a terminal (a pipe or a log gets the summary alone)
     with tqdm(total=len(records), unit="records", desc=f"importing into {args.leaderboard}", file=sys.stderr,
               disable=None if not args.progress else False, dynamic_ncols=True) as bar:
-        for start in range(0, len(records), args.chunk_size):
-            chunk = records[start:start + args.chunk_size]
+        for chunk, body in _chunks(records, args.chunk_size):
             try:
-                client.write_batch(args.leaderboard, [record for _, record in chunk])
+                answer = client.import_records(args.leaderboard, body)
             except ApiError as exc:
                 bar.close()
                 print(f"leaderboardctl: {_refused_line(exc, chunk, source)}; the {written} records before "
                       f"line {chunk[0][0]} were written, none after", file=sys.stderr)
                 return EXIT_FAILED
-            written += len(chunk)
+            for refusal in answer["refused"]:  # a write that broke a rule (a full tournament): the others stand
+                line = chunk[refusal["line"] - 1][0]
+                print(f"leaderboardctl: {source}:{line}: {refusal.get('message', 'refused')}", file=sys.stderr)
+            written += answer["imported"]
             batches += 1
             bar.update(len(chunk))
     seconds = round(time.monotonic() - started, 3)
@@ -741,14 +762,15 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--username", help="a display name stored with the record")
     submit.add_argument("--metadata", metavar="JSON", help="a JSON object stored with the record")
 
-    batch = command("import", "write many records from a CSV or JSONL file, in batches, with a progress bar")
+    batch = command("import", "write many records from a CSV or JSONL file through the bulk import API (owners "
+                              "with no record are written at once), with a progress bar")
     batch.add_argument("leaderboard")
     batch.add_argument("file", help="CSV with a header (owner_id, score and optionally subscore, username, "
                                     "metadata, operator) or JSONL (one record object a line); - reads stdin")
     batch.add_argument("--format", choices=["csv", "jsonl"], help="default: from the file name (.csv, .jsonl)")
-    batch.add_argument("--chunk-size", type=int, default=BATCH_CHUNK,
-                       help=f"records per batch request (default {BATCH_CHUNK}; at most the node's "
-                            "limits.max_batch_records)")
+    batch.add_argument("--chunk-size", type=int, default=IMPORT_CHUNK,
+                       help=f"records per import request (default {IMPORT_CHUNK}, and about 3 MiB of them; at most "
+                            "the node's limits.max_import_records)")
     batch.add_argument("--progress", action="store_true",
                        help="show the progress bar even when stderr is not a terminal")
 

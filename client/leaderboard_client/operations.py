@@ -183,6 +183,22 @@ class Operations(Generic[R]):
         are checked before any is written; ``{"records": [...]}`` holds each one's result."""
         return self.request("POST", f"{_board(leaderboard_id)}/records/batch", {"records": list(records)})
 
+    def import_records(self, leaderboard_id: str, data: bytes | str, *, format: str = "jsonl",
+                       ack: str | None = None) -> R:
+        """Import many records at once (the server key): ``data`` is JSON lines (one object a line
+        with ``owner_id``, ``score`` and optionally ``subscore``, ``username``, ``metadata``) or,
+        with ``format="csv"``, CSV with a header line naming those columns. Every line is checked
+        before any is written; owners with no record are written at once, the others as ordinary
+        writes. Returns ``{"imported", "first_writes", "refused"}``; a body is bounded by the
+        node's ``limits.max_body_bytes`` and ``limits.max_import_records``: send a big file in parts."""
+        content_type = {"jsonl": "application/x-ndjson", "csv": "text/csv"}.get(format)
+        if content_type is None:
+            raise ValueError(f"format is jsonl or csv, not {format!r}")
+        raw = data.encode() if isinstance(data, str) else data
+        return self._then(self.request_raw("POST", target(f"{_board(leaderboard_id)}/records/import", {"ack": ack}),
+                                           raw, {"Content-Type": content_type}),
+                          lambda answer: decode(*answer))
+
     def records(self, leaderboard_id: str, *, limit: int | None = None, cursor: str | None = None,
                 owner_ids: Iterable[str] | None = None, expiry: int | None = None, rank: int | None = None) -> R:
         """A page of records in rank order: ``records``, ``owner_records`` (those of

@@ -109,6 +109,8 @@ class LimitSettings(_Section):
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 beyond).")
     body_timeout: float = Field(30.0, gt=0, description="Seconds a client has to send a request body (408 beyond).")
     max_batch_records: int = Field(10_000, ge=1, description="Most records in one batch write.")
+    max_import_records: int = Field(200_000, ge=1, description="Most records in one bulk import request (its body "
+                                                               "is bounded by max_body_bytes as well).")
     max_metadata_bytes: int = Field(16 * 1024, ge=2, description="Largest metadata object, serialized as JSON.")
     max_metadata_depth: int = Field(8, ge=1, description="Deepest nesting of metadata objects and arrays.")
     max_page_limit: int = Field(1000, ge=1, description="Largest limit= of a listing.")

@@ -43,6 +43,7 @@ from ..domain.leaderboards import Leaderboard, TournamentSettings, validate_defi
 from ..domain.store import RecordPage, RecordView, RecordWrite, check_write
 from ..node import Node
 from . import openapi, schemas
+from .imports import ImportErrors, parse_import
 from .auth import Access, ApiKeys, auth_middleware, is_server, requires, warn_if_open
 from .schemas import Limits, int_param
 from .json_body import error_body, error_json, json_response, refuse_duplicate_keys
@@ -603,6 +604,27 @@ async def write_batch(request: web.Request) -> web.Response:
                                           for r in results]})
 
 
+@requires(Access.SERVER)
+async def import_records(request: web.Request) -> web.Response:
+    """A bulk import (``imports``): the writes of a JSON-lines or CSV body, first writes made at once."""
+    node = _node(request)
+    node.require_ready()
+    leaderboard_id = _id(request)
+    limits = _limits(request)
+    raw = await _read_body(request)
+    try:
+        writes, lines = parse_import(raw, request.headers.get("Content-Type", ""), limits,
+                                     max_records=limits.settings.max_import_records)
+    except ImportErrors as exc:
+        raise InvalidArguments(exc.problems) from None
+    replicated, timeout = _ack_mode(request)
+    result, changes = node.store.import_records(leaderboard_id, writes, now=node.seconds(), server=True)
+    await _commit(node, changes, replicated=replicated, timeout=timeout)
+    return json_response({"imported": result.imported, "first_writes": result.fresh,
+                          "refused": [{"line": lines[position], **error_json(error)["error"]}
+                                      for position, error in result.refused]})
+
+
 def _expiry(request: web.Request) -> int | None:
     raw = request.query.get("expiry")
     return None if raw in (None, "") else int_param(raw, field="expiry", low=0)
@@ -741,6 +763,7 @@ def add_record_routes(router: web.UrlDispatcher, prefix: str) -> None:
     router.add_post(f"{prefix}/{{id}}/records", write_record)
     router.add_get(f"{prefix}/{{id}}/records", list_records)
     router.add_post(f"{prefix}/{{id}}/records/batch", write_batch)
+    router.add_post(f"{prefix}/{{id}}/records/import", import_records)
     router.add_get(f"{prefix}/{{id}}/records/around/{{owner_id}}", around_owner)
     router.add_get(f"{prefix}/{{id}}/records/rank/{{rank}}", record_at_rank)
     router.add_get(f"{prefix}/{{id}}/records/{{owner_id}}", get_record)

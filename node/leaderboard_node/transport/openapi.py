@@ -154,6 +154,14 @@ def response_schemas() -> dict[str, Schema]:
             "rank_count": NON_NEGATIVE,
             "expiry_time": TIME,
         }),
+        "ImportResult": _object({
+            "imported": {"type": "integer", "description": "Records written."},
+            "first_writes": {"type": "integer", "description": "Of them, first writes of owners that had no record, "
+                                                               "made at once."},
+            "refused": {"type": "array", "description": "Writes that broke a rule (a full tournament, an overflow): "
+                                                        "the line and the error.",
+                        "items": {"type": "object", "additionalProperties": True}},
+        }, required=["imported", "first_writes", "refused"]),
         "BatchResult": _object({"records": {"type": "array", "items": {"oneOf": [_ref("Record"), _ref("Error")]},
                                             "description": "One result per record, in order: the record or its error."}}),
         "Deleted": _object({"deleted": {"type": "string"}}),
@@ -374,6 +382,18 @@ def build_spec(limits: LimitSettings, *, auth: bool) -> dict[str, Any]:
                                           "schema": {"type": "integer", "minimum": 1, "maximum": INT64_MAX},
                                           "description": "1-based rank."}, expiry]),
         }
+        import_op = op(f"import{name}Records", "Import many records at once: JSON lines or CSV, first writes made at once",
+                       {200: ("What was written, and what broke a rule.", "ImportResult")},
+                       errors=(403, 404, 408, 413, 503, 504), access="server", parameters=[ident, *acks], tags=(tag,))
+        import_op["requestBody"] = {"required": True, "content": {
+            "application/x-ndjson": {"schema": {"type": "string", "description": (
+                "One JSON object a line with the fields of a write: owner_id, score, and optionally subscore, "
+                f"username, metadata; at most {limits.max_import_records} lines.")}},
+            "text/csv": {"schema": {"type": "string", "description": (
+                "A header line naming the columns (owner_id, score, and any of subscore, username, metadata), "
+                "then one record a line; metadata a JSON object in its cell.")}},
+        }}
+        paths[f"{base}/records/import"] = {"post": import_op}
         paths[f"{base}/records/around/{{owner_id}}"] = {
             "get": op(f"around{name}Owner", "Records centred on an owner", {200: ("The page.", "RecordPage")},
                       errors=(400, 404), access="client", tags=(tag,),
