@@ -18,12 +18,12 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from . import client_api, full_sync, rank_cache, replication, report
+from . import bulk_import, client_api, full_sync, rank_cache, replication, report
 from .common import BUDGET
 from .plan import plan_for
 from .procs import LoadClient, Redis, Workdir, redis_available, redis_version, stop_all
 
-WORKLOADS = ("rank_cache", "client_api", "replication", "full_sync", "memory")
+WORKLOADS = ("rank_cache", "client_api", "replication", "full_sync", "memory", "bulk_import")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -154,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
         if "full_sync" in chosen:
             steps.append((("full_sync",), lambda: {"full_sync": full_sync.run(plan, workdir.path, loader, systems,
                                                                               log=log)}))
+        if "bulk_import" in chosen:
+            steps.append((("bulk_import",), lambda: {"bulk_import": bulk_import.run(plan, workdir.path, loader,
+                                                                                    systems, log=log)}))
         for names, step in steps:
             began = time.monotonic()
             log(f"== {' + '.join(names)}")

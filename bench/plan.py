@@ -35,6 +35,9 @@ class Plan:
     # replication lag on the loaded full_sync systems, every write through one node
     big_rates: tuple[int, ...] = (5_000, 10_000)
     big_seconds: float = 6.0
+    # bulk_import (3 nodes; Redis master + 2 replicas)
+    import_records: int = 1_000_000
+    import_chunk: int = 100_000
     # rounds after the first are skipped once the run has taken this long (the whole run
     # must stay under 2 minutes quick, 20 minutes full)
     budget_seconds: float = 1_080.0
@@ -55,6 +58,8 @@ QUICK = Plan(
     sync_records=30_000,
     sync_timeout=60.0,
     big_seconds=1.2,
+    import_records=50_000,
+    import_chunk=10_000,
     budget_seconds=100.0,
 )
 

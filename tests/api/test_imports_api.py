@@ -56,6 +56,15 @@ def test_every_wrong_line_is_named_and_nothing_is_written(client):
     assert client.records(board, limit=1)["rank_count"] == 0
 
 
+def test_a_key_given_twice_is_found_among_colons_in_ids_and_text(client):
+    board = _board(client)
+    good = b'{"owner_id": "team:red", "score": 1, "username": "a: b"}\n{"owner_id" : "c", "score": 2}\n'
+    assert client.import_records(board, good)["imported"] == 2
+    with pytest.raises(ApiError) as refused:
+        client.import_records(board, good + b'{"owner_id": "d", "score": 3, "metadata": {"k": {"x": 1, "x" : 2}}}\n')
+    assert [problem["field"] for problem in refused.value.body["errors"]] == ["lines[3].x"]
+
+
 @pytest.mark.parametrize(("content_type", "field"), [("application/json", "content-type"), (None, "content-type")])
 def test_a_body_that_is_neither_json_lines_nor_csv_is_refused(client, content_type, field):
     board = _board(client)

@@ -213,7 +213,8 @@ def test_first_write_elements_are_what_a_first_write_stores():
             ("other", 0, 2, None, '{}')]
     for operator in (Operator.SET, Operator.BEST, Operator.INCR):
         for descending in (True, False):
-            built = record_codec.first_write_elements(rows, origin="a@0000000000001", hlc=hlc,
+            keyed = [(record_codec.owner_key(row[0]), *row[1:]) for row in rows]
+            built = record_codec.first_write_elements(keyed, origin="a@0000000000001", hlc=hlc,
                                                        kind=records.contribution_kind(operator), descending=descending)
             bucket = Bucket(descending=descending, expiry=0)
             for owner, score, subscore, username, metadata in rows:
@@ -223,3 +224,36 @@ def test_first_write_elements_are_what_a_first_write_stores():
                 bucket.apply_slot(owner, slot)
             stored = {record.owner: record.element for record in bucket}
             assert [stored[row[0]] for row in rows] == built, (operator, descending)
+
+
+def test_held_names_the_owners_a_bucket_has_a_record_or_a_tombstone_of():
+    from leaderboard_node.domain import records
+    from leaderboard_node.domain.rank_cache import Bucket
+    from leaderboard_node.domain.record_codec import owner_key
+    from leaderboard_node.domain.records import Slot, SlotKind
+
+    bucket = Bucket(descending=True, expiry=0)
+    assert bucket.held([owner_key("a")]) == set()
+    for owner in ("a", "00000000-0000-4000-8000-000000000001", "gone"):
+        bucket.apply_slot(owner, Slot("a@1", SlotKind.SET, 5 << 16, 1, 0, 1, 5, None, None))
+    bucket.apply_slot("gone", records.tombstone(bucket.get("gone").slots, origin="a@1", hlc=9 << 16))
+    asked = [owner_key(o) for o in ("a", "b", "gone", "00000000-0000-4000-8000-000000000001",
+                                    "00000000-0000-4000-8000-000000000002")]
+    assert bucket.held(asked) == {owner_key("a"), owner_key("gone"), owner_key("00000000-0000-4000-8000-000000000001")}
+
+
+def test_a_large_import_merges_into_a_bucket_in_order_with_its_digest():
+    from leaderboard_node.domain import record_codec, records
+    from leaderboard_node.domain.rank_cache import Bucket, digest_of
+    from leaderboard_node.domain.records import Operator
+
+    bucket = Bucket(descending=False, expiry=0)
+    kind = records.contribution_kind(Operator.BEST)
+    for start, count in ((0, 500), (500, 20), (520, 2_000)):  # adds one by one, then merges a run
+        rows = [(record_codec.owner_key(f"p{i}"), (i * 7919) % 1000, 0, None, None) for i in range(start, start + count)]
+        bucket.insert_new(record_codec.first_write_elements(rows, origin="a@1", hlc=1 << 16, kind=kind,
+                                                            descending=False))
+    elements = bucket.elements(0, len(bucket))
+    assert len(elements) == 2_520 and elements == sorted(elements)
+    assert bucket.get("p2519") is not None and bucket.rank(bucket.get("p0")) == 1
+    assert f"{digest_of(elements, descending=False):032x}" == bucket.digest

@@ -222,13 +222,20 @@ class Bucket:
             others = tuple(e for e in found if e is not old)
             self._index[slot] = others[0] if len(others) == 1 else others
 
-    def holds_element(self, element: bytes) -> bool:
-        """Whether this bucket holds a record or a tombstone of ``element``'s owner (``holds``,
-        from a packed record)."""
-        end = key_end(element)
-        if self._element(element[PREFIX_SIZE:end]) is not None:
-            return True
-        return bool(self._tombstones) and owner_of(element, end) in self._tombstones
+    def held(self, keys: list[bytes]) -> set[bytes]:
+        """The owner keys among ``keys`` this bucket holds a record or a tombstone of: an
+        import's check, one set operation for the many owners a bucket does not hold."""
+        found: set[bytes] = set()
+        if self._count:
+            by_slot = {float(hash(key) >> 11): key for key in keys}  # _index_key, inline
+            if len(by_slot) == len(set(keys)):
+                candidates = (by_slot[slot] for slot in self._index.keys() & by_slot.keys())
+            else:  # two of the keys share an index slot (1 in 2^53 a pair): each is looked up
+                candidates = iter(keys)
+            found.update(key for key in candidates if self._element(key) is not None)
+        if self._tombstones:
+            found |= {owner_key(owner) for owner in self._tombstones}.intersection(keys)
+        return found
 
     def decode(self, element: bytes) -> Record:
         return self._decode(element)
@@ -424,7 +431,7 @@ class Bucket:
                 found = index.setdefault(slot, element)
                 if found is not element:
                     index[slot] = (found if isinstance(found, tuple) else (found,)) + (element,)
-        self._order.update(elements)
+        self._order.update(elements)  # one sort of everything when they are many, else one add each
         self._count += len(elements)
         self.packed_bytes += sum(map(len, elements))
         added = digest if digest is not None else digest_of(elements, descending=self.descending)

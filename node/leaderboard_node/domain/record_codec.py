@@ -243,12 +243,12 @@ def decode_slots(data: bytes, offset: int, *, score: int, subscore: int,
 # ---------------------------------------------------------------------- bulk imports
 
 
-def first_write_elements(writes: list[tuple[str, int, int, str | None, str | None]], *, origin: str, hlc: int,
+def first_write_elements(writes: list[tuple[bytes, int, int, str | None, str | None]], *, origin: str, hlc: int,
                          kind: SlotKind, descending: bool) -> list[bytes]:
     """The packed records that first writes make, for owners that have no record: what
     ``records.write`` gives an empty record, packed, without building a ``Slot`` each.
 
-    ``writes`` are (owner, score, subscore, username, metadata) with every check done, and the
+    ``writes`` are (owner key, score, subscore, username, metadata) with every check done, and the
     score a first write leaves (for ``decr``, 0); ``kind`` is the leaderboard's slot kind:
     ``SET`` makes one life's compact set, ``BEST`` and ``INCR`` a contribution on the empty
     record. Elements come back in the order of ``writes``.
@@ -258,8 +258,10 @@ def first_write_elements(writes: list[tuple[str, int, int, str | None, str | Non
     compact = kind is SlotKind.SET
     fresh = _COMPACT.pack(0, _FRESH, index, hlc)
     out = []
-    for owner, score, subscore, username, metadata in writes:
-        prefix = sort_prefix(score, subscore, descending=descending) + owner_key(owner) + b"\x00"
+    pack = PREFIX.pack
+    for key, score, subscore, username, metadata in writes:
+        high, low = score + _OFFSET, subscore + _OFFSET
+        prefix = (pack(_MASK - high, _MASK - low) if descending else pack(high, low)) + key + b"\x00"
         flags = (_HAS_USERNAME if username is not None else 0) | (_HAS_METADATA if metadata is not None else 0)
         if compact:
             head = fresh if not flags else _COMPACT.pack(0, flags | _FRESH, index, hlc)

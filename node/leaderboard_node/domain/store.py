@@ -72,7 +72,7 @@ from .events import Event, EventLog, Standing, event_kind, redact_event
 from .leaderboards import Leaderboard, LeaderboardCache, RankBlacklist, period_of
 from .lives import Horizons, life_epoch, life_name
 from .rank_cache import Bucket, Record, digest_of
-from .record_codec import first_write_elements, sort_key
+from .record_codec import PREFIX_SIZE, first_write_elements, key_end, owner_key, sort_key
 from .records import Operator, Slot, SlotKind
 from .schedule import NEVER, Period
 
@@ -375,26 +375,32 @@ class LeaderboardStore:
             return ImportResult(len(writes) - len(refused), 0, refused), changes
         period = self.period(leaderboard, now)
         bucket = self._bucket(leaderboard, period.expiry, create=False)
-        fresh: list[RecordWrite] = []
+        fresh: list[tuple[bytes, int, int, str | None, str | None]] = []
         ordinary: list[tuple[int, RecordWrite]] = []
         seen: set[str] = set()
         decrements = leaderboard.operator is Operator.DECR
-        for position, write in enumerate(writes):
-            check_write(leaderboard, write)
-            if (write.owner in seen or (write.operator is not None and write.operator is not leaderboard.operator)
-                    or (self._erasures and write.owner in self._erasures)
-                    or (bucket is not None and (bucket.get(write.owner) is not None or bucket.tombstone(write.owner)))):
+        own = leaderboard.operator
+        erasures = self._erasures
+        keys = [owner_key(write.owner) for write in writes]
+        held = bucket.held(keys) if bucket is not None else ()
+        for position, (write, key) in enumerate(zip(writes, keys)):
+            if decrements:
+                check_write(leaderboard, write)
+            owner = write.owner
+            if (owner in seen or (write.operator is not None and write.operator is not own)
+                    or (erasures and owner in erasures) or key in held):
                 ordinary.append((position, write))
             else:
-                seen.add(write.owner)
-                fresh.append(write)
+                seen.add(owner)
+                fresh.append((key, 0, 0, write.username, write.metadata) if decrements
+                             else (key, write.score, write.subscore, write.username, write.metadata))
         changes: list[Change] = []
         if fresh:
             elements = first_write_elements(
-                [(w.owner, 0 if decrements else w.score, 0 if decrements else w.subscore, w.username, w.metadata)
-                 for w in fresh],
+                fresh,
                 origin=self.node, hlc=self.clock.now(), kind=records.contribution_kind(leaderboard.operator),
                 descending=leaderboard.descending)
+            elements.sort()  # sorted once here, every peer merges them as one run
             digest = digest_of(elements, descending=leaderboard.descending)
             if bucket is None:
                 bucket = self._bucket_at(leaderboard.id, leaderboard.incarnation, period.expiry,
@@ -761,14 +767,15 @@ class LeaderboardStore:
         bucket = self._bucket_at(change.leaderboard_id, change.incarnation, change.expiry,
                                  descending=change.descending)
         fresh, held = [], []
-        keys: set[bytes] = set()
-        for element in change.elements:
-            key = sort_key(element)[16:]  # owners repeated within an import are merged, not inserted twice
-            if key in keys or bucket.holds_element(element) or (
-                    self._erasures and bucket.decode(element).owner in self._erasures):
+        keys = [element[PREFIX_SIZE:key_end(element)] for element in change.elements]
+        taken = bucket.held(keys)  # owners this node took writes of meanwhile: merged as slots
+        if self._erasures:
+            taken |= {owner_key(owner) for owner in self._erasures}.intersection(keys)
+        for element, key in zip(change.elements, keys):
+            if key in taken:
                 held.append(element)
             else:
-                keys.add(key)
+                taken.add(key)  # owners repeated within an import are merged, not inserted twice
                 fresh.append(element)
         if held:
             bucket.insert_new(fresh, digest=change.digest - digest_of(held, descending=change.descending))

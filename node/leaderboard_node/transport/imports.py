@@ -19,7 +19,8 @@ import csv
 import io
 import json
 import re
-from typing import Any
+from functools import partial
+from typing import Any, NoReturn
 
 import orjson
 
@@ -84,32 +85,63 @@ def parse_import(raw: bytes, content_type: str, limits: Limits, *, max_records: 
     return writes, lines
 
 
-def _json_lines(raw: bytes) -> Any:
+def _json_lines(raw: bytes) -> list[tuple[int, Any]]:
+    rows: list[tuple[int, Any]] = []
+    keys = 0
     for number, line in enumerate(raw.split(b"\n"), 1):
-        if not line.strip():
-            continue
         try:
             value = orjson.loads(line)
         except orjson.JSONDecodeError:
-            yield number, InvalidArgument("not a JSON object", field=None)
+            if line.strip():
+                rows.append((number, InvalidArgument("not a JSON object", field=None)))
             continue
-        if not isinstance(value, dict):
-            yield number, InvalidArgument("not a JSON object", field=None)
+        if type(value) is not dict:
+            rows.append((number, InvalidArgument("not a JSON object", field=None)))
             continue
-        if len(_KEY.findall(line)) != _count_keys(value):  # maybe a key given twice: look closer
-            repeated = _repeated_key(line)
-            if repeated is not None:
-                yield number, InvalidArgument(f"the key {repeated!r} is given twice", field=repeated)
-                continue
-        yield number, value
+        metadata = value.get("metadata")  # the one field that holds keys of its own
+        keys += len(value) + (_count_keys(metadata) if type(metadata) is dict else 0)
+        rows.append((number, value))
+    # orjson keeps the last of a repeated key. Every key is followed by a colon, so a body with
+    # no more colons than the objects have keys repeats none; otherwise (colons in texts or ids,
+    # keys in fields other than metadata, which are refused anyway) each line is looked at
+    if raw.count(b":") != keys:
+        rows = [(number, _unrepeated(row, raw_line)) for (number, row), raw_line in _with_lines(rows, raw)]
+    return rows
 
 
-def _count_keys(value: Any) -> int:
-    if isinstance(value, dict):
-        return len(value) + sum(_count_keys(v) for v in value.values())
-    if isinstance(value, list):
-        return sum(_count_keys(v) for v in value)
-    return 0
+def _with_lines(rows: list[tuple[int, Any]], raw: bytes) -> Any:
+    lines = raw.split(b"\n")
+    for number, row in rows:
+        yield (number, row), lines[number - 1]
+
+
+def _unrepeated(row: Any, line: bytes) -> Any:
+    """``row``, or the error naming a key its line gives twice."""
+    if isinstance(row, dict) and len(_KEY.findall(line)) != _count_keys(row):  # maybe a key given twice
+        repeated = _repeated_key(line)
+        if repeated is not None:
+            return InvalidArgument(f"the key {repeated!r} is given twice", field=repeated)
+    return row
+
+
+def _count_keys(value: dict[str, Any]) -> int:
+    count = len(value)
+    for item in value.values():
+        if type(item) is dict:
+            count += _count_keys(item)
+        elif type(item) is list:
+            count += _count_listed(item)
+    return count
+
+
+def _count_listed(values: list[Any]) -> int:
+    count = 0
+    for item in values:
+        if type(item) is dict:
+            count += _count_keys(item)
+        elif type(item) is list:
+            count += _count_listed(item)
+    return count
 
 
 def _repeated_key(line: bytes) -> str | None:
@@ -184,9 +216,8 @@ def _csv_integer(cell: str, field: str) -> int:
 
 
 def _write(row: dict[str, Any], limits: Limits) -> RecordWrite:
-    unknown = row.keys() - FIELDS
-    if unknown:
-        name = sorted(unknown)[0]
+    if not FIELDS.issuperset(row):
+        name = sorted(row.keys() - FIELDS)[0]
         raise InvalidArgument(f"{name} is not a field of a record (owner_id, score, subscore, username, metadata, "
                               "operator)", field=name)
     owner = row.get("owner_id")
@@ -195,8 +226,12 @@ def _write(row: dict[str, Any], limits: Limits) -> RecordWrite:
     if not owner or len(owner) > limits.settings.max_id_length or not ID_PATTERN.fullmatch(owner):
         limits.identifier(owner, field="owner_id")  # the batch API's words for what is wrong
         raise InvalidArgument(f"owner_id may hold only {ID_RULE}", field="owner_id")  # pragma: no cover
-    score = _integer(row.get("score"), "score", required=True)
-    subscore = _integer(row.get("subscore", 0), "subscore", required=False)
+    score = row.get("score")
+    if type(score) is not int or not INT64_MIN <= score <= INT64_MAX:
+        _refuse_integer(score, "score", required=True)
+    subscore = row.get("subscore", 0)
+    if type(subscore) is not int or not INT64_MIN <= subscore <= INT64_MAX:
+        _refuse_integer(subscore, "subscore", required=False)
     username = row.get("username")
     if username is not None and (type(username) is not str or len(username) > MAX_USERNAME):
         raise InvalidArgument(f"username is a string of at most {MAX_USERNAME} characters", field="username")
@@ -211,12 +246,14 @@ def _write(row: dict[str, Any], limits: Limits) -> RecordWrite:
             operator = Operator(operator)
         except ValueError:
             raise InvalidArgument("operator is one of best, set, incr, decr", field="operator") from None
-    return RecordWrite(owner, score, subscore, username, metadata, operator)
+    return _new_write((owner, score, subscore, username, metadata, operator))
 
 
-def _integer(value: Any, field: str, *, required: bool) -> int:
-    if type(value) is not int or not INT64_MIN <= value <= INT64_MAX:
-        if value is None and required:
-            raise InvalidArgument(f"{field} is required", field=field)
-        raise InvalidArgument(f"{field} must be an integer between {INT64_MIN} and {INT64_MAX}", field=field)
-    return value
+# A RecordWrite from a tuple of its fields, without NamedTuple's Python-level __new__ (one per line)
+_new_write = partial(tuple.__new__, RecordWrite)
+
+
+def _refuse_integer(value: Any, field: str, *, required: bool) -> NoReturn:
+    if value is None and required:
+        raise InvalidArgument(f"{field} is required", field=field)
+    raise InvalidArgument(f"{field} must be an integer between {INT64_MIN} and {INT64_MAX}", field=field)
