@@ -101,9 +101,11 @@ class LimitSettings(_Section):
 
     Most are checked by the client API itself and refused with a 4xx JSON error naming the
     field. The last five bound the HTTP layer below it (request line, header sizes and count,
-    idle connections, header time): aiohttp refuses the sizes with a plain-text 400 before any
-    handler runs, and they only take effect where the server passes ``server_options()`` to its
-    runner; the header time is kept by ``transport.header_deadline`` (408 with a JSON error).
+    idle connections, header time), before any handler runs. On the client port
+    ``transport.http_server`` keeps them (414, 431 and 408 with a JSON error, the connection
+    closed); on the peer port aiohttp does (``server_options()``; a plain-text 400) and
+    ``transport.header_deadline`` keeps the header time. ``header_timeout`` also bounds a TLS
+    handshake on the client port.
     """
 
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 beyond).")
