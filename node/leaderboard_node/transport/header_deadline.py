@@ -7,6 +7,9 @@ until the idle timeout. ``HeaderDeadline`` sits between the transport and aiohtt
 follows the byte stream with its own parser (httptools, llhttp: the request framing only), and
 when a request has begun but its headers are not complete within ``timeout`` seconds, answers
 ``408`` with a JSON error and closes the connection. Everything else passes through untouched.
+
+The peer port uses it (``DeadlineSite``); the client port's server (``transport.http_server``)
+parses with httptools itself and keeps the same deadline without a second parser.
 """
 
 from __future__ import annotations
