@@ -12,9 +12,9 @@ aiohttp ``Application`` as before; ``HttpServer`` compiles its routes and middle
 start, and serves them:
 
 * routes come from ``app.router.routes()``, each resource's pattern from its ``get_info()``;
-  they are indexed by their literal prefix and tried in registration order, walking the path
-  back one segment at a time, as aiohttp's router does, so a path resolves to the same route
-  and the same ``match_info`` (percent-decoded; ``%2F`` stays inside its segment);
+  they are tried in the order aiohttp's router tries them (longest literal prefix first,
+  then registration order), so a path resolves to the same route and the same
+  ``match_info`` (percent-decoded; ``%2F`` stays inside its segment);
 * each route's handler is wrapped in the app's middlewares, outermost first, once;
 * a path no route takes gets aiohttp's own ``MatchInfoError`` (404, or 405 with ``Allow``)
   and goes through the same middlewares, so the guard middleware answers it as before;
@@ -32,24 +32,30 @@ answers); Content-Length and chunked bodies; gzip, deflate and zstd bodies, deco
 within the body limit; ``Expect: 100-continue`` (the interim answer goes out when the handler
 reads the body, so a request refused before that, a missing key say, never makes the client
 send it); HEAD (the GET handler's answer without its body); TLS (the listening socket's
-context, handshakes bounded by the header deadline). An ``Upgrade`` request is answered as a
-plain one and its connection closed.
+context, handshakes bounded by the header deadline); a client that shuts its sending side
+still gets the answers to what it sent. An ``Upgrade`` request is answered as a plain one
+and its connection closed. A body in another Content-Encoding is a 415 (aiohttp passed
+unknown codings through as they were).
 
 **Limits** (``LimitSettings``), each answered with a JSON error naming the part of the
 request and the connection closed: the time from a request's first byte to the end of its
-headers (408, ``header_timeout``), the request line (414) and each header line
-(``max_header_bytes``), the number of headers (431, ``max_headers``), idle keep-alive
-connections (closed after ``idle_timeout``, also before their first request). The body limit
+headers (408, ``header_timeout``), the request line (414, ``max_header_bytes``), each header
+line (431, ``max_header_bytes``), the number of headers (431, ``max_headers``) and the whole
+header section (431, a header that never ends), idle keep-alive connections (closed after
+``idle_timeout``, also before their first request). The body limit
 (``max_body_bytes``) is enforced where aiohttp enforced it: ``read()`` raises
 ``HTTPRequestEntityTooLarge`` (the guard middleware answers 413), as soon as the declared or
 received size is beyond it, without keeping more. A request answered before its body arrived
 gets ``Connection: close``; the rest of the body is read and dropped for up to
 ``LINGER_SECONDS`` (so the client reads the answer rather than a reset), then the
-connection is closed. Malformed HTTP is a 400 with llhttp's reason.
+connection is closed. Malformed HTTP is a 400 with llhttp's reason, and so, as with aiohttp,
+are an HTTP/1.1 request without ``Host`` and a header a request may carry once (Host,
+Content-Length, Transfer-Encoding, Content-Type, ...) sent twice.
 
-**Stopping** (``stop``): the socket stops listening, idle connections close, requests in
-flight finish and are answered with ``Connection: close`` (up to ``timeout``; then they are
-cancelled and their connections closed), then the app's shutdown and cleanup run.
+**Stopping** (``stop``): the socket stops listening and the app's shutdown signal runs; idle
+connections close; requests in flight finish (their bodies still read) and are answered with
+``Connection: close``, up to ``timeout`` (then they are cancelled and their connections
+closed); then the app's cleanup runs.
 
 Caveats: HTTP/1.1 and 1.0 only (no HTTP/2); a client that disconnects cancels its handler
 only while the handler waits for the body (a write that has started finishes, as with
