@@ -97,6 +97,8 @@ class Node:
             log.info("node_state_changed", extra={"node": self.name, "from_state": self.state.value,
                                                   "to_state": state.value})
             self.state = state
+            if state is NodeState.STOPPING:  # long polls answer now, not after the pod's grace period
+                self._wake_event_readers()
 
     def on_write_check(self, check: Callable[[], None]) -> None:
         """``check`` raises a ``DomainError`` when a write must be refused before it is applied."""
@@ -144,7 +146,9 @@ class Node:
             waiting.set_result(None)
 
     async def wait_for_event(self, timeout: float) -> bool:
-        """Wait until an event is added (True) or ``timeout`` seconds pass (False)."""
+        """Wait until an event is added (True), ``timeout`` seconds pass or the node stops (False)."""
+        if self.state is NodeState.STOPPING:
+            return False
         if self._event_added is None:
             self._event_added = asyncio.get_running_loop().create_future()
         try:
@@ -152,4 +156,4 @@ class Node:
                 await asyncio.shield(self._event_added)
         except TimeoutError:
             return False
-        return True
+        return self.state is not NodeState.STOPPING

@@ -477,6 +477,24 @@ def test_stopping_finishes_the_request_in_flight_and_closes_idle_connections(tmp
     assert not node.log_errors(), node.log_errors()[:3]
 
 
+def test_stopping_answers_a_long_poll_at_once_rather_than_after_its_wait(tmp_path):
+    node = NodeProcess("stopping-poll", tmp_path).start()
+    try:
+        with _raw(node) as poll:
+            poll.send(message("GET", "/v1/events?wait=60", key=None))
+            time.sleep(0.5)  # the handler waits for an event
+            assert node.process is not None
+            stopped_at = time.monotonic()
+            node.process.send_signal(signal.SIGTERM)
+            answer = poll.answer()
+            assert answer.status == 200 and answer.json()["events"] == []
+            assert node.process.wait(timeout=15) == 0
+            assert time.monotonic() - stopped_at < 10, "the stop waited for the long poll"
+    finally:
+        node.terminate()
+    assert not node.log_errors(), node.log_errors()[:3]
+
+
 # --------------------------------------------------------------------------------- TLS
 
 

@@ -1,4 +1,4 @@
-"""The client REST API (JSON over aiohttp).
+"""The client REST API (JSON over HTTP: handlers on an aiohttp Application, served by ``http_server``).
 
 Handlers parse and check input (``schemas``), call the store through the ``Node``, hand the
 changes to replication, and render views as JSON. Every error is a JSON body of the form
@@ -41,7 +41,7 @@ from ..domain.errors import (
 from ..domain.events import Event, check_webhook_url, decode_cursor, encode_cursor
 from ..domain.leaderboards import Leaderboard, TournamentSettings, validate_definition
 from ..domain.store import RecordPage, RecordView, RecordWrite, check_write
-from ..node import Node
+from ..node import Node, NodeState
 from . import openapi, schemas
 from .imports import ImportErrors, parse_import
 from .auth import Access, ApiKeys, auth_middleware, is_server, requires, warn_if_open
@@ -706,7 +706,8 @@ async def list_events(request: web.Request) -> web.Response:
         remaining = deadline - asyncio.get_running_loop().time()
         if events or remaining <= 0:
             break
-        await node.wait_for_event(remaining)
+        if not await node.wait_for_event(remaining) and node.state is NodeState.STOPPING:
+            break
     return json_response({"events": [render_event(event) for event in events], "next_cursor": encode_cursor(cursor)})
 
 
