@@ -257,3 +257,20 @@ def test_a_large_import_merges_into_a_bucket_in_order_with_its_digest():
     assert len(elements) == 2_520 and elements == sorted(elements)
     assert bucket.get("p2519") is not None and bucket.rank(bucket.get("p0")) == 1
     assert f"{digest_of(elements, descending=False):032x}" == bucket.digest
+
+
+def test_absorbing_a_synced_copy_merges_what_differs_and_keeps_what_is_the_same():
+    held = _bucket({owner: index for index, owner in enumerate(UUIDS)})
+    synced = Bucket.from_sync(_elements(held), [], descending=True, expiry=0)  # the same, packed the same
+    held.apply_slots(UUIDS[0], _set("n1", 40, hlc=HLC + 1))  # newer here than in the copy
+    synced.apply_slots(UUIDS[1], _set("n2", 50, hlc=HLC + 2))  # a second node's write only the copy has
+    synced.apply_slots("newcomer", _set("n2", 7, hlc=HLC + 2))
+    synced.apply_slots(UUIDS[2], ((Slot("n2", SlotKind.DELETE, HLC + 3, 0, 0, 0, 0, None, None),)))
+    expected = _bucket({owner: index for index, owner in enumerate(UUIDS)})
+    for bucket in (synced, held):  # what merging every owner of both, one at a time, holds
+        for owner, slots in bucket.owners_with_slots():
+            expected.apply_slots(owner, slots)
+    held.absorb(synced)
+    assert [(r.owner, r.slots) for r in held] == [(r.owner, r.slots) for r in expected]
+    assert held.tombstone(UUIDS[2]) == expected.tombstone(UUIDS[2]) != ()
+    assert held.digest == expected.digest and len(held) == len(UUIDS) + 1 - 1

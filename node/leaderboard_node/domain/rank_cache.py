@@ -514,6 +514,16 @@ class Bucket:
         return bucket
 
     def absorb(self, other: Bucket) -> None:
-        """Merge every record and tombstone of ``other`` into this bucket."""
-        for owner, slots in other.owners_with_slots():
+        """Merge every record and tombstone of ``other`` into this bucket.
+
+        A record this bucket holds packed exactly as ``other`` does is skipped undecoded: when
+        a node that holds a board repairs from a peer's full sync, that is nearly every record,
+        and decoding and merging each (about 20 us) froze the node for 20 s at 1M records.
+        """
+        element_of = self._element
+        for element in other._order:
+            if element_of(element[PREFIX_SIZE:key_end(element)]) != element:
+                record = other._decode(element)
+                self.apply_slots(record.owner, record.slots)
+        for owner, slots in other._tombstones.items():
             self.apply_slots(owner, slots)
