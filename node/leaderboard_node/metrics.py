@@ -39,6 +39,12 @@ class _StoreCollector(Collector):
         for outcome, count in self._node.store.rank_lookups.items():
             lookups.add_metric([outcome], count)
         yield lookups
+        written = CounterMetricFamily("leaderboard_records_written",
+                                      "Record writes taken on this node by outcome (changed; unchanged: nothing "
+                                      "to change; refused: a rule broken).", labels=["outcome"])
+        for outcome, count in self._node.store.record_writes.items():
+            written.add_metric([outcome], count)
+        yield written
         ready = GaugeMetricFamily("leaderboard_node_ready", "1 when the node answers /readyz with 200.")
         ready.add_metric([], 1.0 if self._node.ready else 0.0)
         yield ready
@@ -122,8 +128,6 @@ class NodeMetrics:
         self.request_seconds = Histogram("leaderboard_http_request_seconds", "Client API request latency.",
                                          ["route"], registry=r,
                                          buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1))
-        self.records_written = Counter("leaderboard_records_written", "Record writes accepted on this node.",
-                                       ["outcome"], registry=r)
         self.entries_sent = Counter("leaderboard_replication_entries_sent", "Entries sent to a peer.", ["peer"],
                                     registry=r)
         self.batches_sent = Counter("leaderboard_replication_batches_sent", "Batches sent to a peer.", ["peer"],

@@ -3,6 +3,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from leaderboard_client import ApiError
 
@@ -94,3 +95,26 @@ def test_health_readiness_metrics_and_cluster_endpoints_answer(client, node):
     assert status == 200 and b"leaderboard_http_requests_total" in body
     assert b'leaderboard_rank_cache_lookups_total{outcome="hit"}' in body
     assert client.cluster()["node"]["name"] == node.name
+
+
+def _records_written(client) -> dict[str, float]:
+    _, body = client.request_raw("GET", "/metrics")
+    return {sample.labels["outcome"]: sample.value
+        for family in text_string_to_metric_families(body.decode())
+        if family.name == "leaderboard_records_written" for sample in family.samples}
+
+
+def test_record_writes_are_counted_by_outcome(client, board):
+    before = _records_written(client)
+    client.write_record(board, "p1", 10)  # changed
+    client.write_record(board, "p1", 5)  # best, no better: unchanged
+    client.write_batch(board, [{"owner_id": "p2", "score": 1}, {"owner_id": "p1", "score": 11}])  # 2 changed
+    client.import_records(board, '{"owner_id": "p3", "score": 1}\n{"owner_id": "p4", "score": 2}\n')  # 2 changed
+    cup = f"cup-{uuid.uuid4().hex[:8]}"
+    client.create_tournament(cup, duration=3600, max_num_score=1)
+    client.write_record(cup, "p1", 1)  # changed
+    with pytest.raises(ApiError):
+        client.write_record(cup, "p1", 2)  # no attempts left: refused
+    after = _records_written(client)
+    assert {outcome: after[outcome] - before.get(outcome, 0.0) for outcome in after} == {
+        "changed": 6.0, "unchanged": 1.0, "refused": 1.0}

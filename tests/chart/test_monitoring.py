@@ -108,9 +108,9 @@ def test_every_dashboard_query_uses_documented_metrics_and_the_chosen_data_sourc
             assert metrics and metrics <= documented, (panel["title"], metrics - documented)
             assert 'namespace=~"$namespace"' in target["expr"], panel["title"]
             used |= metrics
-    # every metric has a panel but these: one never counted, two that entries_sent says better, and
-    # the lives' retirement horizons (epochs, not a quantity to plot)
-    assert documented - used == {"leaderboard_records_written_total", "leaderboard_replication_batches_sent_total",
+    # every metric has a panel but these: two that entries_sent says better, and the lives'
+    # retirement horizons (epochs, not a quantity to plot)
+    assert documented - used == {"leaderboard_replication_batches_sent_total",
                                  "leaderboard_replication_entries_coalesced_total",
                                  "leaderboard_retired_lives_horizon"}
     ids = [p["id"] for p in dashboard["panels"]]

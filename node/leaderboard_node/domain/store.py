@@ -226,6 +226,10 @@ class LeaderboardStore:
         self._unfolded: dict[Bucket, bytes | None] = {}
         # Owner lookups by outcome (exported as a metric): hit (ranked), miss (no record), off (no ranks)
         self.rank_lookups = {"hit": 0, "miss": 0, "off": 0}
+        # Record writes taken on this node by outcome (exported as a metric): changed (the record
+        # took the write), unchanged (accepted, nothing to change: a `best` no better than the
+        # record), refused (a rule broken: a full tournament, no attempts left, a negative decr)
+        self.record_writes = {"changed": 0, "unchanged": 0, "refused": 0}
 
     # ---------------------------------------------------------------- definitions
 
@@ -345,12 +349,18 @@ class LeaderboardStore:
         bucket = self._bucket(leaderboard, period.expiry, create=False)  # made by the first write that lands
         results: list[RecordView | DomainError] = []
         changes: list[Change] = []
+        refused = 0
         for write in writes:
             try:
                 view, bucket = self._write(leaderboard, period, bucket, write, now, changes)
                 results.append(view)
             except DomainError as exc:
                 results.append(exc)
+                refused += 1
+        counts = self.record_writes
+        counts["changed"] += len(changes)  # one change per write that changed its record
+        counts["unchanged"] += len(results) - len(changes) - refused
+        counts["refused"] += refused
         return results, changes
 
     def import_records(self, leaderboard_id: str, writes: list[RecordWrite], *, now: int,
@@ -408,6 +418,7 @@ class LeaderboardStore:
             bucket.insert_new(elements, digest=digest)
             changes.append(RecordsImported(leaderboard.id, leaderboard.incarnation, period.expiry,
                                            leaderboard.descending, elements, digest))
+            self.record_writes["changed"] += len(fresh)
         refused: list[tuple[int, DomainError]] = []
         if ordinary:
             results, more = self.write_records(leaderboard_id, [w for _, w in ordinary], now=now, server=server)
