@@ -159,10 +159,29 @@ def _swap_origins(element: bytes, a: int, b: int) -> bytes:
     pytest.param(lambda e: e[:16] + b"\xff\xfe" + e[18:], id="owner-not-utf8"),
     pytest.param(lambda e: e.replace(b"\x00", b"\x01"), id="no-separator"),
 ])
-def test_a_damaged_element_is_refused(damage):
-    element = _elements(_bucket({"player-1": 5}))[0]
+@pytest.mark.parametrize("kind", [SlotKind.SET, SlotKind.BEST, SlotKind.INCR])
+def test_a_damaged_element_is_refused(damage, kind):
+    element = _elements(_one_slot_bucket(kind, "player-1", 5))[0]
+    assert adopt([element], record_codec.origin_table(), descending=True) == [element]
     with pytest.raises(ValueError):
         adopt([damage(element)], record_codec.origin_table(), descending=True)
+
+
+def _one_slot_bucket(kind: SlotKind, owner: str, score: int, *, username: str | None = None) -> Bucket:
+    bucket = Bucket(descending=True, expiry=0)
+    bucket.apply_slots(owner, (Slot("n1", kind, HLC, score, 2, 1, HLC >> 16, username, None),))
+    return bucket
+
+
+@pytest.mark.parametrize("kind", [SlotKind.BEST, SlotKind.INCR])
+def test_a_lone_best_or_incr_element_is_checked_against_its_sort_prefix(kind):
+    element = _elements(_one_slot_bucket(kind, UUIDS[0], 5, username="Ann"))[0]
+    built = Bucket.from_sync(adopt([element], record_codec.origin_table(), descending=True), [],
+                             descending=True, expiry=0)
+    assert (built.get(UUIDS[0]).value.score, built.get(UUIDS[0]).value.username) == (5, "Ann")
+    other_prefix = _elements(_one_slot_bucket(kind, UUIDS[0], 6))[0][:record_codec.PREFIX_SIZE]
+    with pytest.raises(ValueError, match="does not match"):
+        adopt([other_prefix + element[record_codec.PREFIX_SIZE:]], record_codec.origin_table(), descending=True)
 
 
 def test_records_sent_as_slots_by_an_older_build_are_taken_as_records():
