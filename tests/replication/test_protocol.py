@@ -325,3 +325,55 @@ def test_a_snapshot_that_sends_more_events_than_it_announced_is_refused():
     with pytest.raises(ProtocolError, match="more events than it announced"):
         receiver.feed(chunk.SerializeToString())
     assert len(receiver.store.events) == 0  # refused before any was held
+
+
+def _snapshot(store: LeaderboardStore) -> list[bytes]:
+    async def collect() -> list[bytes]:
+        return [c async for c in snapshot_chunks(store, source=("sender", 1), vector=VersionVector(), chunk_records=4)]
+
+    return asyncio.run(collect())
+
+
+def _scores(store: LeaderboardStore) -> dict[str, int]:
+    return {r.owner_id: r.score for r in store.list_records("lb", limit=100, now=1_700_000_000).records}
+
+
+def _held_copy_and_a_newer_snapshot() -> tuple[LeaderboardStore, list[bytes]]:
+    sender = LeaderboardStore(node="sender", clock=HybridLogicalClock())
+    sender.create_leaderboard(Leaderboard(id="lb", operator=Operator.SET))
+    for i in range(10):
+        sender.write_record("lb", f"p{i}", score=i, now=1_700_000_000)
+    held = _receiving_store()
+    receiver = SnapshotReceiver(held)
+    for chunk in _snapshot(sender):
+        receiver.feed(chunk)
+    receiver.result()
+    sender.write_record("lb", "p0", score=100, now=1_700_000_000)
+    sender.write_record("lb", "p10", score=10, now=1_700_000_000)
+    return held, _snapshot(sender)
+
+
+def test_a_snapshot_of_a_bucket_held_here_is_merged_a_slice_at_a_time_while_writes_go_on():
+    held, chunks = _held_copy_and_a_newer_snapshot()
+    receiver = SnapshotReceiver(held, merge_slice=3)
+    steps = 0
+    for chunk in chunks:
+        receiver.feed(chunk)
+        while receiver.merge_step():
+            steps += 1
+            held.write_record("lb", f"local{steps}", score=-steps, now=1_700_000_000)  # served between slices
+    receiver.result()
+    assert steps == 4  # 11 records, 3 a slice
+    assert _scores(held) == {**{f"p{i}": i for i in range(1, 10)}, "p0": 100, "p10": 10,
+                             **{f"local{s}": -s for s in range(1, 5)}}
+
+
+def test_a_bucket_deleted_while_a_snapshot_merges_into_it_stays_deleted():
+    held, chunks = _held_copy_and_a_newer_snapshot()
+    receiver = SnapshotReceiver(held, merge_slice=3)
+    for chunk in chunks:
+        receiver.feed(chunk)
+        if receiver.merge_step():
+            held.delete_leaderboard("lb")
+    receiver.result()
+    assert "lb" not in [lb.id for lb in held.list_leaderboards(tournaments=False)] and held.record_count() == 0

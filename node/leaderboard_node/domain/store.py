@@ -73,7 +73,7 @@ from .leaderboards import Leaderboard, LeaderboardCache, RankBlacklist, period_o
 from .lives import Horizons, life_epoch, life_name
 from .rank_cache import Bucket, Record, digest_of
 from .record_codec import PREFIX_SIZE, first_write_elements, key_end, owner_key, sort_key
-from .records import Operator, Slot, SlotKind
+from .records import Operator, Slot, SlotKind, Slots
 from .schedule import NEVER, Period
 
 
@@ -857,6 +857,38 @@ class LeaderboardStore:
         if self.horizons:  # built from another node's records: fold what lives retired here wrote
             self._unfolded[bucket] = None
         self._erase_in(bucket)
+
+    def merge_synced(self, leaderboard_id: str, incarnation: str, expiry: int, elements: list[bytes],
+                     tombstones: list[tuple[str, Slots]], *, slice_records: int) -> Iterator[None] | None:
+        """Merge a synced bucket's records (packed and checked) and tombstones into the bucket of
+        the same period this store holds, ``slice_records`` records per step of the returned
+        generator: a running node repairing from a full sync goes on serving between steps
+        (building the copy at once, ``install_bucket``, pauses it about 3 s per million records).
+
+        None when this store holds no such bucket, or fewer than half as many records: then
+        building the copy at once is faster (merging a record not held costs about 20 us, one
+        packed the same on both sides about 1 us). Writes between steps are merged as always:
+        merges commute, so the order does not matter. The merge stops if the bucket goes away
+        meanwhile (its leaderboard deleted, its period trimmed).
+        """
+        if self.leaderboards.is_dead(leaderboard_id, incarnation):
+            return None
+        held = self._buckets.get((leaderboard_id, incarnation), {}).get(expiry)
+        if held is None or 2 * len(held) < len(elements):
+            return None
+        return self._merge_slices((leaderboard_id, incarnation), held, elements, tombstones, slice_records)
+
+    def _merge_slices(self, key: tuple[str, str], held: Bucket, elements: list[bytes],
+                      tombstones: list[tuple[str, Slots]], slice_records: int) -> Iterator[None]:
+        for start in range(0, len(elements), slice_records):
+            if self._buckets.get(key, {}).get(held.expiry) is not held:
+                return
+            held.absorb_elements(elements[start:start + slice_records])
+            yield
+        if self._buckets.get(key, {}).get(held.expiry) is held:
+            for owner, slots in tombstones:
+                held.apply_slots(owner, slots)
+            self._erase_in(held)
 
     def _erase_in(self, bucket: Bucket) -> None:
         """Merge every erasure held into a bucket built elsewhere (a sender may not have had them)."""

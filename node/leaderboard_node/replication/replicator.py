@@ -696,6 +696,8 @@ class Replicator:
             try:
                 async for chunk in self.transport.snapshot(member.peer):
                     receiver.feed(chunk)
+                    while receiver.merge_step():  # a repair: the node serves between slices
+                        await asyncio.sleep(0)
                 result = receiver.result()
                 ok = True
             except FormatTooNew:

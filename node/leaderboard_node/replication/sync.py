@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 from ..domain.changes import EventPut, LeaderboardKill, LeaderboardPut, TournamentJoin
@@ -200,6 +201,7 @@ TOMBSTONE_SLACK = 10_000
 UNANNOUNCED_DEFINITIONS = 100_000
 UNANNOUNCED_TOMBSTONES = 1_000_000
 EVENT_SLACK = 1_000  # events produced while a snapshot streams
+MERGE_SLICE = 2_000  # synced records merged into a held bucket per step (a few ms; ``merge_step``)
 
 
 def _definition_count(d: pb.SyncDefinitions) -> int:
@@ -218,10 +220,16 @@ class SnapshotReceiver:
     Bounded by what the header announced: a source that sends more definitions than it
     announced, more records or deleted records than about twice that (``_bound``), or a second
     definitions chunk, is refused (``ProtocolError``) before the excess is held.
+
+    A bucket this node holds already (a running node's repair) is merged into a slice at a
+    time (``merge_step``, ``LeaderboardStore.merge_synced``) so that the node goes on serving;
+    one it lacks is built at once from the packed records (``Bucket.from_sync``).
     """
 
-    def __init__(self, store: LeaderboardStore) -> None:
+    def __init__(self, store: LeaderboardStore, *, merge_slice: int = MERGE_SLICE) -> None:
         self.store = store
+        self._merge_slice = merge_slice
+        self._merges: deque[Iterator[None]] = deque()
         self.header: pb.SyncHeader | None = None
         self.done = False
         self.records = 0
@@ -326,6 +334,11 @@ class SnapshotReceiver:
         for _, slots in tombstones:
             for slot in slots:
                 self.store.clock.observe(slot.hlc)
+        merging = self.store.merge_synced(leaderboard_id, incarnation, expiry, elements, tombstones,
+                                          slice_records=self._merge_slice)
+        if merging is not None:
+            self._merges.append(merging)
+            return
         try:
             bucket = Bucket.from_sync(elements, tombstones, descending=descending, expiry=expiry,
                                       horizons=self.store.horizons, digest=digest)
@@ -333,8 +346,19 @@ class SnapshotReceiver:
             raise ProtocolError(str(exc)) from None
         self.store.install_bucket(leaderboard_id, incarnation, bucket)
 
+    def merge_step(self) -> bool:
+        """Merge one slice of a synced bucket into the one held here; True while slices remain
+        (the caller lets the event loop run between steps)."""
+        while self._merges:
+            for _ in self._merges[0]:
+                return True
+            self._merges.popleft()
+        return False
+
     def result(self) -> SyncResult:
         if self.header is None or not self.done:
             raise ProtocolError("the snapshot ended early")
+        while self.merge_step():  # what the caller left unmerged
+            pass
         source = (self.header.source.node, self.header.source.epoch)
         return SyncResult(vector_from_pb(self.header.vector), self.records, self.chunks, source)
