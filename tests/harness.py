@@ -3,6 +3,7 @@ killed with SIGKILL, restarted, and always stopped at the end of the test."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import signal
@@ -26,9 +27,18 @@ _hosts = itertools.count(2)
 
 
 def free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+    return free_ports(host, 1)[0]
+
+
+def free_ports(host: str, count: int) -> list[int]:
+    """``count`` distinct ports free on ``host``: each socket stays bound until all are picked,
+    since the kernel may hand a port it just released to the next ``bind(0)`` (a node once got
+    the same port for its client and peer listeners)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind((host, 0))
+        return [sock.getsockname()[1] for sock in sockets]
 
 
 def loopback_host() -> str:
@@ -47,8 +57,7 @@ class NodeProcess:
     ssl_context: ssl.SSLContext | None = None  # set when the node serves its client port over TLS
 
     def __post_init__(self) -> None:
-        self.port = free_port(self.host)
-        self.peer_port = free_port(self.host)
+        self.port, self.peer_port = free_ports(self.host, 2)
         self.log_path = self.workdir / f"{self.name}.log"
 
     @property

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from leaderboard_client import LeaderboardClient
 from leaderboard_node.config import Settings, load_settings
 
-from ..harness import free_port, loopback_host, wait_until
+from ..harness import free_ports, loopback_host, wait_until
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "node" / "leaderboard-node.example.yaml"
 ENV_ONLY = {"auth.server_key", "auth.client_key", "events.webhook_secret"}  # secrets: named in a comment, never set in a file
@@ -71,10 +71,10 @@ def test_the_example_holds_the_defaults():
 
 def test_a_node_starts_with_the_example(tmp_path):
     host = loopback_host()
-    port = free_port(host)
+    port, peer_port = free_ports(host, 2)
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEADERBOARD_")}
     process = subprocess.Popen([sys.executable, "-m", "leaderboard_node.cli", "--config", str(EXAMPLE),
-                                "--listen", f"{host}:{port}", "--peer-listen", f"{host}:{free_port(host)}"],
+                                "--listen", f"{host}:{port}", "--peer-listen", f"{host}:{peer_port}"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     try:
         with LeaderboardClient(f"http://{host}:{port}", timeout=2) as client:

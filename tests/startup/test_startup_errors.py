@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ..harness import NodeProcess, free_port, loopback_host
+from ..harness import NodeProcess, free_ports, loopback_host
 
 EXIT_BAD_CONFIG = 78
 
@@ -21,7 +21,8 @@ def _node(*args: str, env: dict[str, str] | None = None) -> subprocess.Completed
     environ = {k: v for k, v in os.environ.items() if not k.startswith("LEADERBOARD_")}
     environ.update(env or {})
     host = loopback_host()
-    flags = ["--listen", f"{host}:{free_port(host)}", "--peer-listen", f"{host}:{free_port(host)}"]
+    client, peer = free_ports(host, 2)
+    flags = ["--listen", f"{host}:{client}", "--peer-listen", f"{host}:{peer}"]
     return subprocess.run([sys.executable, "-m", "leaderboard_node.cli", *flags, *args], capture_output=True,
                           text=True, timeout=30, env=environ)
 
