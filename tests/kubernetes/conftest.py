@@ -6,8 +6,6 @@ a :class:`Kubelet` that turns the operator's StatefulSet into real node processe
 
 from __future__ import annotations
 
-import contextlib
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import pytest
 
 from leaderboard_operator import OperatorConfig
 
+from ..harness import free_ports
 from ..operator.conftest import NAMESPACE, OPERATOR_NAMESPACE, ApiServer, Cluster, emulated_api, operator  # noqa: F401 - operator: a fixture
 from .kubelet import Kubelet, WatchingApiServer
 
@@ -34,20 +33,11 @@ def cluster(k8s: ApiServer) -> Cluster:
     return Cluster(k8s)
 
 
-def _free_port() -> int:
-    """A port free on every address (bound on the wildcard), for all pods to share like 7350."""
-    with contextlib.closing(socket.socket()) as sock:
-        sock.bind(("0.0.0.0", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture()
 def ports() -> tuple[int, int]:
-    """The (client, peer) port pair every pod listens on, each on its own 127.0.0.x."""
-    client = _free_port()
-    peer = _free_port()
-    while peer == client:
-        peer = _free_port()
+    """The (client, peer) port pair every pod listens on, each on its own 127.0.0.x: free on
+    every address (bound on the wildcard), for all pods to share like 7350."""
+    client, peer = free_ports("0.0.0.0", 2)
     return client, peer
 
 

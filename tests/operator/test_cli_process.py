@@ -13,7 +13,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -23,16 +22,8 @@ import pytest
 
 from leaderboard_operator import resources
 
+from ..harness import free_ports
 from .conftest import ApiServer, Cluster, eventually
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct free ports: each socket stays bound until all are picked."""
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
 
 
 async def get(url: str) -> tuple[int, str]:
@@ -63,7 +54,7 @@ async def operator_process(k8s: ApiServer, *args: str, prefix: Sequence[str] = (
 
 
 async def test_the_command_runs_the_operator_with_liveness_and_metrics(cluster: Cluster, k8s: ApiServer) -> None:
-    liveness, metrics = free_ports(2)
+    liveness, metrics = free_ports("127.0.0.1", 2)
     async with operator_process(k8s, "--liveness-port", str(liveness), "--metrics-port", str(metrics)):
         await cluster.apply_cluster("lb")
         await eventually(lambda: cluster.get(resources.STATEFULSETS, "lb"), timeout=20,
