@@ -723,11 +723,7 @@ class LeaderboardStore:
                 self._settings.pop((change.leaderboard_id, incarnation), None)
             return bool(killed)
         if isinstance(change, TournamentJoin):
-            self.clock.observe(change.hlc)
-            if self.leaderboards.is_dead(change.leaderboard_id, change.incarnation):
-                return False
-            erasure = self._erasures.get(change.owner)
-            if erasure is not None and change.hlc < erasure.hlc:
+            if self._comes_to_nothing(change):
                 return False
             joined = self._joins.setdefault((change.leaderboard_id, change.incarnation, change.expiry), {})
             if joined.get(change.owner, -1) >= change.hlc:
@@ -737,11 +733,7 @@ class LeaderboardStore:
         if isinstance(change, OwnerErase):
             return self._apply_erasure(change)
         if isinstance(change, AttemptsGrant):
-            self.clock.observe(change.hlc)
-            if self.leaderboards.is_dead(change.leaderboard_id, change.incarnation):
-                return False
-            erasure = self._erasures.get(change.owner)
-            if erasure is not None and change.hlc < erasure.hlc:
+            if self._comes_to_nothing(change):
                 return False
             grants = self._attempts.setdefault((change.leaderboard_id, change.incarnation, change.expiry), {}
                                                ).setdefault(change.owner, {})
@@ -769,6 +761,15 @@ class LeaderboardStore:
         if isinstance(change, DeliveryProgress):
             return self.events.advance(change.target, change.origin, change.number)
         raise TypeError(f"not a change: {change!r}")  # pragma: no cover
+
+    def _comes_to_nothing(self, change: TournamentJoin | AttemptsGrant) -> bool:
+        """Observe an owner's join or grant's clock; True when it changes nothing: its
+        leaderboard incarnation is deleted, or the owner was erased after it was made."""
+        self.clock.observe(change.hlc)
+        if self.leaderboards.is_dead(change.leaderboard_id, change.incarnation):
+            return True
+        erasure = self._erasures.get(change.owner)
+        return erasure is not None and change.hlc < erasure.hlc
 
     def _apply_import(self, change: RecordsImported) -> bool:
         """First writes made elsewhere: inserted at once where this node holds nothing of their
@@ -837,16 +838,14 @@ class LeaderboardStore:
             yield from held.values()
 
     def install_bucket(self, leaderboard_id: str, incarnation: str, bucket: Bucket) -> None:
-        """Put a bucket built elsewhere (a full sync) in place, merging what is already here."""
+        """Put a bucket built elsewhere (a full sync) in place, merging what is already here
+        into it. A bucket held here with at least half as many records is merged the other way,
+        a slice at a time, by ``merge_synced`` instead."""
         if self.leaderboards.is_dead(leaderboard_id, incarnation):
             return
         bucket.horizons = self.horizons
         by_expiry = self._buckets.setdefault((leaderboard_id, incarnation), {})
         existing = by_expiry.get(bucket.expiry)
-        if existing is not None and len(existing) > len(bucket):
-            existing.absorb(bucket)
-            self._erase_in(existing)
-            return
         if existing is not None:
             bucket.absorb(existing)
             self._unsettled.discard(existing)
