@@ -13,6 +13,14 @@ if TYPE_CHECKING:
     from .node import Node
 
 
+def _by_outcome(name: str, documentation: str, counts: dict[str, int]) -> CounterMetricFamily:
+    """A counter labelled ``outcome`` from the store's plain counts."""
+    family = CounterMetricFamily(name, documentation, labels=["outcome"])
+    for outcome, count in counts.items():
+        family.add_metric([outcome], count)
+    return family
+
+
 class _StoreCollector(Collector):
     """Gauges read from the store at scrape time, so the hot path pays nothing for them."""
 
@@ -33,18 +41,12 @@ class _StoreCollector(Collector):
         leaderboards = GaugeMetricFamily("leaderboard_definitions", "Leaderboards and tournaments held.")
         leaderboards.add_metric([], len(self._node.store.leaderboards))
         yield leaderboards
-        lookups = CounterMetricFamily("leaderboard_rank_cache_lookups",
-                                      "Owner lookups by outcome (hit: a ranked record; miss: no record; "
-                                      "off: ranks disabled for the leaderboard).", labels=["outcome"])
-        for outcome, count in self._node.store.rank_lookups.items():
-            lookups.add_metric([outcome], count)
-        yield lookups
-        written = CounterMetricFamily("leaderboard_records_written",
-                                      "Record writes taken on this node by outcome (changed; unchanged: nothing "
-                                      "to change; refused: a rule broken).", labels=["outcome"])
-        for outcome, count in self._node.store.record_writes.items():
-            written.add_metric([outcome], count)
-        yield written
+        yield _by_outcome("leaderboard_rank_cache_lookups",
+                          "Owner lookups by outcome (hit: a ranked record; miss: no record; "
+                          "off: ranks disabled for the leaderboard).", self._node.store.rank_lookups)
+        yield _by_outcome("leaderboard_records_written",
+                          "Record writes taken on this node by outcome (changed; unchanged: nothing "
+                          "to change; refused: a rule broken).", self._node.store.record_writes)
         ready = GaugeMetricFamily("leaderboard_node_ready", "1 when the node answers /readyz with 200.")
         ready.add_metric([], 1.0 if self._node.ready else 0.0)
         yield ready
