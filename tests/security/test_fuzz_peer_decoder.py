@@ -363,7 +363,7 @@ def test_a_mutated_snapshot_raises_only_protocol_errors(data):
 def test_what_a_mutated_snapshot_lets_in_can_be_served(data):
     """Records travel packed as the rank cache keeps them: whatever the receiver accepts must
     decode on every read path (pages, owner lookups, around, digests, writes on top)."""
-    from leaderboard_node.transport.client_api import render_page
+    from leaderboard_node.transport.page_json import page_body
 
     chunks = list(VALID_CHUNKS)
     index = data.draw(st.integers(1, len(chunks) - 2))
@@ -379,7 +379,7 @@ def test_what_a_mutated_snapshot_lets_in_can_be_served(data):
     store = replicator.store
     for leaderboard in store.leaderboards.definitions():
         page = store.list_records(leaderboard.id, limit=100, now=NOW)
-        render_page(page)
+        page_body(page)
         for record in page.records:
             store.get_record(leaderboard.id, record.owner_id, now=NOW)
             store.around_owner(leaderboard.id, record.owner_id, limit=3, now=NOW)
@@ -487,7 +487,8 @@ def _slot_entry(metadata: str) -> bytes:
 ])
 def test_what_the_decoder_lets_in_can_be_served(data):
     """A peer (or anyone, when no peer token is set) must not be able to plant what reads choke on."""
-    from leaderboard_node.transport.client_api import render_leaderboard, render_page
+    from leaderboard_node.transport.client_api import render_leaderboard
+    from leaderboard_node.transport.page_json import page_body
 
     replicator = _replicator()
     try:
@@ -497,5 +498,5 @@ def test_what_the_decoder_lets_in_can_be_served(data):
     node = replicator.node
     for leaderboard in node.store.leaderboards.definitions():
         render_leaderboard(node, leaderboard)
-        render_page(node.store.list_records(leaderboard.id, limit=100, now=NOW))
+        page_body(node.store.list_records(leaderboard.id, limit=100, now=NOW))
         node.store.digest(leaderboard.id, now=NOW)

@@ -98,6 +98,35 @@ class Record:
         return self._slots
 
 
+def visible(element: bytes, descending: bool) -> Visible:
+    """What a reader sees of an element of a bucket of that sort order, as a plain tuple: what
+    pages are made of.
+
+    The common element (one node's ``set``, a UUID or text owner) is read here in one pass,
+    without the ``Record`` and ``Value`` that ``Bucket.decode`` builds for writers; anything
+    else is merged from its slots. A pure function of its arguments, so a rendering of it can
+    be kept for as long as the element exists.
+    """
+    if element[PREFIX_SIZE] == 0:
+        h = element[_UUID_START:UUID_KEY_END].hex()
+        owner = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+        end = UUID_KEY_END
+    else:
+        end = element.index(0, PREFIX_SIZE)
+        owner = element[PREFIX_SIZE:end].decode()
+    high, low = _PREFIX_UNPACK(element)
+    if descending:
+        score, subscore = _OFFSET_DESCENDING - high, _OFFSET_DESCENDING - low
+    else:
+        score, subscore = high - _OFFSET, low - _OFFSET
+    fields = compact_fields(element, end + 1)
+    if fields is None:
+        merged = merge(decode_slots(element, end + 1, score=score, subscore=subscore), descending=descending)
+        assert merged is not None
+        return (owner, *merged)
+    return (owner, score, subscore, *fields)
+
+
 def record_hash(key: bytes, value: Value, *, descending: bool) -> int:
     """A record's share of its bucket's digest: its position (sort prefix and owner key) and
     visible value, hashed with XXH3 (128 bits: a digest compares replicas, it guards against no
@@ -252,31 +281,6 @@ class Bucket:
         assert merged is not None
         return Record(owner, element[:end], element, merged, slots, self.descending)
 
-    def visible(self, element: bytes) -> Visible:
-        """What a reader sees of an element, as a plain tuple: what pages are made of.
-
-        The common element (one node's ``set``, a UUID or text owner) is read here in one
-        pass, without the ``Record`` and ``Value`` that ``_decode`` builds for writers;
-        anything else takes the general path. A page of 100 records spends most of its time
-        here.
-        """
-        if element[PREFIX_SIZE] == 0:
-            h = element[_UUID_START:UUID_KEY_END].hex()
-            owner = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-            end = UUID_KEY_END
-        else:
-            end = element.index(0, PREFIX_SIZE)
-            owner = element[PREFIX_SIZE:end].decode()
-        high, low = _PREFIX_UNPACK(element)
-        if self.descending:
-            score, subscore = _OFFSET_DESCENDING - high, _OFFSET_DESCENDING - low
-        else:
-            score, subscore = high - _OFFSET, low - _OFFSET
-        fields = compact_fields(element, end + 1)
-        if fields is None:
-            return (owner, *self._decode(element).value)
-        return (owner, score, subscore, *fields)
-
     # --------------------------------------------------------------------- reads
 
     def __iter__(self) -> Iterator[Record]:
@@ -345,16 +349,17 @@ class Bucket:
     def tombstones(self) -> list[tuple[str, Slots]]:
         return list(self._tombstones.items())
 
-    def around(self, owner: str, limit: int) -> tuple[int, list[bytes]]:
-        """``min(limit, len)`` elements centred on ``owner`` and the index of the first one."""
+    def around(self, owner: str, limit: int) -> tuple[int, list[bytes], int]:
+        """``min(limit, len)`` elements centred on ``owner``, the index of the first one, and the
+        owner's own index (no elements when the owner has no record here)."""
         element = self._element(owner_key(owner))
         if element is None or limit <= 0:
-            return 0, []
+            return 0, [], -1
         total = self._count
         size = min(limit, total)
         index = self._order.bisect_left(element)
         start = max(0, min(index - (size - 1) // 2, total - size))
-        return start, self.elements(start, start + size)
+        return start, self.elements(start, start + size), index
 
     # -------------------------------------------------------------------- writes
 

@@ -71,7 +71,7 @@ from .errors import (
 from .events import Event, EventLog, Standing, event_kind, redact_event
 from .leaderboards import Leaderboard, LeaderboardCache, RankBlacklist, period_of
 from .lives import Horizons, life_epoch, life_name
-from .rank_cache import Bucket, Record, digest_of
+from .rank_cache import Bucket, Record, digest_of, visible
 from .record_codec import PREFIX_SIZE, first_write_elements, key_end, owner_key, sort_key
 from .records import Operator, Slot, SlotKind, Slots
 from .schedule import NEVER, Period
@@ -138,13 +138,54 @@ class ImportResult:
 
 
 @dataclass(frozen=True, slots=True)
+class PageRows:
+    """The records of a page as their bucket holds them: packed elements in rank order, and what
+    their views share.
+
+    A page is read once per request and is most of one, so its records are not turned into
+    views unless asked (``views``): the client API renders the elements straight to JSON and
+    keeps each record's rendering while its element lives (``transport.page_json``).
+    """
+
+    leaderboard_id: str
+    descending: bool
+    expiry: int
+    elements: list[bytes]
+    first_rank: int  # the first element's rank; 0 when ranks are off (every record's rank reads 0)
+    max_num_score: int  # the tournament's (0: unlimited, and for leaderboards)
+    granted: dict[str, dict[str, tuple[int, int]]] | None  # attempts granted in the period, by owner
+
+    def max_num_score_of(self, owner: str) -> int:
+        """The owner's own limit: the tournament's plus what was granted to the owner."""
+        granted = self.granted
+        if not granted or owner not in granted:
+            return self.max_num_score
+        return self.max_num_score + sum(total for _, total in granted[owner].values())
+
+    def views(self) -> list[RecordView]:
+        ranked, leaderboard_id, expiry, descending = self.first_rank > 0, self.leaderboard_id, self.expiry, \
+            self.descending
+        views = []
+        for rank, element in enumerate(self.elements, self.first_rank):
+            owner, score, subscore, num_score, create_ms, update_ms, username, metadata = visible(element, descending)
+            views.append(_new_view((leaderboard_id, owner, username, score, subscore, num_score,
+                                    self.max_num_score_of(owner), metadata, create_ms, update_ms, expiry,
+                                    rank if ranked else 0)))
+        return views
+
+
+@dataclass(frozen=True, slots=True)
 class RecordPage:
-    records: list[RecordView]
+    rows: PageRows | None  # None: no records on this page
     owner_records: list[RecordView]
     next_cursor: str | None
     prev_cursor: str | None
     rank_count: int
     expiry: int
+
+    @property
+    def records(self) -> list[RecordView]:
+        return [] if self.rows is None else self.rows.views()
 
 
 @dataclass(frozen=True, slots=True)
@@ -636,7 +677,7 @@ class LeaderboardStore:
         count = len(bucket) if bucket is not None else 0
         if bucket is None or rank > count:
             raise RecordNotFound(f"{leaderboard_id!r} has {count} records: none at rank {rank}", field="rank")
-        return self._views(leaderboard, bucket, bucket.elements(rank - 1, rank), rank)[0]
+        return self._rows(leaderboard, bucket, bucket.elements(rank - 1, rank), rank).views()[0]
 
     # ---------------------------------------------------------------- events
 
@@ -646,7 +687,7 @@ class LeaderboardStore:
         standings: tuple[Standing, ...] = ()
         count = 0 if bucket is None else len(bucket)
         if bucket is not None and count:
-            views = self._views(leaderboard, bucket, bucket.elements(0, min(top, count)), 1)
+            views = self._rows(leaderboard, bucket, bucket.elements(0, min(top, count)), 1).views()
             standings = tuple(Standing(v.rank, v.owner_id, v.username, v.score, v.subscore, v.num_score,
                                        v.max_num_score, v.metadata, v.create_ms, v.update_ms) for v in views)
         event = Event(leaderboard.id, leaderboard.incarnation, event_kind(leaderboard, period.expiry), period.start,
@@ -1007,28 +1048,15 @@ class LeaderboardStore:
                           value.num_score, limit, value.metadata, value.create_ms,
                           value.update_ms, bucket.expiry, rank))
 
-    def _views(self, leaderboard: Leaderboard, bucket: Bucket, elements: list[bytes], first_rank: int,
-               ) -> list[RecordView]:
-        """Views of consecutive elements of ``bucket``, the first at rank ``first_rank``.
-
-        A page is read once per request and is most of one: this is ``_view`` for many records,
-        with what they share looked up once.
-        """
-        ranked = self.ranks_enabled(leaderboard)
+    def _rows(self, leaderboard: Leaderboard, bucket: Bucket, elements: list[bytes], first_rank: int) -> PageRows:
+        """Consecutive elements of ``bucket``, the first at rank ``first_rank``, with what their
+        views share looked up once."""
         t = leaderboard.tournament
         max_num_score = t.max_num_score if t else 0
-        leaderboard_id, expiry, visible = leaderboard.id, bucket.expiry, bucket.visible
-        granted = (self._attempts.get((leaderboard.id, leaderboard.incarnation, expiry)) if max_num_score
+        granted = (self._attempts.get((leaderboard.id, leaderboard.incarnation, bucket.expiry)) if max_num_score
                    and self._attempts else None)
-        views = []
-        for rank, element in enumerate(elements, first_rank):
-            owner, score, subscore, num_score, create_ms, update_ms, username, metadata = visible(element)
-            limit = max_num_score
-            if granted and owner in granted:
-                limit += sum(total for _, total in granted[owner].values())
-            views.append(_new_view((leaderboard_id, owner, username, score, subscore, num_score, limit,
-                                    metadata, create_ms, update_ms, expiry, rank if ranked else 0)))
-        return views
+        return PageRows(leaderboard.id, bucket.descending, bucket.expiry, elements,
+                        first_rank if self.ranks_enabled(leaderboard) else 0, max_num_score, granted)
 
     def get_record(self, leaderboard_id: str, owner: str, *, now: int, expiry: int | None = None) -> RecordView:
         leaderboard = self.leaderboard(leaderboard_id)
@@ -1075,7 +1103,7 @@ class LeaderboardStore:
         owners = [self._owner_view(leaderboard, bucket, owner) for owner in dict.fromkeys(owner_ids)]
         owner_records = [view for view in owners if view is not None]
         if bucket is None or len(bucket) == 0 or limit == 0:
-            return RecordPage([], owner_records, None, None, 0 if bucket is None else len(bucket), bucket_expiry)
+            return RecordPage(None, owner_records, None, None, 0 if bucket is None else len(bucket), bucket_expiry)
         total = len(bucket)
         if rank is not None:
             start = min(rank - 1, total)
@@ -1087,8 +1115,8 @@ class LeaderboardStore:
             start = max(0, bucket.index_before(position.key) - limit)
         stop = min(total, start + limit) if position is None or position.forward else bucket.index_before(position.key)
         page = bucket.elements(start, stop)
-        views = self._views(leaderboard, bucket, page, start + 1)
-        return RecordPage(views, owner_records, *_cursors(leaderboard, bucket, page, start), total, bucket.expiry)
+        return RecordPage(self._rows(leaderboard, bucket, page, start + 1), owner_records,
+                          *_cursors(leaderboard, bucket, page, start), total, bucket.expiry)
 
     def _count_lookup(self, leaderboard: Leaderboard, found: bool) -> None:
         outcome = "miss" if not found else "hit" if self.ranks_enabled(leaderboard) else "off"
@@ -1105,13 +1133,14 @@ class LeaderboardStore:
         bucket = self._read_bucket(leaderboard, expiry, now)
         bucket_expiry = bucket.expiry if bucket is not None else self.period(leaderboard, now).expiry
         if bucket is None:
-            return RecordPage([], [], None, None, 0, bucket_expiry)
-        start, page = bucket.around(owner, limit)
-        views = self._views(leaderboard, bucket, page, start + 1)
-        owner_view = next((view for view in views if view.owner_id == owner), None)  # the page is centred on it
-        self._count_lookup(leaderboard, owner_view is not None)
-        return RecordPage(views, [owner_view] if owner_view else [], *_cursors(leaderboard, bucket, page, start),
-                          len(bucket), bucket.expiry)
+            return RecordPage(None, [], None, None, 0, bucket_expiry)
+        start, page, index = bucket.around(owner, limit)
+        self._count_lookup(leaderboard, bool(page))
+        if not page:
+            return RecordPage(None, [], None, None, len(bucket), bucket.expiry)
+        owner_view = self._rows(leaderboard, bucket, [page[index - start]], index + 1).views()[0]
+        return RecordPage(self._rows(leaderboard, bucket, page, start + 1), [owner_view],
+                          *_cursors(leaderboard, bucket, page, start), len(bucket), bucket.expiry)
 
     def digest(self, leaderboard_id: str, *, now: int, expiry: int | None = None) -> BucketDigest:
         leaderboard = self.leaderboard(leaderboard_id)

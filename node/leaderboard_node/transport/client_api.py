@@ -40,13 +40,14 @@ from ..domain.errors import (
 )
 from ..domain.events import Event, check_webhook_url, decode_cursor, encode_cursor
 from ..domain.leaderboards import Leaderboard, TournamentSettings, validate_definition
-from ..domain.store import RecordPage, RecordView, RecordWrite, check_write
+from ..domain.store import RecordView, RecordWrite, check_write
 from ..node import Node, NodeState
 from . import openapi, schemas
 from .imports import ImportErrors, parse_import
 from .auth import Access, ApiKeys, auth_middleware, is_server, requires, warn_if_open
 from .schemas import Limits, int_param
-from .json_body import error_body, error_json, json_response, refuse_duplicate_keys
+from .json_body import error_body, error_json, json_response, json_text_response, refuse_duplicate_keys
+from .page_json import metadata_object, page_body, render_record
 
 log = logging.getLogger("leaderboard_node.client_api")
 
@@ -177,58 +178,6 @@ def _limits(request: web.Request) -> Limits:
     return Limits(_node(request).settings.limits)
 
 
-def _metadata_object(text: str | None) -> dict[str, Any]:
-    """Stored metadata as an object; ``{}`` for anything else.
-
-    What this node stores went through ``Limits.metadata``, but a peer's changes are not
-    checked that way (see the replication decoder): one bad record or definition must not
-    turn every read of its leaderboard into a 500.
-    """
-    if not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except ValueError:
-        value = None
-    if not isinstance(value, dict):
-        if not _warned_metadata:  # once per process: a bad record is read again and again
-            _warned_metadata.append(True)
-            log.warning("stored_metadata_not_an_object", extra={"length": len(text)})
-        return {}
-    return value
-
-
-_warned_metadata: list[bool] = []
-
-
-def render_record(view: RecordView) -> dict[str, Any]:
-    return {
-        "leaderboard_id": view.leaderboard_id,
-        "owner_id": view.owner_id,
-        "username": view.username,
-        "score": view.score,
-        "subscore": view.subscore,
-        "num_score": view.num_score,
-        "max_num_score": view.max_num_score,
-        "metadata": _metadata_object(view.metadata),
-        "create_time": view.create_ms // 1000,
-        "update_time": view.update_ms // 1000,
-        "expiry_time": view.expiry,
-        "rank": view.rank,
-    }
-
-
-def render_page(page: RecordPage) -> dict[str, Any]:
-    return {
-        "records": [render_record(v) for v in page.records],
-        "owner_records": [render_record(v) for v in page.owner_records],
-        "next_cursor": page.next_cursor,
-        "prev_cursor": page.prev_cursor,
-        "rank_count": page.rank_count,
-        "expiry_time": page.expiry,
-    }
-
-
 def render_event(event: Event) -> dict[str, Any]:
     """An event as ``GET /v1/events`` lists it and webhooks receive it."""
     return {
@@ -259,7 +208,7 @@ def render_leaderboard(node: Node, leaderboard: Leaderboard) -> dict[str, Any]:
         "sort_order": leaderboard.sort_order.value,
         "operator": leaderboard.operator.value,
         "reset_schedule": leaderboard.reset_schedule,
-        "metadata": _metadata_object(leaderboard.metadata),
+        "metadata": metadata_object(leaderboard.metadata),
         "authoritative": leaderboard.authoritative,
         "enable_ranks": node.store.ranks_on(leaderboard),
         "ranks_active": node.store.ranks_enabled(leaderboard),
@@ -644,7 +593,7 @@ async def list_records(request: web.Request) -> web.Response:
         cursor=request.query.get("cursor") or None, owner_ids=owner_ids, expiry=_expiry(request),
         rank=_rank(request.query.get("rank")),
     )
-    return json_response(render_page(page))
+    return json_text_response(page_body(page))
 
 
 async def record_at_rank(request: web.Request) -> web.Response:
@@ -722,7 +671,7 @@ async def around_owner(request: web.Request) -> web.Response:
     limits = _limits(request)
     page = node.store.around_owner(_id(request), _owner(request), limit=limits.page_limit(request.query.get("limit")),
                                    now=node.seconds(), expiry=_expiry(request))
-    return json_response(render_page(page))
+    return json_text_response(page_body(page))
 
 
 @requires(Access.SERVER)

@@ -34,6 +34,11 @@ def json_response(body: Any, *, status: int = 200, headers: Mapping[str, str] | 
     return web.Response(body=data, status=status, headers=headers, content_type="application/json")
 
 
+def json_text_response(data: bytes, *, status: int = 200) -> web.Response:
+    """An answer whose JSON body is already rendered (``page_json``)."""
+    return web.Response(body=data, status=status, content_type="application/json")
+
+
 def error_body(problems: list[dict[str, Any]]) -> dict[str, Any]:
     """The body of an error answer: the first problem as ``error``, all of them as ``errors``."""
     return {"error": problems[0], "errors": problems}

@@ -1,0 +1,124 @@
+"""Pages of records rendered to JSON from the packed records themselves.
+
+A page of 100 records used to spend four fifths of a top-100 request decoding each packed
+record into a view, turning the views into dicts and serializing them. Most of a record's
+JSON depends on its packed bytes (the element) and the sort order alone: owner, username,
+scores, ``num_score``, metadata and times. That part is rendered once per element and kept
+in a bounded least-recently-used cache (``functools.lru_cache``, keyed by the element's
+bytes and the sort order), and a page joins the kept parts with what the page decides: the
+leaderboard id, ``max_num_score`` (attempts granted change it without changing the element),
+``expiry_time`` and the rank. A write makes a new element, so a kept rendering is never
+stale: the old one just stops being asked for and ages out.
+
+The pages read again and again (a board's top, the neighbourhood of active players) cost a
+cache lookup per record; a page of records nobody read lately costs what it did before, plus
+filling the cache. ``CACHED_RECORDS`` bounds the cache: about 0.5 KB a record (the kept
+element included), 4 MiB at most.
+
+The bytes are the same as serializing the page's views with ``render_record`` (tested), key
+order included.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from functools import lru_cache
+from typing import Any
+
+import orjson
+
+from ..domain.rank_cache import visible
+from ..domain.store import RecordPage, RecordView
+
+CACHED_RECORDS = 8192
+
+log = logging.getLogger(__name__)
+
+
+def dumps(value: Any) -> str:
+    """JSON text of ``value``; integers wider than 64 bits (only metadata holds them) go through
+    the standard library, which orjson refuses."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def metadata_object(text: str | None) -> dict[str, Any]:
+    """Stored metadata as an object; ``{}`` for anything else.
+
+    What this node stores went through ``Limits.metadata``, but a peer's changes are not
+    checked that way (see the replication decoder): one bad record or definition must not
+    turn every read of its leaderboard into a 500.
+    """
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        if not _warned_metadata:  # once per process: a bad record is read again and again
+            _warned_metadata.append(True)
+            log.warning("stored_metadata_not_an_object", extra={"length": len(text)})
+        return {}
+    return value
+
+
+_warned_metadata: list[bool] = []
+
+
+def render_record(view: RecordView) -> dict[str, Any]:
+    return {
+        "leaderboard_id": view.leaderboard_id,
+        "owner_id": view.owner_id,
+        "username": view.username,
+        "score": view.score,
+        "subscore": view.subscore,
+        "num_score": view.num_score,
+        "max_num_score": view.max_num_score,
+        "metadata": metadata_object(view.metadata),
+        "create_time": view.create_ms // 1000,
+        "update_time": view.update_ms // 1000,
+        "expiry_time": view.expiry,
+        "rank": view.rank,
+    }
+
+
+@lru_cache(maxsize=CACHED_RECORDS)
+def _element_json(element: bytes, descending: bool) -> tuple[str, str, str]:
+    """The owner of a packed record, and its JSON members before and after ``max_num_score``."""
+    owner, score, subscore, num_score, create_ms, update_ms, username, metadata = visible(element, descending)
+    before = dumps({"owner_id": owner, "username": username, "score": score, "subscore": subscore,
+                    "num_score": num_score})
+    after = dumps({"metadata": metadata_object(metadata), "create_time": create_ms // 1000,
+                   "update_time": update_ms // 1000})
+    return owner, before[1:-1], after[1:-1]
+
+
+def page_body(page: RecordPage) -> bytes:
+    """The JSON body of a page of records."""
+    records = ""
+    rows = page.rows
+    if rows is not None:
+        head = f'{{"leaderboard_id":{dumps(rows.leaderboard_id)},'
+        tail = f',"expiry_time":{rows.expiry},"rank":'
+        descending, first_rank, limit_of = rows.descending, rows.first_rank, rows.max_num_score_of
+        records = ",".join([
+            f'{head}{before},"max_num_score":{limit_of(owner)},{after}{tail}{rank}}}'
+            for rank, (owner, before, after) in enumerate(
+                [_element_json(element, descending) for element in rows.elements], first_rank)
+        ] if first_rank else [
+            f'{head}{before},"max_num_score":{limit_of(owner)},{after}{tail}0}}'
+            for owner, before, after in [_element_json(element, descending) for element in rows.elements]
+        ])
+    owner_records = dumps([render_record(view) for view in page.owner_records])
+    return (f'{{"records":[{records}],"owner_records":{owner_records},"next_cursor":{dumps(page.next_cursor)},'
+            f'"prev_cursor":{dumps(page.prev_cursor)},"rank_count":{page.rank_count},'
+            f'"expiry_time":{page.expiry}}}').encode()
+
+
+def cache_info() -> Any:
+    """Hits, misses and size of the kept renderings (``functools`` ``CacheInfo``)."""
+    return _element_json.cache_info()
