@@ -26,6 +26,7 @@ import orjson
 
 from ..domain.errors import InvalidArgument
 from ..domain.records import INT64_MAX, INT64_MIN, Operator
+from .json_body import count_keys
 from ..domain.store import RecordWrite
 from .schemas import ID_PATTERN, ID_RULE, Limits
 
@@ -99,7 +100,7 @@ def _json_lines(raw: bytes) -> list[tuple[int, Any]]:
             rows.append((number, InvalidArgument("not a JSON object", field=None)))
             continue
         metadata = value.get("metadata")  # the one field that holds keys of its own
-        keys += len(value) + (_count_keys(metadata) if type(metadata) is dict else 0)
+        keys += len(value) + (count_keys(metadata) if type(metadata) is dict else 0)
         rows.append((number, value))
     # orjson keeps the last of a repeated key. Every key is followed by a colon, so a body with
     # no more colons than the objects have keys repeats none; otherwise (colons in texts or ids,
@@ -117,31 +118,11 @@ def _with_lines(rows: list[tuple[int, Any]], raw: bytes) -> Any:
 
 def _unrepeated(row: Any, line: bytes) -> Any:
     """``row``, or the error naming a key its line gives twice."""
-    if isinstance(row, dict) and len(_KEY.findall(line)) != _count_keys(row):  # maybe a key given twice
+    if isinstance(row, dict) and len(_KEY.findall(line)) != count_keys(row):  # maybe a key given twice
         repeated = _repeated_key(line)
         if repeated is not None:
             return InvalidArgument(f"the key {repeated!r} is given twice", field=repeated)
     return row
-
-
-def _count_keys(value: dict[str, Any]) -> int:
-    count = len(value)
-    for item in value.values():
-        if type(item) is dict:
-            count += _count_keys(item)
-        elif type(item) is list:
-            count += _count_listed(item)
-    return count
-
-
-def _count_listed(values: list[Any]) -> int:
-    count = 0
-    for item in values:
-        if type(item) is dict:
-            count += _count_keys(item)
-        elif type(item) is list:
-            count += _count_listed(item)
-    return count
 
 
 def _repeated_key(line: bytes) -> str | None:

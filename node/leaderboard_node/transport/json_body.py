@@ -9,9 +9,10 @@ through the standard library instead. Errors are ``{"error": FIRST, "errors": [A
 problem found in the request, each ``{"code", "message", "field"}``.
 
 In: pydantic parses request bodies, and like every JSON parser it keeps the last value of a
-key an object repeats. ``refuse_duplicate_keys`` parses the body once more with the
-standard library, which hands each object over as its list of pairs, to refuse them
-instead; about 3 us per record on top of pydantic's 3.5, and 11 us for a single write.
+key an object repeats. ``refuse_duplicate_keys`` refuses them instead: orjson's parse and a
+count of keys against colons clear the common body (1-2.5 us for a single write, where a
+second parse by the standard library took 6-9); only a body that fails that count is parsed
+once more with the standard library, which hands each object over as its list of pairs.
 """
 
 from __future__ import annotations
@@ -77,8 +78,43 @@ def _path_to(value: Any, target: Any, path: str = "") -> str | None:
     return None
 
 
+def count_keys(value: dict[str, Any]) -> int:
+    """The keys of an object and of every object inside it."""
+    count = len(value)
+    for item in value.values():
+        if type(item) is dict:
+            count += count_keys(item)
+        elif type(item) is list:
+            count += _count_listed(item)
+    return count
+
+
+def _count_listed(values: list[Any]) -> int:
+    count = 0
+    for item in values:
+        if type(item) is dict:
+            count += count_keys(item)
+        elif type(item) is list:
+            count += _count_listed(item)
+    return count
+
+
 def refuse_duplicate_keys(raw: bytes) -> None:
-    """``InvalidArgument`` naming the first key that an object of the JSON body repeats."""
+    """``InvalidArgument`` naming the first key that an object of the JSON body repeats.
+
+    Every key is followed by a colon, so a body whose objects, parsed, hold as many keys as it
+    has colons repeats none: orjson's parse and a count settle the common body in a few
+    microseconds. Otherwise (a colon in a text, a repeated key, or what orjson does not read)
+    the standard library parses it once more and hands over each object's pairs.
+    """
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass
+    else:
+        keys = count_keys(value) if type(value) is dict else _count_listed(value) if type(value) is list else 0
+        if keys == raw.count(b":"):
+            return
     repeats: list[_Repeats] = []
 
     def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

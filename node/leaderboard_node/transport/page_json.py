@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 from functools import lru_cache
+from itertools import count
 from typing import Any
 
 import orjson
@@ -86,15 +87,24 @@ def render_record(view: RecordView) -> dict[str, Any]:
     }
 
 
-@lru_cache(maxsize=CACHED_RECORDS)
-def _element_json(element: bytes, descending: bool) -> tuple[str, str, str]:
-    """The owner of a packed record, and its JSON members before and after ``max_num_score``."""
+def _text(value: str | None) -> str:
+    return "null" if value is None else orjson.dumps(value).decode()
+
+
+def _metadata_json(text: str | None) -> str:
+    return "{}" if not text else dumps(metadata_object(text))
+
+
+def _record_json(element: bytes, descending: bool, head: str, limit: int, expiry: int) -> tuple[str, str]:
+    """The owner of a packed record, and its JSON object up to the value of ``rank``."""
     owner, score, subscore, num_score, create_ms, update_ms, username, metadata = visible(element, descending)
-    before = dumps({"owner_id": owner, "username": username, "score": score, "subscore": subscore,
-                    "num_score": num_score})
-    after = dumps({"metadata": metadata_object(metadata), "create_time": create_ms // 1000,
-                   "update_time": update_ms // 1000})
-    return owner, before[1:-1], after[1:-1]
+    return owner, (f'{head}"owner_id":{_text(owner)},"username":{_text(username)},"score":{score},'
+                   f'"subscore":{subscore},"num_score":{num_score},"max_num_score":{limit},'
+                   f'"metadata":{_metadata_json(metadata)},"create_time":{create_ms // 1000},'
+                   f'"update_time":{update_ms // 1000},"expiry_time":{expiry},"rank":')
+
+
+_kept_record_json = lru_cache(maxsize=CACHED_RECORDS)(_record_json)
 
 
 def page_body(page: RecordPage) -> bytes:
@@ -102,23 +112,24 @@ def page_body(page: RecordPage) -> bytes:
     records = ""
     rows = page.rows
     if rows is not None:
-        head = f'{{"leaderboard_id":{dumps(rows.leaderboard_id)},'
-        tail = f',"expiry_time":{rows.expiry},"rank":'
-        descending, first_rank, limit_of = rows.descending, rows.first_rank, rows.max_num_score_of
-        records = ",".join([
-            f'{head}{before},"max_num_score":{limit_of(owner)},{after}{tail}{rank}}}'
-            for rank, (owner, before, after) in enumerate(
-                [_element_json(element, descending) for element in rows.elements], first_rank)
-        ] if first_rank else [
-            f'{head}{before},"max_num_score":{limit_of(owner)},{after}{tail}0}}'
-            for owner, before, after in [_element_json(element, descending) for element in rows.elements]
-        ])
+        head, descending, limit, expiry = f'{{"leaderboard_id":{_text(rows.leaderboard_id)},', rows.descending, \
+            rows.max_num_score, rows.expiry
+        rendered = [_kept_record_json(element, descending, head, limit, expiry)[1] for element in rows.elements]
+        if rows.granted:  # an owner granted attempts has a limit of its own: rendered for this page alone
+            for index, element in enumerate(rows.elements):
+                owner = visible(element, descending)[0]
+                if owner in rows.granted:
+                    rendered[index] = _record_json(element, descending, head, rows.max_num_score_of(owner), expiry)[1]
+        if rows.first_rank:
+            records = ",".join([f"{text}{rank}}}" for text, rank in zip(rendered, count(rows.first_rank))])
+        else:
+            records = "0},".join(rendered) + "0}"
     owner_records = dumps([render_record(view) for view in page.owner_records])
-    return (f'{{"records":[{records}],"owner_records":{owner_records},"next_cursor":{dumps(page.next_cursor)},'
-            f'"prev_cursor":{dumps(page.prev_cursor)},"rank_count":{page.rank_count},'
+    return (f'{{"records":[{records}],"owner_records":{owner_records},"next_cursor":{_text(page.next_cursor)},'
+            f'"prev_cursor":{_text(page.prev_cursor)},"rank_count":{page.rank_count},'
             f'"expiry_time":{page.expiry}}}').encode()
 
 
 def cache_info() -> Any:
     """Hits, misses and size of the kept renderings (``functools`` ``CacheInfo``)."""
-    return _element_json.cache_info()
+    return _kept_record_json.cache_info()
