@@ -27,6 +27,7 @@ import time
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import repeat
 
 
 OriginKey = tuple[str, int]  # (node name, epoch)
@@ -113,9 +114,13 @@ class Backlog:
             self.covered = seq
 
     def _evict(self, count: int) -> None:
-        self.bytes -= sum(map(len, self._entries[self._start:self._start + count]))
-        self._start += count
-        self.floor = self._seqs[self._start - 1]
+        start, stop = self._start, self._start + count
+        self.bytes -= sum(map(len, self._entries[start:stop]))
+        # the entries go now; their places in the arrays and the list go when half of them are
+        # gone (an evicted entry kept until then held up to twice the backlog's bytes)
+        self._entries[start:stop] = repeat(b"", count)
+        self._start = stop
+        self.floor = self._seqs[stop - 1]
         if self._start > 4096 and self._start * 2 > len(self._seqs):
             del self._seqs[:self._start], self._keys[:self._start], self._entries[:self._start]
             del self._times[:self._start]
