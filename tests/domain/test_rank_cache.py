@@ -274,7 +274,7 @@ def test_a_large_import_merges_into_a_bucket_in_order_with_its_digest():
                                                             descending=False))
     elements = bucket.elements(0, len(bucket))
     assert len(elements) == 2_520 and elements == sorted(elements)
-    assert bucket.get("p2519") is not None and bucket.rank(bucket.get("p0")) == 1
+    assert bucket.get("p2519") is not None and bucket.rank_of(bucket.get("p0").element) == 1
     assert f"{digest_of(elements, descending=False):032x}" == bucket.digest
 
 

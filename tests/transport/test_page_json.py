@@ -15,6 +15,7 @@ import orjson
 from leaderboard_node.domain.changes import Setting
 from leaderboard_node.domain.leaderboards import SortOrder, TournamentSettings
 from leaderboard_node.domain.records import Operator
+from leaderboard_node.domain.store import RecordWrite
 from leaderboard_node.transport import page_json
 from leaderboard_node.transport.page_json import page_body, render_record
 
@@ -103,16 +104,30 @@ def test_attempts_granted_show_in_a_kept_rendering_of_the_same_record():
     assert [r["max_num_score"] for r in after["records"]] == [3, 5]
 
 
-def test_the_kept_renderings_are_bounded():
+def test_the_top_of_each_board_is_kept_and_the_cache_stays_bounded():
     store = make_store()
-    store.create_leaderboard(leaderboard("big"))
-    for i in range(page_json.CACHED_RECORDS + 500):
-        store.write_record("big", f"p{i}", score=i, now=NOW)
+    page_json._kept_record_json.cache_clear()
+    boards = page_json.CACHED_RECORDS // page_json.CACHED_RANKS + 1
+    for board in range(boards):
+        store.create_leaderboard(leaderboard(f"b{board}"))
+        store.write_records(f"b{board}", [RecordWrite(f"p{i}", i) for i in range(page_json.CACHED_RANKS)],
+                            now=NOW)
+    for board in range(boards):
+        _same_both_ways(store.list_records(f"b{board}", limit=page_json.CACHED_RANKS, now=NOW))
+    assert page_json.cache_info().currsize == page_json.CACHED_RECORDS
+
+
+def test_records_below_the_top_are_rendered_afresh():
+    store = make_store()
+    page_json._kept_record_json.cache_clear()
+    store.create_leaderboard(leaderboard("deep"))
+    store.write_records("deep", [RecordWrite(f"p{i}", i) for i in range(3 * page_json.CACHED_RANKS)], now=NOW)
     cursor = None
     while True:
-        page = store.list_records("big", limit=1000, now=NOW, cursor=cursor)
-        page_body(page)
+        page = store.list_records("deep", limit=700, now=NOW, cursor=cursor)
+        _same_both_ways(page)
         if page.next_cursor is None:
             break
         cursor = page.next_cursor
-    assert page_json.cache_info().currsize == page_json.CACHED_RECORDS
+    _same_both_ways(store.around_owner("deep", "p5", limit=50, now=NOW))
+    assert page_json.cache_info().currsize == page_json.CACHED_RANKS

@@ -323,9 +323,13 @@ class Bucket:
             yield record.owner, record.slots
         yield from self._tombstones.items()
 
-    def rank(self, record: Record) -> int:
-        """1-based rank of a record in this bucket."""
-        return self._order.bisect_left(record.element) + 1
+    def element_of(self, owner: str) -> bytes | None:
+        """The owner's packed record (read it with ``visible``)."""
+        return self._element(owner_key(owner))
+
+    def rank_of(self, element: bytes) -> int:
+        """1-based rank of a packed record of this bucket."""
+        return self._order.bisect_left(element) + 1
 
     def elements(self, start: int, stop: int) -> list[bytes]:
         """The packed records at indexes ``start`` to ``stop`` (read them with ``visible``)."""

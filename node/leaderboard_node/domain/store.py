@@ -139,19 +139,20 @@ class ImportResult:
 
 @dataclass(frozen=True, slots=True)
 class PageRows:
-    """The records of a page as their bucket holds them: packed elements in rank order, and what
+    """Records of a page as their bucket holds them: packed elements in rank order, and what
     their views share.
 
     A page is read once per request and is most of one, so its records are not turned into
-    views unless asked (``views``): the client API renders the elements straight to JSON and
-    keeps each record's rendering while its element lives (``transport.page_json``).
+    views unless asked (``views``): the client API renders the elements straight to JSON
+    (``transport.page_json``).
     """
 
     leaderboard_id: str
     descending: bool
     expiry: int
     elements: list[bytes]
-    first_rank: int  # the first element's rank; 0 when ranks are off (every record's rank reads 0)
+    first_rank: int  # the first element's rank in its bucket
+    ranked: bool  # False: ranks are off, and every record's rank reads 0
     max_num_score: int  # the tournament's (0: unlimited, and for leaderboards)
     granted: dict[str, dict[str, tuple[int, int]]] | None  # attempts granted in the period, by owner
 
@@ -163,21 +164,20 @@ class PageRows:
         return self.max_num_score + sum(total for _, total in granted[owner].values())
 
     def views(self) -> list[RecordView]:
-        ranked, leaderboard_id, expiry, descending = self.first_rank > 0, self.leaderboard_id, self.expiry, \
-            self.descending
+        leaderboard_id, expiry, descending = self.leaderboard_id, self.expiry, self.descending
         views = []
         for rank, element in enumerate(self.elements, self.first_rank):
             owner, score, subscore, num_score, create_ms, update_ms, username, metadata = visible(element, descending)
             views.append(_new_view((leaderboard_id, owner, username, score, subscore, num_score,
                                     self.max_num_score_of(owner), metadata, create_ms, update_ms, expiry,
-                                    rank if ranked else 0)))
+                                    rank if self.ranked else 0)))
         return views
 
 
 @dataclass(frozen=True, slots=True)
 class RecordPage:
     rows: PageRows | None  # None: no records on this page
-    owner_records: list[RecordView]
+    owners: list[PageRows]  # the records of the owners asked for (around-owner: the owner), one each
     next_cursor: str | None
     prev_cursor: str | None
     rank_count: int
@@ -186,6 +186,10 @@ class RecordPage:
     @property
     def records(self) -> list[RecordView]:
         return [] if self.rows is None else self.rows.views()
+
+    @property
+    def owner_records(self) -> list[RecordView]:
+        return [rows.views()[0] for rows in self.owners]
 
 
 @dataclass(frozen=True, slots=True)
@@ -1042,7 +1046,7 @@ class LeaderboardStore:
         if not self.ranks_enabled(leaderboard):
             rank = 0
         elif rank is None:
-            rank = bucket.rank(record)
+            rank = bucket.rank_of(record.element)
         limit = self.max_num_score(leaderboard, bucket.expiry, record.owner) if leaderboard.tournament else 0
         return _new_view((leaderboard.id, record.owner, value.username, value.score, value.subscore,
                           value.num_score, limit, value.metadata, value.create_ms,
@@ -1055,8 +1059,8 @@ class LeaderboardStore:
         max_num_score = t.max_num_score if t else 0
         granted = (self._attempts.get((leaderboard.id, leaderboard.incarnation, bucket.expiry)) if max_num_score
                    and self._attempts else None)
-        return PageRows(leaderboard.id, bucket.descending, bucket.expiry, elements,
-                        first_rank if self.ranks_enabled(leaderboard) else 0, max_num_score, granted)
+        return PageRows(leaderboard.id, bucket.descending, bucket.expiry, elements, first_rank,
+                        self.ranks_enabled(leaderboard), max_num_score, granted)
 
     def get_record(self, leaderboard_id: str, owner: str, *, now: int, expiry: int | None = None) -> RecordView:
         leaderboard = self.leaderboard(leaderboard_id)
@@ -1100,8 +1104,8 @@ class LeaderboardStore:
         bucket = self._read_bucket(leaderboard, expiry, now)
         bucket_expiry = bucket.expiry if bucket is not None else (
             expiry if expiry is not None else self.period(leaderboard, now).expiry)
-        owners = [self._owner_view(leaderboard, bucket, owner) for owner in dict.fromkeys(owner_ids)]
-        owner_records = [view for view in owners if view is not None]
+        owners = [self._owner_rows(leaderboard, bucket, owner) for owner in dict.fromkeys(owner_ids)]
+        owner_records = [rows for rows in owners if rows is not None]
         if bucket is None or len(bucket) == 0 or limit == 0:
             return RecordPage(None, owner_records, None, None, 0 if bucket is None else len(bucket), bucket_expiry)
         total = len(bucket)
@@ -1122,10 +1126,12 @@ class LeaderboardStore:
         outcome = "miss" if not found else "hit" if self.ranks_enabled(leaderboard) else "off"
         self.rank_lookups[outcome] += 1
 
-    def _owner_view(self, leaderboard: Leaderboard, bucket: Bucket | None, owner: str) -> RecordView | None:
-        record = bucket.get(owner) if bucket is not None else None
-        self._count_lookup(leaderboard, record is not None)
-        return None if bucket is None or record is None else self._view(leaderboard, bucket, record)
+    def _owner_rows(self, leaderboard: Leaderboard, bucket: Bucket | None, owner: str) -> PageRows | None:
+        element = bucket.element_of(owner) if bucket is not None else None
+        self._count_lookup(leaderboard, element is not None)
+        if bucket is None or element is None:
+            return None
+        return self._rows(leaderboard, bucket, [element], bucket.rank_of(element))
 
     def around_owner(self, leaderboard_id: str, owner: str, *, limit: int, now: int,
                      expiry: int | None = None) -> RecordPage:
@@ -1138,8 +1144,8 @@ class LeaderboardStore:
         self._count_lookup(leaderboard, bool(page))
         if not page:
             return RecordPage(None, [], None, None, len(bucket), bucket.expiry)
-        owner_view = self._rows(leaderboard, bucket, [page[index - start]], index + 1).views()[0]
-        return RecordPage(self._rows(leaderboard, bucket, page, start + 1), [owner_view],
+        owner_rows = self._rows(leaderboard, bucket, [page[index - start]], index + 1)
+        return RecordPage(self._rows(leaderboard, bucket, page, start + 1), [owner_rows],
                           *_cursors(leaderboard, bucket, page, start), len(bucket), bucket.expiry)
 
     def digest(self, leaderboard_id: str, *, now: int, expiry: int | None = None) -> BucketDigest:

@@ -1,20 +1,23 @@
 """Pages of records rendered to JSON from the packed records themselves.
 
 A page of 100 records used to spend four fifths of a top-100 request decoding each packed
-record into a view, turning the views into dicts and serializing them. A record's JSON
-object, up to the value of its rank, depends only on its packed bytes (the element), the
-sort order, and three things its page shares: the leaderboard id, the tournament's
-``max_num_score`` and the period's expiry. It is rendered once (``_record_json``) and kept in
-a bounded least-recently-used cache (``functools.lru_cache``) under those five; a page joins
-the kept objects with their ranks. A write makes a new element, so a kept rendering is never
-stale: the old one stops being asked for and ages out. An owner granted attempts has a limit
-of its own, which the element does not show: such a record is rendered for its page alone.
+record into a view, turning the views into dicts and serializing them. Here a record's JSON
+object, up to the value of its rank, is rendered straight from its packed bytes (the
+element) and what its page shares (``_record_json``): the leaderboard id, the tournament's
+``max_num_score`` and the period's expiry; a page joins the objects with their ranks.
 
-The pages read again and again (a board's top, the neighbourhood of active players) cost a
-cache lookup per record (25 us a top-100 page in process, against 290 before); a page of
-records nobody read lately costs about what it did before. ``CACHED_RECORDS`` bounds the
-cache: about 470 bytes a kept record, 2 MiB in all, plus the elements writes have replaced
-(80 bytes each) until they age out.
+The top of a board (ranks up to ``CACHED_RANKS``) is what every client reads, again and
+again: those renderings are kept in a bounded least-recently-used cache (``functools.
+lru_cache``, ``CACHED_RECORDS`` records in all, about 470 bytes each), keyed by the element
+and what the page shares. A write makes a new element, so a kept rendering is never stale:
+the old one stops being asked for and ages out. Records further down (around-owner pages of
+players anywhere, cursor walks) are rendered afresh: keeping them would only churn the cache
+(measured: an around-owner page of random owners cost 20-30 us more with every record kept).
+An owner granted attempts has a limit of its own, which the element does not show: such a
+record is rendered for its page alone.
+
+In process, a top-100 page costs 25 us to render from kept renderings (290 before, as views);
+a page rendered afresh about what it did before.
 
 The bytes are the same as serializing the page's views with ``render_record`` (tested), key
 order included.
@@ -31,9 +34,10 @@ from typing import Any
 import orjson
 
 from ..domain.rank_cache import visible
-from ..domain.store import RecordPage, RecordView
+from ..domain.store import PageRows, RecordPage, RecordView
 
 CACHED_RECORDS = 4096
+CACHED_RANKS = 1000
 
 log = logging.getLogger(__name__)
 
@@ -108,25 +112,29 @@ def _record_json(element: bytes, descending: bool, head: str, limit: int, expiry
 _kept_record_json = lru_cache(maxsize=CACHED_RECORDS)(_record_json)
 
 
+def _rendered(rows: PageRows) -> str:
+    """The records of ``rows``, rendered, joined by commas."""
+    head, descending, limit, expiry = f'{{"leaderboard_id":{_text(rows.leaderboard_id)},', rows.descending, \
+        rows.max_num_score, rows.expiry
+    elements = rows.elements
+    kept = max(0, min(len(elements), CACHED_RANKS + 1 - rows.first_rank))  # those near the top
+    rendered = [_kept_record_json(element, descending, head, limit, expiry) for element in elements[:kept]]
+    rendered += [_record_json(element, descending, head, limit, expiry) for element in elements[kept:]]
+    if rows.granted:  # an owner granted attempts has a limit of its own: rendered for this page alone
+        for index, element in enumerate(elements):
+            owner = visible(element, descending)[0]
+            if owner in rows.granted:
+                rendered[index] = _record_json(element, descending, head, rows.max_num_score_of(owner), expiry)
+    if rows.ranked:
+        return ",".join([f"{text}{rank}}}" for text, rank in zip(rendered, count(rows.first_rank))])
+    return "0},".join(rendered) + "0}"
+
+
 def page_body(page: RecordPage) -> bytes:
     """The JSON body of a page of records."""
-    records = ""
-    rows = page.rows
-    if rows is not None:
-        head, descending, limit, expiry = f'{{"leaderboard_id":{_text(rows.leaderboard_id)},', rows.descending, \
-            rows.max_num_score, rows.expiry
-        rendered = [_kept_record_json(element, descending, head, limit, expiry) for element in rows.elements]
-        if rows.granted:  # an owner granted attempts has a limit of its own: rendered for this page alone
-            for index, element in enumerate(rows.elements):
-                owner = visible(element, descending)[0]
-                if owner in rows.granted:
-                    rendered[index] = _record_json(element, descending, head, rows.max_num_score_of(owner), expiry)
-        if rows.first_rank:
-            records = ",".join([f"{text}{rank}}}" for text, rank in zip(rendered, count(rows.first_rank))])
-        else:
-            records = "0},".join(rendered) + "0}"
-    owner_records = dumps([render_record(view) for view in page.owner_records])
-    return (f'{{"records":[{records}],"owner_records":{owner_records},"next_cursor":{_text(page.next_cursor)},'
+    records = "" if page.rows is None else _rendered(page.rows)
+    owners = ",".join([_rendered(rows) for rows in page.owners])
+    return (f'{{"records":[{records}],"owner_records":[{owners}],"next_cursor":{_text(page.next_cursor)},'
             f'"prev_cursor":{_text(page.prev_cursor)},"rank_count":{page.rank_count},'
             f'"expiry_time":{page.expiry}}}').encode()
 
