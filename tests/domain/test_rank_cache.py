@@ -293,3 +293,38 @@ def test_absorbing_a_synced_copy_merges_what_differs_and_keeps_what_is_the_same(
     assert [(r.owner, r.slots) for r in held] == [(r.owner, r.slots) for r in expected]
     assert held.tombstone(UUIDS[2]) == expected.tombstone(UUIDS[2]) != ()
     assert held.digest == expected.digest and len(held) == len(UUIDS) + 1 - 1
+
+
+def _first_writes(count: int, *, descending: bool = True) -> list[bytes]:
+    bucket = Bucket(descending=descending, expiry=0)
+    for i in range(count):  # distinct clocks: each record's milliseconds differ
+        owner = str(uuid.UUID(int=(i + 1) * 0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835 % (1 << 128)))
+        bucket.apply_slot(owner, Slot("n1", SlotKind.SET, (1_700_000_000_000 + i * 977) << 16 | i, i * 31 - 500,
+                                      0, 1, 1_700_000_000_000 + i * 977, None, None))
+    return _elements(bucket)
+
+
+@pytest.mark.parametrize("descending", [True, False])
+def test_a_chunk_of_first_writes_is_hashed_at_once_as_record_by_record(descending):
+    from leaderboard_node.domain.rank_cache import _first_writes_digest, element_hash
+
+    elements = _first_writes(500, descending=descending)
+    assert len(elements[0]) == record_codec.FIRST_WRITE_SIZE
+    assert _first_writes_digest(elements) == sum(element_hash(e, descending=descending) for e in elements)
+    named = _bucket({UUIDS[0]: 1})
+    named.apply_slots(UUIDS[1], _set("n1", 2, username="ann"))
+    assert _first_writes_digest(elements + _elements(named)) is None  # one with a name: record by record
+
+
+def test_a_chunk_of_first_writes_is_adopted_at_once_as_record_by_record():
+    elements = _first_writes(300)
+    blob, lengths = b"".join(elements), pack_lengths(elements)
+    table = record_codec.origin_table()
+    assert record_codec.adopt_framed(blob, lengths, table, descending=True) == adopt(
+        split_elements(blob, lengths), table, descending=True) == elements
+    origin = record_codec.UUID_KEY_END + 4  # the low byte of the first element's origin
+    unknown = blob[:origin] + bytes([len(table)]) + blob[origin + 1:]
+    with pytest.raises(ValueError):
+        record_codec.adopt_framed(unknown, lengths, table, descending=True)
+    with pytest.raises(ValueError):  # a length that does not add up
+        record_codec.adopt_framed(blob[:-1], lengths, table, descending=True)

@@ -412,6 +412,33 @@ def check_slots(element: bytes, end: int, *, origins: list[str] | tuple[str, ...
         raise ValueError("a packed record does not match its content")
 
 
+FIRST_WRITE_SIZE = UUID_KEY_END + 1 + _COMPACT.size  # a UUID owner's first set: no texts, no counts
+_FIRST_WRITE_LENGTH = array(_LENGTHS_TYPE, [FIRST_WRITE_SIZE]).tobytes() if not _BIG_ENDIAN else b""
+
+
+def adopt_framed(blob: bytes, lengths: bytes, origins: list[str] | tuple[str, ...], *,
+                 descending: bool) -> list[bytes]:
+    """``adopt`` of the elements ``pack_lengths`` framed (a full sync's chunk, an import).
+
+    A chunk of nothing but UUID owners' first sets (what a board loaded by first writes or
+    imports holds; every element ``FIRST_WRITE_SIZE`` bytes) is checked column by column over
+    the whole blob, each check one C-level pass of ``bytes.count`` over a strided slice, and cut
+    at fixed offsets; any other chunk is split and checked element by element. Both check the
+    same things.
+    """
+    size, count = FIRST_WRITE_SIZE, len(lengths) // 4
+    if (count and len(blob) == size * count and len(origins) <= 256 and lengths == _FIRST_WRITE_LENGTH * count
+            and blob[PREFIX_SIZE::size].count(0) == count  # a UUID owner
+            and blob[UUID_KEY_END::size].count(0) == count  # the separator
+            and blob[UUID_KEY_END + 1::size].count(0) == count  # a compact slot
+            and blob[UUID_KEY_END + 2::size].count(_FRESH) == count  # a first write, no texts
+            and blob[UUID_KEY_END + 3::size].count(0) == count  # the origin's high byte
+            and max(blob[UUID_KEY_END + 4::size]) < len(origins)):  # and its low byte
+        elements = list(map(blob.__getitem__, map(slice, range(0, len(blob), size), range(size, len(blob) + 1, size))))
+        return _pointed_here(elements, origins, descending=descending)
+    return adopt(split_elements(blob, lengths), origins, descending=descending)
+
+
 def adopt(elements: list[bytes], origins: list[str] | tuple[str, ...], *, descending: bool) -> list[bytes]:
     """Elements packed by another process (whose node-name table is ``origins``), checked and
     pointed at this process's table; ValueError when one does not decode.
@@ -434,6 +461,11 @@ def adopt(elements: list[bytes], origins: list[str] | tuple[str, ...], *, descen
         if not (len(element) == end + fresh_end and element[end] == 0 and element[end + 1] == 0
                 and element[end + 2] == _FRESH and (element[end + 3] << 8 | element[end + 4]) < known):
             check_slots(element, end, origins=origins, descending=descending)
+    return _pointed_here(elements, origins, descending=descending)
+
+
+def _pointed_here(elements: list[bytes], origins: list[str] | tuple[str, ...], *, descending: bool) -> list[bytes]:
+    """Checked elements packed against ``origins``, pointed at this process's node-name table."""
     mapping = origin_mapping(origins)
     if mapping is None:
         return elements

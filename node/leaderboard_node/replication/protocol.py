@@ -34,7 +34,7 @@ from ..domain.errors import InvalidArgument
 from ..domain.events import MAX_TOP, Event, EventKind, Standing, check_webhook_url
 from ..domain.leaderboards import Leaderboard, TournamentSettings, validate_definition
 from ..domain.lives import life_epoch
-from ..domain.record_codec import adopt, origin_table, pack_lengths, split_elements
+from ..domain.record_codec import adopt_framed, origin_table, pack_lengths
 from ..domain.records import FOLDS, Base, Operator, Slot, SlotKind, SortOrder
 from . import binarylog_pb2 as pb
 
@@ -471,8 +471,7 @@ def import_from_pb(message: pb.RecordsImport) -> RecordsImported:
     if len(message.digest) != 16:
         raise ProtocolError("an import's digest is 16 bytes")
     try:
-        elements = adopt(split_elements(message.elements, message.lengths), list(message.origins),
-                         descending=descending)
+        elements = adopt_framed(message.elements, message.lengths, list(message.origins), descending=descending)
     except ValueError as exc:
         raise ProtocolError(f"imported records of {message.leaderboard_id!r}: {exc}") from None
     return RecordsImported(checked_text(message.leaderboard_id, what="leaderboard id"),

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from ..domain.changes import EventPut, LeaderboardKill, LeaderboardPut, TournamentJoin
 from ..domain.rank_cache import Bucket, digest_of
-from ..domain.record_codec import adopt, origin_table, pack_lengths, split_elements
+from ..domain.record_codec import adopt_framed, origin_table, pack_lengths
 from ..domain.records import Slots
 from ..domain.store import LeaderboardStore
 from . import binarylog_pb2 as pb
@@ -290,8 +290,8 @@ class SnapshotReceiver:
             checked_text(records.leaderboard_id, what="leaderboard id")
             checked_text(records.incarnation, what="incarnation")
             try:
-                elements = adopt(split_elements(records.elements, records.lengths), list(records.origins),
-                                 descending=not records.ascending)
+                elements = adopt_framed(records.elements, records.lengths, list(records.origins),
+                                        descending=not records.ascending)
             except ValueError as exc:
                 raise ProtocolError(f"synced records of {records.leaderboard_id}: {exc}") from None
             tombstones = []
