@@ -353,8 +353,11 @@ def test_ranks_records_by_rank_live_settings_attempts_owners_and_events(node):
     ok(*url, "tournament", "create", "ctl-ends", "--duration", "600", "--end-time", str(end))
     ok(*url, "submit", "ctl-ends", "alice", "7")
     environ = {k: v for k, v in os.environ.items() if not k.startswith("LEADERBOARD_")}
+    # Ctrl-C as a terminal sends it, whatever the tests run under (a script's background job
+    # inherits SIGINT ignored, and so would the command)
     follow = subprocess.Popen([sys.executable, "-m", "leaderboard_client.cli", *url, "events", "--leaderboard",
-                               "ctl-ends", "--follow", "--json"], stdout=subprocess.PIPE, text=True, env=environ)
+                               "ctl-ends", "--follow", "--json"], stdout=subprocess.PIPE, text=True, env=environ,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert follow.stdout is not None
         event = json.loads(follow.stdout.readline())  # a JSON line as soon as the event is produced
