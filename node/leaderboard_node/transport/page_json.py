@@ -39,7 +39,7 @@ from ..domain.store import PageRows, RecordPage, RecordView
 CACHED_RECORDS = 4096
 CACHED_RANKS = 1000
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("leaderboard_node.client_api")
 
 
 def dumps(value: Any) -> str:
