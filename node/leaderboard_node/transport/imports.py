@@ -26,8 +26,8 @@ import orjson
 
 from ..domain.errors import InvalidArgument
 from ..domain.records import INT64_MAX, INT64_MIN, Operator
-from .json_body import count_keys
 from ..domain.store import RecordWrite
+from .json_body import count_keys
 from .schemas import ID_PATTERN, ID_RULE, Limits
 
 JSON_LINES = ("application/x-ndjson", "application/jsonl", "application/x-jsonlines", "application/json-seq")
@@ -100,7 +100,7 @@ def _json_lines(raw: bytes) -> list[tuple[int, Any]]:
             rows.append((number, InvalidArgument("not a JSON object", field=None)))
             continue
         metadata = value.get("metadata")  # the one field that holds keys of its own
-        keys += len(value) + (count_keys(metadata) if type(metadata) is dict else 0)
+        keys += len(value) + count_keys(metadata)
         rows.append((number, value))
     # orjson keeps the last of a repeated key. Every key is followed by a colon, so a body with
     # no more colons than the objects have keys repeats none; otherwise (colons in texts or ids,

@@ -27,17 +27,22 @@ from aiohttp import web
 from ..domain.errors import DomainError, InvalidArgument
 
 
-def json_response(body: Any, *, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+def dumps(value: Any) -> bytes:
+    """JSON of ``value``; integers wider than 64 bits (only metadata holds them), which orjson
+    refuses, go through the standard library."""
     try:
-        data = orjson.dumps(body)
-    except TypeError:  # an integer beyond 64 bits (in metadata)
-        data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-    return web.Response(body=data, status=status, headers=headers, content_type="application/json")
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def json_text_response(data: bytes, *, status: int = 200) -> web.Response:
+def json_response(body: Any, *, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    return json_text_response(dumps(body), status=status, headers=headers)
+
+
+def json_text_response(data: bytes, *, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
     """An answer whose JSON body is already rendered (``page_json``)."""
-    return web.Response(body=data, status=status, content_type="application/json")
+    return web.Response(body=data, status=status, headers=headers, content_type="application/json")
 
 
 def error_body(problems: list[dict[str, Any]]) -> dict[str, Any]:
@@ -78,24 +83,18 @@ def _path_to(value: Any, target: Any, path: str = "") -> str | None:
     return None
 
 
-def count_keys(value: dict[str, Any]) -> int:
-    """The keys of an object and of every object inside it."""
-    count = len(value)
-    for item in value.values():
-        if type(item) is dict:
+def count_keys(value: Any) -> int:
+    """The keys of every object in a parsed JSON value (0 for a scalar)."""
+    kind = type(value)
+    if kind is dict:
+        count, items = len(value), value.values()
+    elif kind is list:
+        count, items = 0, value
+    else:
+        return 0
+    for item in items:
+        if type(item) is dict or type(item) is list:
             count += count_keys(item)
-        elif type(item) is list:
-            count += _count_listed(item)
-    return count
-
-
-def _count_listed(values: list[Any]) -> int:
-    count = 0
-    for item in values:
-        if type(item) is dict:
-            count += count_keys(item)
-        elif type(item) is list:
-            count += _count_listed(item)
     return count
 
 
@@ -112,8 +111,7 @@ def refuse_duplicate_keys(raw: bytes) -> None:
     except orjson.JSONDecodeError:
         pass
     else:
-        keys = count_keys(value) if type(value) is dict else _count_listed(value) if type(value) is list else 0
-        if keys == raw.count(b":"):
+        if count_keys(value) == raw.count(b":"):
             return
     repeats: list[_Repeats] = []
 

@@ -35,20 +35,12 @@ import orjson
 
 from ..domain.rank_cache import visible
 from ..domain.store import PageRows, RecordPage, RecordView
+from .json_body import dumps
 
 CACHED_RECORDS = 4096
 CACHED_RANKS = 1000
 
 log = logging.getLogger("leaderboard_node.client_api")
-
-
-def dumps(value: Any) -> str:
-    """JSON text of ``value``; integers wider than 64 bits (only metadata holds them) go through
-    the standard library, which orjson refuses."""
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def metadata_object(text: str | None) -> dict[str, Any]:
@@ -97,7 +89,7 @@ def _text(value: str | None) -> str:
 
 
 def _metadata_json(text: str | None) -> str:
-    return "{}" if not text else dumps(metadata_object(text))
+    return "{}" if not text else dumps(metadata_object(text)).decode()
 
 
 def _record_json(element: bytes, descending: bool, head: str, limit: int, expiry: int) -> str:
