@@ -41,6 +41,7 @@ from sortedcontainers import SortedList
 from xxhash import xxh3_128_intdigest
 
 from .record_codec import (
+    FIRST_WRITE_SIZE,
     PREFIX,
     PREFIX_SIZE,
     UUID_KEY_END,
@@ -48,6 +49,7 @@ from .record_codec import (
     compact_value,
     decode_slots,
     encode_slots,
+    first_writes_only,
     key_end,
     owner_key,
     owner_of,
@@ -191,7 +193,6 @@ def element_hash(element: bytes, *, descending: bool) -> int:
     return xxh3_128_intdigest(element[:end] + b"\x00" + counts + username + b"\x00" + metadata)
 
 
-_FRESH_UUID_SIZE = UUID_KEY_END + 13  # separator, then a first write's compact slot without texts
 _HLC_UNPACK = struct.Struct(">Q").unpack_from
 _COUNTS3_PACK = _COUNTS3.pack
 
@@ -213,13 +214,9 @@ def _first_writes_digest(elements: list[bytes]) -> int | None:
     hashed by maps over the list, without a Python step per record (twice as fast as the loop
     of ``digest_of``).
     """
-    count, size = len(elements), _FRESH_UUID_SIZE
-    if count < 64 or set(map(len, elements)) != {size}:
+    count = len(elements)
+    if count < 64 or set(map(len, elements)) != {FIRST_WRITE_SIZE} or not first_writes_only(b"".join(elements), count):
         return None
-    blob = b"".join(elements)
-    if (blob[PREFIX_SIZE::size].count(0) != count or blob[UUID_KEY_END + 1::size].count(0) != count
-            or blob[UUID_KEY_END + 2::size].count(8) != count):
-        return None  # an owner that is no UUID, or a slot that is not a compact first write
     ms = list(map(_CLOCK_MS, elements))
     return sum(map(xxh3_128_intdigest, map(b"".join, zip(
         map(_RECORD_KEY, elements), repeat(_BEFORE_CREATE), ms, repeat(_BEFORE_UPDATE), ms, repeat(_AFTER_UPDATE)))))
@@ -237,7 +234,7 @@ def digest_of(elements: list[bytes], *, descending: bool) -> int:
         return total % _DIGEST_MOD
     total = 0
     for element in elements:
-        if len(element) == _FRESH_UUID_SIZE and element[PREFIX_SIZE] == 0 and element[UUID_KEY_END + 2] == 8:
+        if len(element) == FIRST_WRITE_SIZE and element[PREFIX_SIZE] == 0 and element[UUID_KEY_END + 2] == 8:
             ms = _HLC_UNPACK(element, UUID_KEY_END + 5)[0] >> 16
             total += xxh3_128_intdigest(element[:UUID_KEY_END] + b"\x00" + _COUNTS3_PACK(1, ms, ms) + b"\x00")
         else:

@@ -416,22 +416,29 @@ FIRST_WRITE_SIZE = UUID_KEY_END + 1 + _COMPACT.size  # a UUID owner's first set:
 _FIRST_WRITE_LENGTH = array(_LENGTHS_TYPE, [FIRST_WRITE_SIZE]).tobytes() if not _BIG_ENDIAN else b""
 
 
+def first_writes_only(blob: bytes, count: int) -> bool:
+    """Whether ``blob`` is ``count`` elements of ``FIRST_WRITE_SIZE`` bytes joined, each a UUID
+    owner's first set without texts: checked column by column, each check one C-level pass of
+    ``bytes.count`` over a strided slice (the origin is the caller's to check)."""
+    size = FIRST_WRITE_SIZE
+    return (len(blob) == size * count
+            and blob[PREFIX_SIZE::size].count(0) == count  # a UUID owner
+            and blob[UUID_KEY_END::size].count(0) == count  # the separator
+            and blob[UUID_KEY_END + 1::size].count(0) == count  # a compact slot
+            and blob[UUID_KEY_END + 2::size].count(_FRESH) == count)  # a first write, no texts
+
+
 def adopt_framed(blob: bytes, lengths: bytes, origins: list[str] | tuple[str, ...], *,
                  descending: bool) -> list[bytes]:
     """``adopt`` of the elements ``pack_lengths`` framed (a full sync's chunk, an import).
 
     A chunk of nothing but UUID owners' first sets (what a board loaded by first writes or
-    imports holds; every element ``FIRST_WRITE_SIZE`` bytes) is checked column by column over
-    the whole blob, each check one C-level pass of ``bytes.count`` over a strided slice, and cut
-    at fixed offsets; any other chunk is split and checked element by element. Both check the
-    same things.
+    imports holds) is checked column by column over the whole blob (``first_writes_only``, then
+    the origins) and cut at fixed offsets; any other chunk is split and checked element by
+    element. Both check the same things.
     """
     size, count = FIRST_WRITE_SIZE, len(lengths) // 4
-    if (count and len(blob) == size * count and len(origins) <= 256 and lengths == _FIRST_WRITE_LENGTH * count
-            and blob[PREFIX_SIZE::size].count(0) == count  # a UUID owner
-            and blob[UUID_KEY_END::size].count(0) == count  # the separator
-            and blob[UUID_KEY_END + 1::size].count(0) == count  # a compact slot
-            and blob[UUID_KEY_END + 2::size].count(_FRESH) == count  # a first write, no texts
+    if (count and len(origins) <= 256 and lengths == _FIRST_WRITE_LENGTH * count and first_writes_only(blob, count)
             and blob[UUID_KEY_END + 3::size].count(0) == count  # the origin's high byte
             and max(blob[UUID_KEY_END + 4::size]) < len(origins)):  # and its low byte
         elements = list(map(blob.__getitem__, map(slice, range(0, len(blob), size), range(size, len(blob) + 1, size))))
