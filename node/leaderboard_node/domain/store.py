@@ -137,6 +137,11 @@ class ImportResult:
     refused: list[tuple[int, DomainError]]
 
 
+def _granted(grants: dict[str, tuple[int, int]] | None) -> int:
+    """Attempts granted to one owner in one period: the sum of every life's running total."""
+    return sum(total for _, total in grants.values()) if grants else 0
+
+
 @dataclass(frozen=True, slots=True)
 class PageRows:
     """Records of a page as their bucket holds them: packed elements in rank order, and what
@@ -158,10 +163,7 @@ class PageRows:
 
     def max_num_score_of(self, owner: str) -> int:
         """The owner's own limit: the tournament's plus what was granted to the owner."""
-        granted = self.granted
-        if not granted or owner not in granted:
-            return self.max_num_score
-        return self.max_num_score + sum(total for _, total in granted[owner].values())
+        return self.max_num_score + (_granted(self.granted.get(owner)) if self.granted else 0)
 
     def views(self) -> list[RecordView]:
         leaderboard_id, expiry, descending = self.leaderboard_id, self.expiry, self.descending
@@ -537,8 +539,7 @@ class LeaderboardStore:
     def extra_attempts(self, leaderboard: Leaderboard, expiry: int, owner: str) -> int:
         if not self._attempts:
             return 0
-        grants = self._attempts.get((leaderboard.id, leaderboard.incarnation, expiry), {}).get(owner)
-        return sum(total for _, total in grants.values()) if grants else 0
+        return _granted(self._attempts.get((leaderboard.id, leaderboard.incarnation, expiry), {}).get(owner))
 
     def grant_attempts(self, tournament_id: str, owner: str, count: int, *, now: int
                        ) -> tuple[AttemptsView, list[Change]]:
