@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
-from ..domain.changes import EventPut, LeaderboardKill, LeaderboardPut, TournamentJoin
+from ..domain.changes import DeliveryProgress, EventPut, LeaderboardKill, LeaderboardPut, TournamentJoin
 from ..domain.rank_cache import Bucket, digest_of
 from ..domain.record_codec import adopt_framed, origin_table, pack_lengths
 from ..domain.records import Slots
@@ -119,8 +119,7 @@ async def snapshot_chunks(
         setting_to_pb(setting, definitions.definitions.settings.add())
     for target, reached in list(store.events.progress.items()):
         for life, number in reached.items():
-            progress = definitions.definitions.progress.add()
-            progress.target, progress.origin, progress.number = target, life, number
+            progress_to_pb(DeliveryProgress(target, life, number), definitions.definitions.progress.add())
     d = definitions.definitions
     header.header.definitions = _definition_count(d)
     header.header.tombstones = sum(len(bucket.tombstones()) for _, _, bucket in store.buckets())
