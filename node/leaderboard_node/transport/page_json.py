@@ -34,6 +34,7 @@ from typing import Any
 import orjson
 
 from ..domain.rank_cache import visible
+from ..domain.record_codec import key_end, owner_of
 from ..domain.store import PageRows, RecordPage, RecordView
 from .json_body import dumps
 
@@ -114,7 +115,7 @@ def _rendered(rows: PageRows) -> str:
     rendered += [_record_json(element, descending, head, limit, expiry) for element in elements[kept:]]
     if rows.granted:  # an owner granted attempts has a limit of its own: rendered for this page alone
         for index, element in enumerate(elements):
-            owner = visible(element, descending)[0]
+            owner = owner_of(element, key_end(element))
             if owner in rows.granted:
                 rendered[index] = _record_json(element, descending, head, rows.max_num_score_of(owner), expiry)
     if rows.ranked:
